@@ -1,0 +1,78 @@
+"""Atomic, private file writes.
+
+Agreements name clients: everything is written owner-only (files 0600, folders
+0700), through a temporary file that is fsynced and then moved into place with a
+rename that refuses to replace anything. A crash leaves either nothing or the
+whole file, never half of one, and never an overwritten one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import secrets
+from pathlib import Path
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _renameat2 = getattr(_libc, "renameat2", None)
+except OSError:  # pragma: no cover - no libc (not Linux)
+    _renameat2 = None
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst``; raise FileExistsError if ``dst`` exists.
+
+    Uses Linux ``renameat2(RENAME_NOREPLACE)`` so that the check and the move are
+    one step; elsewhere falls back to check-then-rename.
+    """
+    if _renameat2 is not None:
+        res = _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
+        if res == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST or (err == errno.ENOTEMPTY):
+            raise FileExistsError(errno.EEXIST, "already exists", str(dst))
+        if err not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err), str(dst))
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, "already exists", str(dst))
+    os.rename(src, dst)
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file at ``path`` atomically; never replace one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        rename_noreplace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def make_private_dir(path: Path, exist_ok: bool = False) -> None:
+    """Create a folder readable by the owner only (parents too, if missing)."""
+    path = Path(path)
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=exist_ok)
+    os.chmod(path, DIR_MODE)

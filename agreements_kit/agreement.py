@@ -69,17 +69,18 @@ def build(spec: Spec, practice: Practice, library: Library) -> Agreement:
     therapist = practice.therapists.get(spec.therapist)
     if therapist is None:
         known = ", ".join(sorted(practice.therapists))
-        raise SpecError(f"{origin}: unknown therapist '{spec.therapist}' (practice.yaml lists: {known})")
+        raise SpecError(f"{spec.where('therapist')}: unknown therapist '{spec.therapist}' (practice.yaml lists: {known})")
     jurisdiction = spec.jurisdiction or practice.jurisdiction or library.default_jurisdiction
     if jurisdiction not in library.jurisdictions:
         known = ", ".join(library.jurisdictions)
-        where = "practice.yaml" if not spec.jurisdiction and practice.jurisdiction else origin
+        where = (f"{practice.settings_path}:{practice.jurisdiction_line}"
+                 if not spec.jurisdiction and practice.jurisdiction else spec.where("jurisdiction"))
         raise SpecError(f"{where}: unknown jurisdiction '{jurisdiction}' (the clause library has: {known})")
     ids = list(library.clauses)
     if spec.clauses is not None:
         unknown = [c for c in spec.clauses if c not in library.clauses]
         if unknown:
-            raise SpecError(f"{origin}: unknown clause '{unknown[0]}' ('agreements clauses' lists them)")
+            raise SpecError(f"{spec.where('clauses')}: unknown clause '{unknown[0]}' ('agreements clauses' lists them)")
         if not spec.clauses:
             raise SpecError(f"{origin}: the clause list is empty")
         chosen = set(spec.clauses)
@@ -93,7 +94,8 @@ def build(spec: Spec, practice: Practice, library: Library) -> Agreement:
     declared = library.variables()
     for name in spec.variables:
         if name not in declared:
-            raise SpecError(f"{origin}: unknown variable '{name}' ('agreements clauses' lists the variables)")
+            raise SpecError(f"{spec.where('variables.' + name)}: unknown variable '{name}' "
+                            "('agreements clauses' lists the variables)")
     for name, value in practice.variables.items():
         if name not in declared:
             raise SpecError(f"{practice.settings_path}:{practice.variable_lines.get(name, 1)}: "
@@ -101,7 +103,7 @@ def build(spec: Spec, practice: Practice, library: Library) -> Agreement:
     values: dict[str, Any] = {}
     for name, (var, clause) in needed.items():
         if name in spec.variables:
-            value, where = spec.variables[name], origin
+            value, where = spec.variables[name], spec.where("variables." + name)
             if spec.text_values and isinstance(value, str):
                 value = _convert(value, var.type)
         elif name in practice.variables:

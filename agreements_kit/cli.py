@@ -23,6 +23,23 @@ def _fail(exc: AgreementsError) -> None:
 
 
 class _Group(click.Group):
+    """Turns user errors, click's usage errors included, into one line and an exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "agreements"
+            click.echo(f"error: {exc.format_message()} (see '{command} --help')", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -84,9 +101,10 @@ def render(practice_dir, client, therapist, spec_files, agreement_id, date, juri
     from .render import Renderer, check_out_parent, plan, render_many
     from .spec import load_spec_file, make_spec, parse_set
 
-    if spec_files and (client or therapist or agreement_id or date or clauses or sets or jurisdiction):
+    given = [v for v in (client, therapist, agreement_id, date, jurisdiction) if v is not None] + list(clauses + sets)
+    if spec_files and given:
         raise SpecError("give either --spec files or --client/--therapist options, not both")
-    if not spec_files and not (client and therapist):
+    if not spec_files and (client is None or therapist is None):
         raise SpecError("give --client NAME and --therapist ID, or --spec FILE")
     renderer = Renderer.load(locate(practice_dir))
     if spec_files:

@@ -137,6 +137,7 @@ class Commitment:
     id: str
     paragraph: int
     text: str
+    line: int = field(default=0, compare=False)
 
 
 @dataclass
@@ -305,12 +306,21 @@ def _check_body(ck: _Checker, body: str, variables: dict[str, Variable], what: s
         ck.add(f"body of {what} uses undeclared variable '{name}'", path, line)
     for name in sorted(set(variables) - used):
         ck.add(f"variable '{name}' of {what} is declared but never used in its body", path, line)
-    for node in ast.find_all(nodes.Getattr):
-        if isinstance(node.node, nodes.Name) and node.node.name in BUILTINS:
-            if node.attr not in BUILTINS[node.node.name]:
-                allowed = ", ".join(sorted(BUILTINS[node.node.name]))
-                ck.add(f"body of {what} uses '{node.node.name}.{node.attr}' (allowed: {allowed})",
-                       path, line + node.lineno)
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        if not (isinstance(node.node, nodes.Name) and node.node.name in BUILTINS):
+            continue
+        base = node.node.name
+        allowed = ", ".join(sorted(BUILTINS[base]))
+        if isinstance(node, nodes.Getattr):
+            attr = node.attr
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            attr = node.arg.value
+        else:
+            ck.add(f"body of {what} indexes '{base}' with a computed key; use {base}.NAME (allowed: {allowed})",
+                   path, line + node.lineno)
+            continue
+        if attr not in BUILTINS[base]:
+            ck.add(f"body of {what} uses '{base}.{attr}' (allowed: {allowed})", path, line + node.lineno)
 
 
 def load_library(root: str | Path) -> Library:
@@ -430,7 +440,7 @@ def _load_index(ck: _Checker, root: Path) -> Library | None:
                     ck.add(f"duplicate commitment id '{cd['id']}'", path, cd.line_of("id"))
                     ok = False
                     continue
-                commitments.append(Commitment(cd["id"], cd["paragraph"], cd["text"]))
+                commitments.append(Commitment(cd["id"], cd["paragraph"], cd["text"], cd.line))
     if not ok:
         return None
     return Library(root=root, name=d["library"], version=d["version"], title=d["title"], language=d["language"],
@@ -546,7 +556,7 @@ def _check_cross(ck: _Checker, lib: Library) -> None:
             covered.add(cid)
     for c in lib.commitments:
         if c.id not in covered:
-            ck.add(f"source commitment '{c.id}' is covered by no clause", lib.root / "library.yaml", None)
+            ck.add(f"source commitment '{c.id}' is covered by no clause", lib.root / "library.yaml", c.line)
     types: dict[str, tuple[str, Path, int]] = {}
     decls = [(c.variables, c.path, c.line) for c in lib.clauses.values()]
     decls += [(v.variables or {}, v.path, v.line) for v in lib.variants.values()]

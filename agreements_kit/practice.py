@@ -43,6 +43,7 @@ class Practice:
     email: str
     jurisdiction: str | None
     therapists: dict[str, Therapist]
+    jurisdiction_line: int | None = None
     variables: dict[str, Any] = field(default_factory=dict)
     variable_lines: dict[str, int] = field(default_factory=dict)
     clauses_dir: Path | None = None
@@ -83,7 +84,12 @@ def load_practice(root: str | Path) -> Practice:
     if not path.is_file():
         raise PracticeError(f"no {SETTINGS} in {root} (create one with 'agreements init DIR', "
                             "or point --practice or AGREEMENTS_PRACTICE at it)")
-    d = yamlfile.load(path, PracticeError)
+    return parse_practice(yamlfile.load(path, PracticeError), root)
+
+
+def parse_practice(d: object, root: Path) -> Practice:
+    """Check parsed practice settings; ``root`` is the practice folder they belong to."""
+    path = root / SETTINGS
     if not isinstance(d, LineDict):
         raise PracticeError("settings must be a mapping", path=path, line=1)
     _keys(d, {"practice", "therapists"}, {"jurisdiction", "variables", "clauses", "templates"}, "practice.yaml", path)
@@ -103,6 +109,7 @@ def load_practice(root: str | Path) -> Practice:
     if not info["name"]:
         raise PracticeError("'name' of 'practice' must not be empty", path=path, line=p.line_of("name"))
     jurisdiction = d.get("jurisdiction")
+    jurisdiction_line = d.line_of("jurisdiction") if "jurisdiction" in d else None
     if jurisdiction is not None and not isinstance(jurisdiction, str):
         raise PracticeError("'jurisdiction' must be a string such as US-NY", path=path,
                             line=d.line_of("jurisdiction"))
@@ -116,7 +123,7 @@ def load_practice(root: str | Path) -> Practice:
             raise PracticeError(f"variable '{name}' {problem}", path=path, line=variables.line_of(name))
     return Practice(
         root=root, name=info["name"], phone=info["phone"], address=info["address"], email=info["email"],
-        jurisdiction=jurisdiction, therapists=therapists, variables=dict(variables),
+        jurisdiction=jurisdiction, jurisdiction_line=jurisdiction_line, therapists=therapists, variables=dict(variables),
         variable_lines=dict(variables.lines),
         clauses_dir=_folder(d, "clauses", root, path), templates_dir=_folder(d, "templates", root, path),
     )
@@ -208,11 +215,11 @@ def init_practice(root: str | Path, *, name: str, jurisdiction: str, phone: str 
                            for tid, (n, c) in therapists.items()),
         variables="".join(f"  {k}: {q(v)}\n" for k, v in (variables or {}).items()) or "  {}\n",
     )
+    parse_practice(yamlfile.parse(text, root / SETTINGS, PracticeError), root)  # check before writing anything
     make_private_dir(root, exist_ok=True)
     for sub in ("drafts", "signed"):
         make_private_dir(root / sub, exist_ok=True)
     write_new(root / SETTINGS, text.encode("utf-8"))
-    load_practice(root)  # what we wrote must load
     return root
 
 

@@ -55,6 +55,11 @@ class Spec:
     # True for values typed as text (command line, CSV) that may be converted to the variable's type.
     text_values: bool = False
     origin: str = "command line"
+    # Where each field was given (file:line), for messages about one field.
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def where(self, key: str) -> str:
+        return self.origins.get(key, self.origin)
 
 
 def new_id() -> str:
@@ -89,28 +94,33 @@ def _check_person(value: Any, what: str, origin: str) -> str:
 
 def make_spec(*, client: Any, therapist: Any, id: Any = None, date: Any = None, jurisdiction: Any = None,
               clauses: Any = None, variables: dict[str, Any] | None = None, text_values: bool = False,
-              origin: str = "command line") -> Spec:
+              origin: str = "command line", origins: dict[str, str] | None = None) -> Spec:
     """Check the form of every field and build a Spec (filling a new id and today's date)."""
-    client = _check_person(client, "client", origin)
+    origins = origins or {}
+
+    def at(key: str) -> str:
+        return origins.get(key, origin)
+
+    client = _check_person(client, "client", at("client"))
     if not isinstance(therapist, str) or not therapist.strip():
-        raise SpecError(f"{origin}: therapist must be a therapist id from practice.yaml")
-    agreement_id = check_id(id, origin) if id not in (None, "") else new_id()
-    when = parse_date(date, origin) if date not in (None, "") else dt.date.today()
+        raise SpecError(f"{at('therapist')}: therapist must be a therapist id from practice.yaml")
+    agreement_id = check_id(id, at("id")) if id not in (None, "") else new_id()
+    when = parse_date(date, at("date")) if date not in (None, "") else dt.date.today()
     if jurisdiction in ("",):
         jurisdiction = None
     if jurisdiction is not None and not isinstance(jurisdiction, str):
-        raise SpecError(f"{origin}: jurisdiction must be a code such as US-NY")
+        raise SpecError(f"{at('jurisdiction')}: jurisdiction must be a code such as US-NY")
     if clauses is not None and (not isinstance(clauses, list) or not all(isinstance(c, str) for c in clauses)):
-        raise SpecError(f"{origin}: clauses must be a list of clause ids")
+        raise SpecError(f"{at('clauses')}: clauses must be a list of clause ids")
     values = dict(variables or {})
     for name, value in values.items():
         if isinstance(value, str):
             problem = check_text(value)
             if problem:
-                raise SpecError(f"{origin}: value of variable '{name}' {problem}")
+                raise SpecError(f"{at('variables.' + str(name))}: value of variable '{name}' {problem}")
     return Spec(client=client, therapist=therapist.strip(), id=agreement_id, date=when,
                 jurisdiction=jurisdiction, clauses=clauses, variables=values, text_values=text_values,
-                origin=origin)
+                origin=origin, origins=origins)
 
 
 def parse_set(items: list[str]) -> dict[str, str]:
@@ -154,10 +164,13 @@ def load_spec_file(path: str | Path) -> list[Spec]:
         variables = item.get("variables") or {}
         if not isinstance(variables, dict):
             raise SpecError("'variables' must be a mapping of name: value", path=path, line=item.line_of("variables"))
-        origin = f"{path}:{item.line}"
+        origins = {key: f"{path}:{item.line_of(key)}" for key in item}
+        if isinstance(variables, LineDict):
+            origins.update({f"variables.{k}": f"{path}:{variables.line_of(k)}" for k in variables})
         specs.append(make_spec(client=item["client"], therapist=item["therapist"], id=item.get("id"),
                                date=item.get("date"), jurisdiction=item.get("jurisdiction"),
-                               clauses=item.get("clauses"), variables=dict(variables), origin=origin))
+                               clauses=item.get("clauses"), variables=dict(variables),
+                               origin=f"{path}:{item.line}", origins=origins))
     return specs
 
 

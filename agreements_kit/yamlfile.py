@@ -44,7 +44,7 @@ class LineList(list):
 
 
 class _DuplicateKey(yaml.MarkedYAMLError):
-    pass
+    """A problem found while building values, reported with its mark like a syntax error."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -77,6 +77,15 @@ def _construct_seq(loader: _Loader, node: yaml.SequenceNode):
         data.lines.append(child.start_mark.line + 1)
 
 
+def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode):
+    # PyYAML raises a bare ValueError (no line) for impossible dates such as 2026-13-01.
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError as exc:
+        raise _DuplicateKey(None, None, f"'{node.value}' is not a valid date ({exc})", node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 

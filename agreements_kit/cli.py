@@ -8,6 +8,7 @@ lint that found problems); a traceback means a bug.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -53,6 +54,34 @@ def main() -> None:
     """Generate, sign and audit DBT treatment agreements."""
 
 
+PASSPHRASE_ENV = "AGREEMENTS_PASSPHRASE"
+KEY_PASSPHRASE_ENV = "AGREEMENTS_KEY_PASSPHRASE"
+
+
+def _passphrase(file: Path | None, env: str, prompt: str, confirm: bool = False) -> bytes:
+    """A passphrase from a file, the environment, or a hidden prompt: never from the command line."""
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise AgreementsError(f"cannot read passphrase file {file}: {exc.strerror}") from None
+        value = text.rstrip("\r\n")
+    elif os.environ.get(env):
+        value = os.environ[env]
+    elif sys.stdin.isatty():
+        value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+    else:
+        raise AgreementsError(f"{prompt.lower()} needed: use --passphrase-file FILE or set {env} "
+                              "(it is never read from the command line)")
+    if not value:
+        raise AgreementsError(f"{prompt.lower()} is empty")
+    return value.encode("utf-8")
+
+
+passphrase_option = click.option(
+    "--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Read the passphrase from this file (else ${PASSPHRASE_ENV}, else a prompt).")
+
 practice_option = click.option(
     "--practice", "practice_dir", type=click.Path(file_okay=False, path_type=Path),
     help="Practice folder (default: $AGREEMENTS_PRACTICE, else the current folder).")
@@ -65,8 +94,15 @@ practice_option = click.option(
 @click.option("--phone", default="", help="Practice phone number.")
 @click.option("--address", default="", help="Practice address.")
 @click.option("--email", default="", help="Practice e-mail address.")
-def init(directory: Path, name: str, jurisdiction: str, phone: str, address: str, email: str) -> None:
-    """Create a practice folder: settings, drafts/ and the signed/ archive."""
+@passphrase_option
+def init(directory: Path, name: str, jurisdiction: str, phone: str, address: str, email: str,
+         passphrase_file: Path | None) -> None:
+    """Create a practice folder: settings, drafts/, the signed/ archive and the practice PKI.
+
+    The PKI's private keys (root CA and intake CA) are encrypted with the
+    practice passphrase, needed again to issue and revoke certificates and to
+    sign as a client at intake.
+    """
     from .library import load_library
     from .practice import init_practice
     from .resources import clauses_dir
@@ -75,9 +111,11 @@ def init(directory: Path, name: str, jurisdiction: str, phone: str, address: str
     if jurisdiction not in known:
         raise AgreementsError(f"unknown jurisdiction '{jurisdiction}' (choose from: {', '.join(known)})")
     root = init_practice(directory, name=name, jurisdiction=jurisdiction, phone=phone, address=address,
-                         email=email)
+                         email=email, passphrase=lambda: _passphrase(passphrase_file, PASSPHRASE_ENV,
+                                                                     "Practice passphrase", confirm=True))
     click.echo(f"created practice folder {root}")
-    click.echo(f"edit {root / 'practice.yaml'} to list your therapists, then run 'agreements render'")
+    click.echo(f"publish {root / 'pki' / 'root.pem'} and {root / 'pki' / 'crl.pem'}: auditors verify against them")
+    click.echo(f"edit {root / 'practice.yaml'} to list your therapists, then 'agreements pki issue --therapist ID'")
 
 
 @main.command()
@@ -98,7 +136,7 @@ def render(practice_dir, client, therapist, spec_files, agreement_id, date, juri
     """Render draft agreements (agreement.pdf + manifest.json), one folder each."""
     from .errors import SpecError
     from .practice import locate
-    from .render import Renderer, check_out_parent, plan, render_many
+    from .render import Renderer, check_out_parent, log_renders, plan, render_many
     from .spec import load_spec_file, make_spec, parse_set
 
     given = [v for v in (client, therapist, agreement_id, date, jurisdiction) if v is not None] + list(clauses + sets)
@@ -120,6 +158,7 @@ def render(practice_dir, client, therapist, spec_files, agreement_id, date, juri
             folders = render_many(renderer, jobs, workers, progress=lambda _: bar.update(1))
     else:
         folders = render_many(renderer, jobs, workers)
+    log_renders(renderer.practice, folders)
     for folder in folders:
         click.echo(folder)
 
@@ -213,6 +252,182 @@ def clauses_show(lib, clause_id: str, jurisdiction: str | None) -> None:
         click.echo(f"variable {name} ({var.type}): {var.description}{default}")
     click.echo(f"\nsummary: {c.summary}\n")
     click.echo(c.body.rstrip())
+
+
+def _practice(practice_dir: Path | None):
+    from .practice import load_practice, locate
+
+    return load_practice(locate(practice_dir))
+
+
+@main.group()
+def pki() -> None:
+    """The practice's certificate authority: issue, revoke, list."""
+
+
+@pki.command("issue")
+@practice_option
+@click.option("--therapist", "therapist_id", required=True, help="Therapist id from practice.yaml.")
+@passphrase_option
+@click.option("--key-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"The therapist's own passphrase for the new key (else ${KEY_PASSPHRASE_ENV}, else a prompt).")
+@click.option("--days", type=click.IntRange(1, 3650), default=730, show_default=True, help="Validity in days.")
+def pki_issue(practice_dir, therapist_id, passphrase_file, key_passphrase_file, days) -> None:
+    """Issue a therapist's certificate and encrypted key."""
+    from .pki import PKI
+
+    practice = _practice(practice_dir)
+    therapist = practice.therapists.get(therapist_id)
+    if therapist is None:
+        raise AgreementsError(f"unknown therapist '{therapist_id}' (practice.yaml lists: "
+                              f"{', '.join(sorted(practice.therapists))})")
+    ca = _passphrase(passphrase_file, PASSPHRASE_ENV, "Practice passphrase")
+    key = _passphrase(key_passphrase_file, KEY_PASSPHRASE_ENV, f"New passphrase for {therapist_id}'s key",
+                      confirm=True)
+    cert = PKI(practice.root / "pki").issue_clinician(therapist_id, therapist.name, practice.name, ca, key,
+                                                      days=days)
+    click.echo(f"issued certificate {cert.serial_number:x} for {therapist.name} ({therapist_id}), "
+               f"valid until {cert.not_valid_after_utc:%Y-%m-%d}")
+
+
+@pki.command("revoke")
+@practice_option
+@click.option("--therapist", "therapist_id", required=True, help="Revoke this therapist's current certificate.")
+@passphrase_option
+def pki_revoke(practice_dir, therapist_id, passphrase_file) -> None:
+    """Revoke a therapist's certificate: the CRL beside root.pem lists it from now on."""
+    from .pki import PKI, load_cert
+
+    practice = _practice(practice_dir)
+    store = PKI(practice.root / "pki")
+    cert = load_cert(store.therapist_cert(therapist_id), f"therapist '{therapist_id}'")
+    store.revoke(cert, _passphrase(passphrase_file, PASSPHRASE_ENV, "Practice passphrase"))
+    click.echo(f"revoked certificate {cert.serial_number:x} of {therapist_id}; published in {store.crl}")
+
+
+@pki.command("list")
+@practice_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def pki_list(practice_dir, as_json) -> None:
+    """List the practice's certificates, their expiry and status."""
+    import json
+
+    from .pki import PKI
+
+    rows = PKI(_practice(practice_dir).root / "pki").inventory()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['role']:<10} {r['subject']:<40} serial {r['serial'][:16]:<16} "
+                   f"expires {r['not_after'][:10]}  {r['status']}")
+
+
+def _ask_client(folder, role: str, name, initials, consent, agree, identity, checked_by):
+    """Walk a client through signing at the terminal, asking only what options did not give."""
+    from .record import INTENT, load_disclosure
+
+    interactive = sys.stdin.isatty()
+    if not consent and interactive:
+        click.echo(load_disclosure().text)
+        consent = click.confirm("Do you agree to use electronic records and signatures?", default=False)
+    needed = [c["id"] for c in folder.manifest["clauses"] if c.get("initials")]
+    given: dict[str, str] = {}
+    if initials:
+        given = {cid: initials for cid in needed}
+    elif interactive and consent:
+        from .library import load_library
+        from .resources import clauses_dir
+
+        try:
+            lib = load_library(clauses_dir())
+        except AgreementsError:
+            lib = None
+        for cid in needed:
+            summary = ""
+            if lib is not None and cid in lib.clauses:
+                summary = lib.clause(cid, folder.manifest["agreement"]["jurisdiction"]).summary
+            click.echo(f"\n{cid}: {summary}")
+            given[cid] = click.prompt("Your initials for this part", default="", show_default=False)
+    if name is None and interactive and consent:
+        name = click.prompt("Type your full name" if role == "client" else "Type your full name (guardian)")
+    if not agree and interactive and consent:
+        click.echo(f"\n{INTENT}")
+        agree = click.confirm("Do you adopt this statement and sign?", default=False)
+    if identity is None and interactive and consent:
+        identity = click.prompt("Staff: how was the signer's identity checked (e.g. photo ID)")
+    if checked_by is None and interactive and consent:
+        checked_by = click.prompt("Staff: your name")
+    return name or "", given, consent, agree, identity or "", checked_by or ""
+
+
+@main.command()
+@click.argument("agreement")
+@practice_option
+@click.option("--as", "role", type=click.Choice(["client", "guardian", "therapist"]), required=True,
+              help="Who signs.")
+@click.option("--name", help="Client or guardian: the typed full name (adopted as the signature).")
+@click.option("--initials", help="Client or guardian: initials for every clause that needs them.")
+@click.option("--consent", is_flag=True, help="The signer accepted the ESIGN disclosure and electronic records.")
+@click.option("--agree", is_flag=True, help="The signer adopted the intent statement.")
+@click.option("--identity", help="How the signer's identity was checked (e.g. 'photo ID').")
+@click.option("--checked-by", help="Who checked the signer's identity.")
+@click.option("--drawn-signature", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG of a drawn signature (optional).")
+@click.option("--therapist", "therapist_id", help="Therapist: sign as this therapist (default: the agreement's).")
+@passphrase_option
+def sign(agreement, practice_dir, role, name, initials, consent, agree, identity, checked_by, drawn_signature,
+         therapist_id, passphrase_file) -> None:
+    """Sign AGREEMENT (an id or a folder) as the client, a guardian, or the therapist.
+
+    A client signs with a one-time certificate from the intake CA (the practice
+    passphrase unlocks it); the therapist countersigns afterwards with their own
+    key. Without a terminal every answer must come from the options.
+    """
+    from .sign import ClientSigning, check_client_request, find_agreement, sign_client, sign_therapist
+
+    practice = _practice(practice_dir)
+    if role == "therapist":
+        result = sign_therapist(practice, agreement,
+                                _passphrase(passphrase_file, PASSPHRASE_ENV, "Therapist key passphrase"),
+                                therapist_id)
+    else:
+        folder = find_agreement(practice, agreement)
+        png = None
+        if drawn_signature is not None:
+            try:
+                png = drawn_signature.read_bytes()
+            except OSError as exc:
+                raise AgreementsError(f"cannot read {drawn_signature}: {exc.strerror}") from None
+        typed, given, consent, agree, identity, checked_by = _ask_client(
+            folder, role, name, initials, consent, agree, identity, checked_by)
+        request = ClientSigning(name=typed, consent=consent, initials=given, intent=agree, role=role,
+                                identity_method=identity, identity_checked_by=checked_by, drawn_png=png)
+        check_client_request(folder, request)  # before asking for the practice passphrase
+        result = sign_client(practice, agreement, request,
+                             _passphrase(passphrase_file, PASSPHRASE_ENV, "Practice passphrase"))
+    signer = result.record["signer"]
+    click.echo(f"signed {result.folder.id} as {signer['role']} ({signer['name']}) at {result.record['signed_at']}")
+    click.echo(f"record:    {result.record_path}")
+    click.echo(f"signature: {result.signature_path}")
+    if result.completion:
+        click.echo(f"complete:  {result.completion}")
+
+
+@main.command()
+@click.argument("agreement")
+@practice_option
+@click.option("--reason", required=True, help="Why the agreement is voided (kept in the signed record).")
+@click.option("--therapist", "therapist_id", help="Therapist who voids it (default: the agreement's).")
+@passphrase_option
+def void(agreement, practice_dir, reason, therapist_id, passphrase_file) -> None:
+    """Close AGREEMENT with a signed void record; it can no longer be signed."""
+    from .sign import void as void_agreement
+
+    practice = _practice(practice_dir)
+    result = void_agreement(practice, agreement, reason,
+                            _passphrase(passphrase_file, PASSPHRASE_ENV, "Therapist key passphrase"), therapist_id)
+    click.echo(f"voided {result.folder.id}: {result.record_path}")
 
 
 @main.command()

@@ -68,13 +68,14 @@ def _fixed_time(date: dt.date) -> dt.datetime:
     return dt.datetime(date.year, date.month, date.day, tzinfo=dt.timezone.utc)
 
 
-def write_pdf(html: str, template_dir: Path, manifest_bytes: bytes, date: dt.date) -> bytes:
-    """Render ``html`` to PDF/A-3u bytes with ``manifest.json`` embedded as an associated file."""
+def write_pdf(html: str, template_dir: Path, manifest_bytes: bytes, date: dt.date,
+              attachment_name: str = "manifest.json") -> bytes:
+    """Render ``html`` to PDF/A-3u bytes with ``manifest_bytes`` embedded as an associated file."""
     # fontTools' subsetter (used when HarfBuzz's is missing) stamps the current time otherwise.
     os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
     fetcher = TemplateFolderFetcher(template_dir)
     when = _fixed_time(date)
-    manifest = Attachment(string=manifest_bytes, name="manifest.json", relationship="Data",
+    manifest = Attachment(string=manifest_bytes, name=attachment_name, relationship="Data",
                           description="agreements-kit manifest: inputs, clause and template hashes",
                           created=when, modified=when, url_fetcher=fetcher)
     try:

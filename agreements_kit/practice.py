@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,9 +201,21 @@ variables:
 
 def init_practice(root: str | Path, *, name: str, jurisdiction: str, phone: str = "", address: str = "",
                   email: str = "", therapists: dict[str, tuple[str, str]] | None = None,
-                  variables: dict[str, Any] | None = None) -> Path:
-    """Create a practice folder; refuse one that exists and is not empty."""
+                  variables: dict[str, Any] | None = None,
+                  passphrase: bytes | Callable[[], bytes] | None = None) -> Path:
+    """Create a practice folder, with its PKI when a passphrase is given.
+
+    ``passphrase`` may be a function, called only once everything else is checked, so
+    that nobody is asked for a passphrase for a folder that cannot be created.
+
+    Everything is built in a temporary sibling folder and renamed into place, so a
+    failure leaves nothing behind; an existing non-empty folder is refused.
+    """
     import json
+    import secrets
+
+    from .fsutil import rename_noreplace
+    from .pki import PKI, check_passphrase
 
     root = Path(root)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
@@ -215,11 +228,28 @@ def init_practice(root: str | Path, *, name: str, jurisdiction: str, phone: str 
                            for tid, (n, c) in therapists.items()),
         variables="".join(f"  {k}: {q(v)}\n" for k, v in (variables or {}).items()) or "  {}\n",
     )
-    parse_practice(yamlfile.parse(text, root / SETTINGS, PracticeError), root)  # check before writing anything
-    make_private_dir(root, exist_ok=True)
-    for sub in ("drafts", "signed"):
-        make_private_dir(root / sub, exist_ok=True)
-    write_new(root / SETTINGS, text.encode("utf-8"))
+    practice = parse_practice(yamlfile.parse(text, root / SETTINGS, PracticeError), root)  # check first
+    if callable(passphrase):
+        passphrase = passphrase()
+    if passphrase is not None:
+        check_passphrase(passphrase)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.{secrets.token_hex(6)}.partial"
+    make_private_dir(tmp)
+    try:
+        for sub in ("drafts", "signed"):
+            make_private_dir(tmp / sub)
+        write_new(tmp / SETTINGS, text.encode("utf-8"))
+        if passphrase is not None:
+            PKI(tmp / "pki").create(practice.name, passphrase)
+        if root.exists():
+            root.rmdir()  # empty, checked above
+        rename_noreplace(tmp, root)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return root
 
 

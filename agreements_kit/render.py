@@ -166,3 +166,22 @@ def render_many(renderer: Renderer, jobs: list[Job], workers: int | None = None,
     if first_error is not None:
         raise first_error
     return [results[i] for i in range(len(jobs))]
+
+
+def log_renders(practice: Practice, folders: list[Path]) -> None:
+    """Add a ``render`` entry per draft to the practice ledger (ids and hashes only)."""
+    import json
+
+    from .archive import Archive, sha256_file
+    from .sign import iso
+    from .pki import utcnow
+
+    if not practice.archive.is_dir():
+        return
+    archive = Archive(practice.archive)
+    with archive.locked():
+        for folder in folders:
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+            archive.log({"event": "render", "agreement_id": manifest["agreement"]["id"], "time": iso(utcnow()),
+                         "pdf_sha256": manifest["document"]["sha256"],
+                         "manifest_sha256": sha256_file(folder / "manifest.json")})

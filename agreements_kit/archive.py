@@ -1,0 +1,212 @@
+"""The archive of signed agreements and its crash-safe write protocol.
+
+Layout (documented in docs/archive.md)::
+
+    signed/
+      ledger.jsonl            hash chain of every render, archive, signature and void
+      .lock                   held while anything is written
+      agr-.../
+        agreement.pdf         byte for byte the rendered draft
+        manifest.json
+        01-client.json        signing record (the exact signed bytes)
+        01-client.json.p7s    detached CMS signature (DER)
+        02-therapist.json(.p7s)
+        completion.pdf        certificate of completion, once complete
+
+Nothing is ever overwritten. A record is committed in three steps under the
+lock: write ``.NAME.pending`` files, append the ledger entry (the commit point),
+rename the pending files into place. After a crash, the next writer finishes the
+job (``recover``): pending files whose ledger entry exists are renamed into place,
+others are deleted, and a partial ledger line is dropped. So the archive always
+agrees with the ledger, and an interrupted signature can simply be signed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from .errors import AgreementsError
+from .fsutil import fsync_dir, make_private_dir, rename_noreplace, write_new
+from .ledger import Ledger
+from .record import parse as parse_record
+from .spec import ID_RE
+
+LOCK_TIMEOUT = 60.0
+PENDING = ".pending"
+
+
+class ArchiveError(AgreementsError):
+    """The archive or one of its agreements is missing, inconsistent or closed."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _crashpoint(name: str) -> None:
+    """Fault injection for the crash tests: die here if AGREEMENTS_FAULT names this point."""
+    if os.environ.get("AGREEMENTS_FAULT") == name:
+        os.kill(os.getpid(), 9)
+
+
+@dataclass
+class AgreementFolder:
+    """One agreement in the archive (or a draft) and what its manifest says."""
+
+    path: Path
+    manifest: dict[str, Any]
+    records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.manifest["agreement"]["id"]
+
+    @property
+    def pdf(self) -> Path:
+        return self.path / "agreement.pdf"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def client_name(self) -> str:
+        return self.manifest["agreement"]["client"]["name"]
+
+    @property
+    def therapist_id(self) -> str:
+        return self.manifest["agreement"]["therapist"]["id"]
+
+    @property
+    def voided(self) -> bool:
+        return any(r.get("kind") == "void" for _, r in self.records)
+
+    def signed_roles(self) -> list[str]:
+        return [r["signer"]["role"] for _, r in self.records if r.get("kind") == "signature"]
+
+    def check_pdf(self) -> str:
+        """The PDF's SHA-256, after checking it against the manifest."""
+        expected = self.manifest.get("document", {}).get("sha256")
+        actual = sha256_file(self.pdf)
+        if actual != expected:
+            raise ArchiveError(f"{self.pdf} no longer matches its manifest (sha256 {actual[:16]}..., "
+                               f"manifest says {str(expected)[:16]}...); it must not be signed")
+        return actual
+
+
+def load_folder(path: Path) -> AgreementFolder:
+    manifest_path = path / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest["agreement"]["id"]
+    except FileNotFoundError:
+        raise ArchiveError(f"{path} is not an agreement folder (no manifest.json)") from None
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        raise ArchiveError(f"{manifest_path} is not an agreements-kit manifest") from None
+    if not (path / "agreement.pdf").is_file():
+        raise ArchiveError(f"{path} has no agreement.pdf")
+    folder = AgreementFolder(path, manifest)
+    for rec in sorted(path.glob("[0-9][0-9]-*.json")):
+        folder.records.append((rec.name, parse_record(rec.read_bytes(), str(rec))))
+    return folder
+
+
+class Archive:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.ledger = Ledger(self.root / "ledger.jsonl")
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the archive lock (one writer at a time), after repairing any crash leftovers."""
+        make_private_dir(self.root, exist_ok=True)
+        lock = FileLock(str(self.root / ".lock"), timeout=LOCK_TIMEOUT, mode=0o600)
+        try:
+            with lock:
+                self.ledger.repair()
+                self._drop_partial_admissions()
+                yield
+        except Timeout:
+            raise ArchiveError(f"the archive {self.root} is busy (another signer holds its lock); try again") \
+                from None
+
+    def folder_path(self, agreement_id: str) -> Path:
+        if not ID_RE.match(agreement_id):
+            raise ArchiveError(f"{agreement_id!r} is not an agreement id")
+        return self.root / agreement_id
+
+    def _drop_partial_admissions(self) -> None:
+        for partial in self.root.glob(".*.partial"):
+            shutil.rmtree(partial, ignore_errors=True)
+
+    def log(self, fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """Append a ledger entry. Call under the lock."""
+        return self.ledger.append(fields)
+
+    def admit(self, draft: AgreementFolder, when: str) -> AgreementFolder:
+        """Copy a checked draft into the archive and log it. Call under the lock."""
+        pdf_sha = draft.check_pdf()
+        target = self.folder_path(draft.id)
+        if target.exists():
+            raise ArchiveError(f"{target} already exists in the archive")
+        tmp = self.root / f".{draft.id}.{os.getpid()}.partial"
+        make_private_dir(tmp)
+        write_new(tmp / "agreement.pdf", draft.pdf.read_bytes())
+        write_new(tmp / "manifest.json", draft.manifest_path.read_bytes())
+        if sha256_file(tmp / "agreement.pdf") != pdf_sha:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ArchiveError(f"{draft.pdf} changed while it was being archived")
+        rename_noreplace(tmp, target)
+        fsync_dir(self.root)
+        self.log({"event": "archive", "agreement_id": draft.id, "time": when, "pdf_sha256": pdf_sha,
+                  "manifest_sha256": sha256_file(target / "manifest.json")})
+        return load_folder(target)
+
+    def recover(self, path: Path) -> None:
+        """Finish or undo an interrupted commit in one agreement folder. Call under the lock."""
+        pending = sorted(path.glob(f".*{PENDING}"))
+        if not pending:
+            return
+        committed: dict[str, str] = {}
+        for _, entry, _ in self.ledger.entries():
+            if entry.get("agreement_id") == path.name:
+                committed.update(entry.get("files") or {})
+        for p in pending:
+            final = path / p.name[1:-len(PENDING)]
+            if committed.get(final.name) == sha256_file(p) and not final.exists():
+                os.rename(p, final)  # the ledger committed it: finish the job
+            else:
+                p.unlink()  # never committed: as if it had not been tried
+        fsync_dir(path)
+
+    def commit(self, folder: AgreementFolder, record_name: str, files: dict[str, bytes],
+               ledger_fields: dict[str, Any]) -> dict[str, Any]:
+        """Write a record, its signature and attachments, committed by one ledger entry. Call under the lock."""
+        path = folder.path
+        for name in files:
+            if (path / name).exists():
+                raise ArchiveError(f"{path / name} already exists; records are never overwritten")
+        for name, data in files.items():
+            write_new(path / f".{name}{PENDING}", data)
+        _crashpoint("before-ledger")
+        entry, _ = self.log(dict(ledger_fields, record=record_name,
+                                 files={n: hashlib.sha256(d).hexdigest() for n, d in files.items()}))
+        _crashpoint("after-ledger")
+        for name in files:
+            os.rename(path / f".{name}{PENDING}", path / name)
+        fsync_dir(path)
+        return entry

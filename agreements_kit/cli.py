@@ -430,6 +430,178 @@ def void(agreement, practice_dir, reason, therapist_id, passphrase_file) -> None
     click.echo(f"voided {result.folder.id}: {result.record_path}")
 
 
+def _trust(trust_path: Path | None, crl: Path | None, archive: Path | None, practice_dir: Path | None):
+    """The trust root: --trust, else the PKI beside the archive, else the practice's."""
+    from .practice import locate
+    from .trust import load_trust
+    from .verify import CannotCheck
+
+    candidates = [trust_path] if trust_path else []
+    if archive is not None:
+        candidates.append(archive.resolve().parent / "pki" / "root.pem")
+    candidates.append(locate(practice_dir) / "pki" / "root.pem")
+    for candidate in candidates:
+        if candidate is not None and (candidate == trust_path or candidate.is_file()):
+            return load_trust(candidate, crl)
+    raise CannotCheck("no trust root: give --trust ROOT.pem (the practice's published root certificate)")
+
+
+trust_options = [
+    click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
+                 help="The practice root certificate to trust (default: the practice's pki/root.pem)."),
+    click.option("--crl", type=click.Path(dir_okay=False, path_type=Path),
+                 help="CRL file (default: crl.pem beside the trust root)."),
+]
+
+
+def _with(options):
+    def wrap(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return wrap
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@practice_option
+@click.option("--archive", type=click.Path(file_okay=False, path_type=Path),
+              help="Archive to look the agreement up in (for a PDF; default: the practice's signed/).")
+@_with(trust_options)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable verdict.")
+@click.option("--fast", is_flag=True, help="Use the fast CMS path instead of pyHanko.")
+@click.option("-v", "--verbose", is_flag=True, help="List every check, not only failures.")
+def verify(path, practice_dir, archive, trust_path, crl, as_json, fast, verbose) -> None:
+    """Verify an agreement folder, or any PDF, against the archive.
+
+    Exit code 0: valid; 1: not valid (invalid, incomplete or voided); 2: could
+    not check (bad arguments, unreadable files).
+    """
+    import json
+
+    from .practice import locate
+    from .verify import CannotCheck, embedded_manifest, manifest_from_damaged_pdf, verify_folder
+
+    pdf_path = None
+    if path.is_dir():
+        folder = path
+        archive = archive or folder.resolve().parent
+    else:
+        data = path.read_bytes()
+        raw = embedded_manifest(data)
+        try:
+            manifest = json.loads(raw) if raw else manifest_from_damaged_pdf(data)
+            agreement_id = manifest["agreement"]["id"]
+        except (TypeError, ValueError, KeyError):
+            raise CannotCheck(f"{path} carries no agreements-kit manifest: name the agreement folder instead") \
+                from None
+        archive = archive or locate(practice_dir) / "signed"
+        folder = archive / agreement_id
+        if not folder.is_dir():
+            raise CannotCheck(f"{path} names agreement {agreement_id}, which is not in the archive {archive}")
+        pdf_path = path
+    trust = _trust(trust_path, crl, archive, practice_dir)
+    ledger = archive / "ledger.jsonl"
+    verdict = verify_folder(folder, trust, pdf_path=pdf_path, ledger=ledger if ledger.exists() else None,
+                            backend="fast" if fast else "pyhanko")
+    if as_json:
+        click.echo(json.dumps(verdict.as_dict(), indent=2))
+    else:
+        click.echo(verdict.headline())
+        for check in (verdict.checks if verbose else verdict.failures):
+            mark = "ok  " if check.ok else "FAIL"
+            subject = f" [{check.subject}]" if check.subject else ""
+            click.echo(f"  {mark} {check.name}{subject}: {check.detail}")
+        for note in verdict.notes:
+            click.echo(f"  note: {note}")
+    sys.exit(0 if verdict.valid else 1)
+
+
+@main.command()
+@click.argument("archive", required=False, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@practice_option
+@_with(trust_options)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (summary and every verdict).")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write FILE.html or FILE.pdf.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default: all cores).")
+def audit(archive, practice_dir, trust_path, crl, as_json, report, workers) -> None:
+    """Check every agreement of an archive and its whole ledger.
+
+    Exit code 0: no problems (incomplete and voided agreements are listed, not
+    problems); 1: problems found; 2: could not check.
+    """
+    import json
+
+    from .audit import audit as run_audit, count_folders, results
+    from .practice import locate
+
+    archive = archive or locate(practice_dir) / "signed"
+    trust = _trust(trust_path, crl, archive, practice_dir)
+    if report is not None and report.exists():
+        raise AgreementsError(f"{report} already exists; choose a new report file")
+    if sys.stderr.isatty() and not as_json:
+        with click.progressbar(length=count_folders(archive), label="auditing", file=sys.stderr) as bar:
+            summary, db = run_audit(archive, trust, workers=workers, progress=bar.update)
+    else:
+        summary, db = run_audit(archive, trust, workers=workers)
+    try:
+        if report is not None:
+            from .report import write_report
+
+            write_report(report, summary, db, trust.root_path)
+        if as_json:
+            click.echo(json.dumps({"summary": summary.as_dict(), "agreements": list(results(db))}, indent=2))
+        else:
+            c = summary.counts
+            click.echo(f"{'ok' if summary.ok else 'PROBLEMS'}: {summary.agreements} agreements: {c['valid']} valid, "
+                       f"{c['invalid']} invalid, {c['incomplete']} incomplete, {c['voided']} voided; "
+                       f"ledger {summary.ledger_entries} entries, {len(summary.ledger_problems)} problem(s)")
+            for problem in summary.ledger_problems:
+                click.echo(f"  ledger: {problem}")
+            for agreement_id in summary.missing_from_archive:
+                click.echo(f"  missing: {agreement_id} is in the ledger but not in the archive")
+            for row in results(db):
+                if row["status"] == "valid":
+                    break
+                click.echo(f"  {row['headline']}")
+                for f in row["failures"]:
+                    subject = f" [{f['subject']}]" if f["subject"] else ""
+                    click.echo(f"    {f['name']}{subject}: {f['detail']}")
+            if report is not None:
+                click.echo(f"report: {report}")
+    finally:
+        import shutil
+
+        shutil.rmtree(db.parent, ignore_errors=True)
+    sys.exit(0 if summary.ok else 1)
+
+
+@main.command()
+@click.argument("agreement")
+@practice_option
+@click.option("--library", "library_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Clause library to render with (default: the practice's).")
+@click.option("--templates", "templates_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Template folder (default: the practice's).")
+def reproduce(agreement, practice_dir, library_dir, templates_dir) -> None:
+    """Re-render AGREEMENT from its manifest and compare bytes with the signed PDF."""
+    from .reproduce import reproduce as run
+    from .sign import find_agreement
+
+    practice = _practice(practice_dir)
+    folder = find_agreement(practice, agreement)
+    result = run(folder.path, library_dir or practice.library_dir(), templates_dir or practice.template_dir())
+    if result.identical:
+        click.echo(f"identical: re-rendering {folder.id} gives the signed PDF byte for byte "
+                   f"(sha256 {result.signed_sha256})")
+        sys.exit(0)
+    click.echo(f"different: re-rendering {folder.id} gives sha256 {result.rendered_sha256[:16]}..., "
+               f"the signed PDF is {result.signed_sha256[:16]}...")
+    for d in result.differences:
+        click.echo(f"  {d}")
+    sys.exit(1)
+
+
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
 def demo(directory: Path) -> None:
@@ -439,6 +611,8 @@ def demo(directory: Path) -> None:
     result = run_demo(directory)
     for line in result.lines:
         click.echo(line)
+    if not result.verdict.valid:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,6 +43,7 @@ class DemoResult:
     archived: Path
     records: list[Path] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+    verdict: object = None
 
 
 def run_demo(directory: str | Path) -> DemoResult:
@@ -85,4 +86,12 @@ def run_demo(directory: str | Path) -> DemoResult:
         result.lines.append(f"  openssl cms -verify -binary -inform DER -in {rec}.p7s -content {rec} "
                             f"-CAfile {root} -purpose any -out /dev/null")
     result.lines.append(f"  sha256sum {archived / 'agreement.pdf'}   # = document.sha256 in every record")
+
+    from .trust import load_trust
+    from .verify import verify_folder
+
+    verdict = verify_folder(archived, load_trust(root), ledger=practice.archive / "ledger.jsonl")
+    result.verdict = verdict
+    result.lines += ["", "agreements verify (pyHanko, CRL, ledger):", f"  {verdict.headline()}"]
+    result.lines += [f"  FAIL {c.name} [{c.subject}]: {c.detail}" for c in verdict.failures]
     return result

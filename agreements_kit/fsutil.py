@@ -76,3 +76,28 @@ def make_private_dir(path: Path, exist_ok: bool = False) -> None:
     path = Path(path)
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=exist_ok)
     os.chmod(path, DIR_MODE)
+
+
+class NewFile:
+    """``with NewFile(path) as fh``: stream into a temporary file, renamed to ``path`` on success only."""
+
+    def __init__(self, path: Path, mode: str = "wb", encoding: str | None = None):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.tmp")
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        self.fh = os.fdopen(fd, mode, encoding=encoding)
+
+    def __enter__(self):
+        return self.fh
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.fh.flush()
+                os.fsync(self.fh.fileno())
+            self.fh.close()
+            if exc_type is None:
+                rename_noreplace(self.tmp, self.path)
+                fsync_dir(self.path.parent)
+        finally:
+            self.tmp.unlink(missing_ok=True)

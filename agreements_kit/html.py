@@ -36,8 +36,11 @@ def _environment(template_dir: str) -> SandboxedEnvironment:
 
 
 def template_files(template_dir: Path) -> list[Path]:
-    """Every file of the template folder, sorted: all of it shapes the PDF."""
-    return sorted(p for p in template_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    """The files that shape an agreement's PDF, sorted: every file whose name starts with
+    "agreement" (the page template, its CSS, and fonts or images named agreement-*).
+    Other templates of the folder (the receipt, the audit report, the disclosure) do not
+    change an agreement, so adding or editing them does not change its template hash."""
+    return sorted(p for p in template_dir.rglob("agreement*") if p.is_file() and "__pycache__" not in p.parts)
 
 
 def template_digest(template_dir: Path) -> dict[str, Any]:

@@ -192,7 +192,7 @@ def sign_client(practice: Practice, ref: str | Path, s: ClientSigning, ca_passph
         done = [r for r in folder.signed_roles() if r in record.CLIENT_ROLES]
         if done:
             raise SigningError(f"agreement {folder.id} is already signed on the client's side ({done[0]})")
-        cert, key = pki.one_time_client(s.name.strip(), practice.name, intake_key, now)
+        cert, key = pki.one_time_client(" ".join(s.name.split()), practice.name, intake_key, now)
         extra: dict[str, bytes] = {}
         png_sha = None
         sequence = len(folder.records) + 1

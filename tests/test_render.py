@@ -222,16 +222,16 @@ def test_templates_cannot_reach_the_network_or_other_files(practice: Path, tmp_p
 
 def test_templates_may_use_files_of_their_own_folder(practice: Path, cli):
     _practice_with_templates(practice, "\n")
-    css = practice / "my-templates" / "extra.css"
+    css = practice / "my-templates" / "agreement-extra.css"
     css.write_text(".practice-name { color: #000; }\n")
     html = practice / "my-templates" / "agreement.html.j2"
     html.write_text(html.read_text().replace('<link rel="stylesheet" href="agreement.css">',
                                              '<link rel="stylesheet" href="agreement.css">\n'
-                                             '<link rel="stylesheet" href="extra.css">'))
+                                             '<link rel="stylesheet" href="agreement-extra.css">'))
     res = cli("render", "--practice", practice, "--client", "Jane Q. Doe", "--therapist", "lee")
     assert res.exit_code == 0, res.stderr
     manifest = json.loads((Path(res.stdout.strip()) / "manifest.json").read_text())
-    assert "extra.css" in manifest["template"]["files"]
+    assert "agreement-extra.css" in manifest["template"]["files"]
 
 
 def test_environment_variable_and_current_folder_find_the_practice(practice: Path, run_bin):

@@ -1,0 +1,167 @@
+"""Auditing a whole archive: every agreement, the whole ledger, in bounded memory.
+
+The archive is streamed, never loaded: the ledger is read once into a
+temporary SQLite index on disk (chain checked on the way), agreement folders are
+listed in batches and checked in worker processes (one per core) with the fast
+CMS path, and verdicts go back into the same SQLite file, from which the summary
+and the report are produced, problems first. Memory stays flat whatever the
+archive's size; only the temporary index grows, on disk.
+
+Cross-checks beyond each agreement: every archived agreement has its ledger
+entries, and every agreement the ledger says was archived is in the archive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from .ledgercheck import ChainReport, scan
+from .spec import ID_RE
+from .trust import Trust, load_trust
+
+BATCH = 512
+STATUS_ORDER = {"invalid": 0, "incomplete": 1, "voided": 2, "valid": 3}
+
+
+@dataclass
+class AuditSummary:
+    archive: str
+    agreements: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {k: 0 for k in STATUS_ORDER})
+    ledger_entries: int = 0
+    ledger_problems: list[str] = field(default_factory=list)
+    missing_from_archive: list[str] = field(default_factory=list)
+    drafts_not_archived: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.counts["invalid"] and not self.ledger_problems and not self.missing_from_archive
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"archive": self.archive, "ok": self.ok, "agreements": self.agreements, "counts": self.counts,
+                "ledger": {"entries": self.ledger_entries, "problems": self.ledger_problems},
+                "missing_from_archive": self.missing_from_archive, "drafts_not_archived": self.drafts_not_archived}
+
+
+def _index_ledger(db: sqlite3.Connection, ledger: Path) -> ChainReport:
+    db.execute("CREATE TABLE entries (agreement_id TEXT, line INTEGER, event TEXT, data TEXT)")
+    rows: list[tuple[str, int, str, str]] = []
+
+    def keep(number: int, entry: dict[str, Any], digest: str) -> None:
+        rows.append((str(entry.get("agreement_id")), number, str(entry.get("event")), json.dumps(entry)))
+        if len(rows) >= 2000:
+            db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
+            rows.clear()
+
+    report = scan(ledger, keep)
+    db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
+    db.execute("CREATE INDEX entries_id ON entries (agreement_id)")
+    db.commit()
+    return report
+
+
+# ----------------------------------------------------------------------------- workers
+
+_state: dict[str, Any] = {}
+
+
+def _init_worker(db_path: str, root: str, crl: str | None) -> None:
+    from .cmscheck import CertCache
+
+    _state["db"] = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    _state["trust"] = load_trust(root, crl)
+    _state["cache"] = CertCache()
+
+
+def _check(folder: str) -> dict[str, Any]:
+    from .verify import CannotCheck, Verdict, verify_folder
+
+    name = Path(folder).name
+    entries = [json.loads(d) for (d,) in _state["db"].execute(
+        "SELECT data FROM entries WHERE agreement_id = ? ORDER BY line", (name,))]
+    try:
+        v = verify_folder(Path(folder), _state["trust"], backend="fast", cache=_state["cache"],
+                          ledger_facts=(None, entries), deep=False)
+    except CannotCheck as exc:
+        v = Verdict(name, folder, "invalid")
+        v.add("folder", False, str(exc))
+    return {"id": v.agreement_id if v.agreement_id == name else name, "status": v.status, "headline": v.headline(),
+            "failures": [c.as_dict() for c in v.failures], "signers": v.signers}
+
+
+def _folders(archive: Path) -> Iterator[str]:
+    with os.scandir(archive) as it:
+        for entry in it:
+            if entry.is_dir(follow_symlinks=False) and ID_RE.match(entry.name):
+                yield entry.path
+
+
+def _batches(it: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in it:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def count_folders(archive: Path) -> int:
+    return sum(1 for _ in _folders(archive))
+
+
+def audit(archive: Path, trust: Trust, *, workers: int | None = None,
+          progress: Callable[[int], None] | None = None, keep_db: Path | None = None) -> tuple[AuditSummary, Path]:
+    """Check every agreement and the ledger. Returns the summary and the SQLite file of verdicts."""
+    archive = Path(archive)
+    workdir = Path(tempfile.mkdtemp(prefix="agreements-audit-"))
+    db_path = keep_db or workdir / "audit.sqlite"
+    db = sqlite3.connect(db_path)
+    summary = AuditSummary(str(archive))
+    chain = _index_ledger(db, archive / "ledger.jsonl")
+    summary.ledger_entries = chain.entries
+    summary.ledger_problems = chain.problems
+    db.execute("CREATE TABLE results (id TEXT PRIMARY KEY, rank INTEGER, status TEXT, data TEXT)")
+    workers = max(1, workers or os.cpu_count() or 1)
+    ctx = get_context("fork") if hasattr(os, "fork") else get_context()
+    crl = str(trust.crl_path) if trust.crl_path else None
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(db_path), str(trust.root_path), crl)) as pool:
+        for batch in _batches(_folders(archive), BATCH):
+            rows = []
+            for result in pool.imap_unordered(_check, batch, chunksize=16):
+                rows.append((result["id"], STATUS_ORDER[result["status"]], result["status"], json.dumps(result)))
+                summary.counts[result["status"]] += 1
+                summary.agreements += 1
+                if progress:
+                    progress(1)
+            db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", rows)
+            db.commit()
+    # Agreements the ledger says were archived but whose folder is gone.
+    for (agreement_id,) in db.execute(
+            "SELECT DISTINCT agreement_id FROM entries WHERE event IN ('archive', 'sign', 'void') "
+            "AND agreement_id NOT IN (SELECT id FROM results) ORDER BY agreement_id"):
+        summary.missing_from_archive.append(agreement_id)
+    (summary.drafts_not_archived,) = db.execute(
+        "SELECT COUNT(DISTINCT agreement_id) FROM entries WHERE event = 'render' AND agreement_id NOT IN "
+        "(SELECT agreement_id FROM entries WHERE event != 'render')").fetchone()
+    db.close()
+    return summary, db_path
+
+
+def results(db_path: Path) -> Iterator[dict[str, Any]]:
+    """Verdicts, problems first (invalid, incomplete, voided, valid), then by id: streamed."""
+    db = sqlite3.connect(db_path)
+    try:
+        for (data,) in db.execute("SELECT data FROM results ORDER BY rank, id"):
+            yield json.loads(data)
+    finally:
+        db.close()

@@ -1,0 +1,91 @@
+"""Re-render an agreement from its manifest and compare bytes with the signed PDF.
+
+The manifest records the exact inputs, the practice and therapist details as
+they were, every clause's hash and the template's hash. Re-rendering with the
+clause library and templates under version control proves exactly what text was
+agreed to: if the bytes match, the PDF says what the library said. When they do
+not, the report names the first difference found (a clause, the template, the
+software) instead of only "different".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import AgreementsError
+from .html import template_digest
+from .library import load_library
+from .practice import Practice, Therapist
+from .render import Renderer
+from .spec import make_spec
+
+
+@dataclass
+class Reproduction:
+    identical: bool
+    signed_sha256: str
+    rendered_sha256: str
+    differences: list[str] = field(default_factory=list)
+
+
+def practice_as_recorded(manifest: dict[str, Any], root: Path, clauses: Path, templates: Path) -> Practice:
+    """The practice and therapist exactly as the manifest recorded them (settings may have changed since)."""
+    a = manifest["agreement"]
+    t = a["therapist"]
+    given = set((manifest["inputs"].get("variables") or {}))
+    return Practice(root=root, name=a["practice"]["name"], phone=a["practice"]["phone"],
+                    address=a["practice"]["address"], email=a["practice"]["email"],
+                    jurisdiction=a["jurisdiction"], therapists={t["id"]: Therapist(t["id"], t["name"], t["credentials"])},
+                    variables={k: v for k, v in manifest["variables"].items() if k not in given},
+                    clauses_dir=clauses, templates_dir=templates)
+
+
+def reproduce(folder: Path, clauses: Path, templates: Path) -> Reproduction:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        signed = (folder / "agreement.pdf").read_bytes()
+    except (OSError, ValueError) as exc:
+        raise AgreementsError(f"{folder}: cannot read the agreement ({exc})") from None
+    differences = []
+    library = load_library(clauses)
+    if (library.name, library.version) != (manifest["library"]["name"], manifest["library"]["version"]):
+        differences.append(f"the clause library is {library.name} v{library.version}, the agreement used "
+                           f"{manifest['library']['name']} v{manifest['library']['version']}")
+    jurisdiction = manifest["agreement"]["jurisdiction"]
+    for entry in manifest["clauses"]:
+        if entry["id"] not in library.clauses:
+            differences.append(f"clause {entry['id']} is not in the library any more")
+        elif library.clause(entry["id"], jurisdiction).sha256() != entry["sha256"]:
+            differences.append(f"clause {entry['id']} differs from the text that was signed (v{entry['version']})")
+    if template_digest(templates)["sha256"] != manifest["template"]["sha256"]:
+        differences.append("the template files differ from the ones used")
+    import weasyprint
+
+    if weasyprint.__version__ != manifest["software"]["weasyprint"]:
+        differences.append(f"WeasyPrint {weasyprint.__version__} is installed; the agreement was rendered with "
+                           f"{manifest['software']['weasyprint']}")
+    import platform
+
+    if platform.python_version() != manifest["software"].get("python"):
+        differences.append(f"Python {platform.python_version()} is running; the agreement was rendered under "
+                           f"{manifest['software'].get('python')} (recorded in the embedded manifest)")
+    inputs = manifest["inputs"]
+    spec = make_spec(client=inputs["client"], therapist=inputs["therapist"], id=inputs["id"], date=inputs["date"],
+                     jurisdiction=inputs["jurisdiction"], clauses=inputs["clauses"],
+                     variables=inputs.get("variables") or {}, text_values=True, origin="manifest")
+    practice = practice_as_recorded(manifest, folder, clauses, templates)
+    renderer = Renderer(practice, library, templates, template_digest(templates))
+    try:
+        pdf, _ = renderer.render_bytes(spec)
+    except AgreementsError as exc:
+        differences.append(f"re-rendering failed: {exc}")
+        pdf = b""
+    same = pdf == signed
+    if not same and not differences:
+        differences.append("the inputs and hashes match but the bytes differ (fonts or system libraries changed)")
+    return Reproduction(same, hashlib.sha256(signed).hexdigest(), hashlib.sha256(pdf).hexdigest(),
+                        [] if same else differences)

@@ -1,0 +1,74 @@
+"""What a verifier trusts: the practice root certificate and its CRLs.
+
+An auditor names the root (``--trust ROOT.pem``); the CRL file published beside
+it (``crl.pem``) is found automatically, or named with ``--crl``. Without a CRL
+revocation cannot be checked, and the verdict says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from .errors import AgreementsError
+
+
+class TrustError(AgreementsError):
+    """The trust root or CRL cannot be read (exit 2: could not check)."""
+
+
+@dataclass
+class Trust:
+    root: x509.Certificate
+    root_path: Path
+    crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+    crl_path: Path | None = None
+
+    @property
+    def root_der(self) -> bytes:
+        return self.root.public_bytes(serialization.Encoding.DER)
+
+    def crl_for(self, issuer: x509.Certificate) -> x509.CertificateRevocationList | None:
+        for crl in self.crls:
+            if crl.issuer == issuer.subject:
+                try:
+                    if crl.is_signature_valid(issuer.public_key()):
+                        return crl
+                except TypeError:
+                    continue
+        return None
+
+    def revocation(self, cert: x509.Certificate, issuer: x509.Certificate) -> tuple[bool, dt.datetime | None]:
+        """(CRL available for the issuer, revocation time or None)."""
+        crl = self.crl_for(issuer)
+        if crl is None:
+            return False, None
+        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        return True, (entry.revocation_date_utc if entry is not None else None)
+
+
+def load_trust(root: str | Path, crl: str | Path | None = None) -> Trust:
+    root = Path(root)
+    try:
+        cert = x509.load_pem_x509_certificate(root.read_bytes())
+    except FileNotFoundError:
+        raise TrustError(f"trust root not found: {root}") from None
+    except ValueError:
+        raise TrustError(f"{root} is not a PEM certificate") from None
+    crl_path = Path(crl) if crl else root.with_name("crl.pem")
+    crls: list[x509.CertificateRevocationList] = []
+    if crl_path.is_file():
+        marker = b"-----END X509 CRL-----"
+        data = crl_path.read_bytes()
+        try:
+            for chunk in data.split(marker)[:-1]:
+                crls.append(x509.load_pem_x509_crl(chunk.strip() + b"\n" + marker + b"\n"))
+        except ValueError:
+            raise TrustError(f"{crl_path} is not a PEM CRL file") from None
+    elif crl:
+        raise TrustError(f"CRL file not found: {crl_path}")
+    return Trust(cert, root, crls, crl_path if crls else None)

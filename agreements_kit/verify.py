@@ -1,0 +1,444 @@
+"""Verification of one agreement: every check by name, failures in plain words.
+
+A verdict is ``valid`` (every check passed and the client and the therapist
+signed), ``incomplete`` (nothing wrong, but a signature is still missing),
+``voided`` (closed by a signed void record), or ``invalid`` (some check
+failed). Checks, each reported by name:
+
+- ``pdf``: the PDF's SHA-256 against the manifest (and the embedded manifest
+  against manifest.json);
+- ``record-id``, ``record-pdf``, ``record-manifest``: what each record says it
+  signed;
+- ``signature``: the detached CMS signature over the record's bytes;
+- ``certificate``: the record names the certificate that signed it, and for a
+  client, the certificate carries the signer's name;
+- ``chain``: the certificate leads to the trusted practice root;
+- ``validity``: every certificate of the chain was valid at the signing time;
+- ``revocation``: no certificate of the chain was revoked before the signature;
+- ``time``: signing times not in the future, not before the agreement date, and
+  in the order of the records (client before therapist);
+- ``signers``: the required signers, each once, records numbered in order;
+- ``ledger``: the chain is intact and its entries for this agreement match the
+  files (archive entry, one entry per record, the record's ledger head);
+- ``pyhanko``: pyHanko's own judgement agrees (the default backend).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+
+from .cmscheck import CertCache, check_fast, check_pyhanko
+from .errors import AgreementsError
+from .ledgercheck import ChainReport, entries_for
+from .trust import Trust
+
+CLOCK_SKEW = dt.timedelta(minutes=5)
+CLIENT_ROLES = ("client", "guardian")
+
+
+class CannotCheck(AgreementsError):
+    """The input cannot be checked at all (exit 2), as opposed to checked and found wanting."""
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    subject: str = ""  # the file the check is about, when there are several (records)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "subject": self.subject, "detail": self.detail}
+
+
+@dataclass
+class Verdict:
+    agreement_id: str
+    path: str
+    status: str = "valid"
+    checks: list[Check] = field(default_factory=list)
+    signers: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    @property
+    def valid(self) -> bool:
+        return self.status == "valid"
+
+    def add(self, name: str, ok: bool, detail: str, subject: str = "") -> bool:
+        self.checks.append(Check(name, ok, detail, subject))
+        return ok
+
+    def headline(self) -> str:
+        people = " and ".join(f"{s['name']} ({s['role']}) on {s['signed_at'].replace('T', ' ').replace('Z', ' UTC')}"
+                              for s in self.signers if s.get("kind") == "signature")
+        if self.status == "valid":
+            return f"valid: {self.agreement_id} signed by {people}"
+        if self.status == "incomplete":
+            return f"incomplete: {self.agreement_id} is not fully signed" + (f" (signed by {people})" if people else "")
+        if self.status == "voided":
+            return f"voided: {self.agreement_id} was voided and is no longer in effect"
+        return f"not valid: {self.agreement_id}: {len(self.failures)} check(s) failed"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"agreement_id": self.agreement_id, "path": self.path, "status": self.status,
+                "headline": self.headline(), "signers": self.signers, "notes": self.notes,
+                "checks": [c.as_dict() for c in self.checks]}
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else None
+
+
+def embedded_manifest(pdf: bytes) -> bytes | None:
+    """The ``manifest.json`` attached to a PDF, read with pyHanko's PDF reader; None if unreadable."""
+    import io
+
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    try:
+        reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+        names = reader.root["/Names"]["/EmbeddedFiles"]["/Names"]
+        for i in range(0, len(names), 2):
+            if str(names[i]) == "manifest.json":
+                return names[i + 1].get_object()["/EF"]["/F"].get_object().data
+    except Exception:  # a damaged PDF can fail in many ways; the caller reports "unreadable"
+        return None
+    return None
+
+
+def manifest_from_damaged_pdf(pdf: bytes) -> dict[str, Any] | None:
+    """Find the embedded manifest in a PDF the reader rejects (truncated, say) by inflating its streams."""
+    import re
+    import zlib
+
+    for match in re.finditer(rb"stream\r?\n", pdf):
+        try:
+            data = zlib.decompressobj().decompress(pdf[match.end():match.end() + 1_000_000])
+        except zlib.error:
+            continue
+        if b'"agreements-kit/manifest"' in data:
+            try:
+                return json.loads(data)
+            except ValueError:
+                continue
+    return None
+
+
+@dataclass
+class _Record:
+    name: str
+    raw: bytes
+    data: dict[str, Any] | None
+    p7s: bytes | None
+
+
+def _load_records(folder: Path, v: Verdict) -> list[_Record]:
+    out = []
+    for path in sorted(folder.glob("[0-9][0-9]-*.json")):
+        raw = path.read_bytes()
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError
+        except ValueError:
+            v.add("record", False, "the record is not JSON: it was damaged or edited", path.name)
+            data = None
+        sig = path.with_name(path.name + ".p7s")
+        p7s = sig.read_bytes() if sig.exists() else None
+        if p7s is None:
+            v.add("signature", False, "the signature file (.p7s) of this record is missing", path.name)
+        out.append(_Record(path.name, raw, data, p7s))
+    for sig in sorted(folder.glob("*.p7s")):
+        if not sig.with_suffix("").exists():
+            v.add("signers", False, f"{sig.name} has no record beside it: a record was deleted", sig.name)
+    return out
+
+
+def _cn(cert: x509.Certificate) -> str:
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""
+
+
+def _check_chain(v: Verdict, rec: _Record, signer: x509.Certificate, certs: list[x509.Certificate], trust: Trust,
+                 when: dt.datetime, cache: CertCache) -> None:
+    """Chain to the trusted root, validity at the signing time, revocation before it."""
+    chain = [signer]
+    current = signer
+    root_fp = trust.root.fingerprint(hashes.SHA256())
+    for _ in range(4):
+        if current.fingerprint(hashes.SHA256()) == root_fp:
+            break
+        if current.issuer == trust.root.subject and cache.issued_by(current, trust.root):
+            chain.append(trust.root)
+            break
+        issuer = next((c for c in certs if c.subject == current.issuer and c is not current
+                       and cache.issued_by(current, c)), None)
+        if issuer is None:
+            v.add("chain", False, f"the certificate of {_cn(signer)} does not lead to the trusted root "
+                  f"'{_cn(trust.root)}' (its issuer is '{current.issuer.rfc4514_string()}')", rec.name)
+            return
+        chain.append(issuer)
+        current = issuer
+    else:
+        v.add("chain", False, "the certificate chain is too long", rec.name)
+        return
+    if chain[-1].fingerprint(hashes.SHA256()) != root_fp:
+        v.add("chain", False, f"the certificate of {_cn(signer)} does not lead to the trusted root", rec.name)
+        return
+    v.add("chain", True, " -> ".join(_cn(c) for c in chain), rec.name)
+    bad = [c for c in chain if not (c.not_valid_before_utc <= when <= c.not_valid_after_utc)]
+    if bad:
+        c = bad[0]
+        v.add("validity", False, f"the certificate '{_cn(c)}' was not valid at the signing time {when:%Y-%m-%d %H:%M} "
+              f"UTC (valid {c.not_valid_before_utc:%Y-%m-%d} to {c.not_valid_after_utc:%Y-%m-%d})", rec.name)
+    else:
+        v.add("validity", True, "every certificate was valid at the signing time", rec.name)
+    if not trust.crls:
+        v.add("revocation", True, "not checked: no CRL was given with the trust root", rec.name)
+        v.notes.append("revocation was not checked: no CRL beside the trust root")
+        return
+    for cert, issuer in zip(chain, chain[1:]):
+        have, revoked_at = trust.revocation(cert, issuer)
+        if not have:
+            v.add("revocation", False, f"no valid CRL from '{_cn(issuer)}' to check '{_cn(cert)}' against", rec.name)
+            return
+        if revoked_at is not None and revoked_at <= when:
+            v.add("revocation", False, f"the certificate of {_cn(cert)} was revoked on "
+                  f"{revoked_at:%Y-%m-%d %H:%M} UTC, before this signature", rec.name)
+            return
+        if revoked_at is not None:
+            v.notes.append(f"{rec.name}: the certificate of {_cn(cert)} was revoked later, on {revoked_at:%Y-%m-%d}")
+    v.add("revocation", True, "no certificate of the chain was revoked before the signature", rec.name)
+
+
+def verify_folder(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger: Path | None = None,
+                  backend: str = "pyhanko", now: dt.datetime | None = None, cache: CertCache | None = None,
+                  ledger_facts: tuple[ChainReport | None, list[dict[str, Any]]] | None = None,
+                  deep: bool = True) -> Verdict:
+    """Check one agreement folder. ``pdf_path`` checks another copy of the PDF against it.
+
+    ``deep`` also compares manifest.json with the copy embedded in the PDF (it parses
+    the PDF; audits skip it, since every record already binds both hashes).
+    """
+    folder = Path(folder)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    cache = cache or CertCache()
+    manifest_path = folder / "manifest.json"
+    try:
+        manifest_bytes = manifest_path.read_bytes()
+        manifest = json.loads(manifest_bytes)
+        agreement_id = manifest["agreement"]["id"]
+    except FileNotFoundError:
+        raise CannotCheck(f"{folder} is not an agreement folder (no manifest.json)") from None
+    except (ValueError, KeyError, TypeError):
+        v = Verdict(folder.name, str(folder), "invalid")
+        v.add("manifest", False, "manifest.json is not a valid manifest: it was edited or damaged")
+        return v
+    v = Verdict(agreement_id, str(folder))
+    if agreement_id != folder.name:
+        v.add("record-id", False, f"the folder is named '{folder.name}' but its manifest is for '{agreement_id}'")
+    pdf_file = pdf_path or folder / "agreement.pdf"
+    try:
+        pdf = pdf_file.read_bytes()
+    except FileNotFoundError:
+        v.add("pdf", False, f"{pdf_file.name} is missing")
+        pdf = b""
+    pdf_sha = _sha(pdf)
+    expected = (manifest.get("document") or {}).get("sha256")
+    if pdf and v.add("pdf", pdf_sha == expected,
+                     "the PDF is byte for byte the one rendered (SHA-256 matches the manifest)" if pdf_sha == expected
+                     else f"the PDF's SHA-256 {pdf_sha[:16]}... is not the manifest's {str(expected)[:16]}...: "
+                          "the PDF was changed, truncated or extended after rendering") and deep:
+        embedded = embedded_manifest(pdf)
+        stripped = dict(manifest)
+        stripped.pop("document", None)
+        from .manifest import canonical_json
+
+        v.add("manifest", embedded == canonical_json(stripped),
+              "manifest.json matches the manifest embedded in the PDF" if embedded == canonical_json(stripped)
+              else "manifest.json differs from the manifest embedded in the PDF: manifest.json was edited")
+    manifest_sha = _sha(manifest_bytes)
+
+    records = _load_records(folder, v)
+    times: list[tuple[int, str, dt.datetime, str]] = []
+    roles: dict[str, list[str]] = {}
+    voided = False
+    for index, rec in enumerate(records, start=1):
+        d = rec.data
+        if d is None:
+            continue
+        kind = d.get("kind")
+        signer = d.get("signer") if isinstance(d.get("signer"), dict) else {}
+        role = signer.get("role", "?")
+        if d.get("agreement_id") != agreement_id:
+            v.add("record-id", False, f"the record is for agreement '{d.get('agreement_id')}', not this one: "
+                  "it was moved here from another agreement", rec.name)
+        else:
+            v.add("record-id", True, "the record names this agreement", rec.name)
+        doc = (d.get("document") or {}).get("sha256")
+        v.add("record-pdf", doc == pdf_sha, "the record signs this PDF" if doc == pdf_sha
+              else "the record signs a different PDF (its SHA-256 differs)", rec.name)
+        msha = (d.get("manifest") or {}).get("sha256")
+        v.add("record-manifest", msha == manifest_sha, "the record signs this manifest" if msha == manifest_sha
+              else "the record signs a different manifest.json (its SHA-256 differs)", rec.name)
+        expected_name = f"{d.get('sequence', 0):02d}-{'void' if kind == 'void' else role}.json" \
+            if isinstance(d.get("sequence"), int) else None
+        if d.get("sequence") != index or expected_name != rec.name:
+            v.add("signers", False, f"the record is numbered {d.get('sequence')!r} for role {role!r} but stored as "
+                  f"record {index} named {rec.name}: records were renamed, removed or duplicated", rec.name)
+        when = _time(d.get("signed_at"))
+        if when is None:
+            v.add("time", False, "the record has no valid signing time", rec.name)
+            when = now
+        if kind == "void":
+            voided = True
+        elif kind == "signature":
+            roles.setdefault(role, []).append(rec.name)
+        times.append((index, role, when, rec.name))
+        v.signers.append({"record": rec.name, "kind": kind, "name": signer.get("name"), "role": role,
+                          "signed_at": d.get("signed_at"), "identity": d.get("identity"),
+                          "certificate_sha256": (d.get("certificate") or {}).get("sha256")})
+        if rec.p7s is None:
+            continue
+        facts = check_fast(rec.raw, rec.p7s, cache)
+        if backend == "pyhanko":
+            ph = check_pyhanko(rec.raw, rec.p7s, trust, when)
+            intact = ph.intact and ph.valid
+            if intact != facts.intact:
+                v.add("pyhanko", False, f"pyHanko and the fast path disagree about this signature ({ph.summary})",
+                      rec.name)
+            detail = facts.problem or ("pyHanko: " + ph.summary if not intact else "")
+        else:
+            intact, detail, ph = facts.intact, facts.problem or "", None
+        if not v.add("signature", intact, "the CMS signature over the record's bytes is intact" if intact
+                     else f"the signature does not cover this record: {detail}", rec.name):
+            continue
+        signer_cert = facts.signer
+        fp = signer_cert.fingerprint(hashes.SHA256()).hex()
+        named = (d.get("certificate") or {}).get("sha256")
+        ok = named == fp
+        if ok and role in CLIENT_ROLES and _cn(signer_cert) != " ".join(str(signer.get("name", "")).split())[:64]:
+            ok = False
+        v.add("certificate", ok, "the record names the certificate that signed it" if ok
+              else "the certificate that signed the record is not the one the record names", rec.name)
+        _check_chain(v, rec, signer_cert, facts.certificates, trust, when, cache)
+        if ph is not None:
+            # pyHanko's verdict on trust must agree with ours (chain, validity, revocation).
+            ours = all(c.ok for c in v.checks if c.subject == rec.name and c.name in ("chain", "validity", "revocation"))
+            if ph.bottom_line != ours:
+                v.add("pyhanko", False, f"pyHanko judges this signature {'valid' if ph.bottom_line else 'not valid'}: "
+                      f"{ph.summary}", rec.name)
+            else:
+                v.add("pyhanko", True, f"pyHanko agrees ({ph.summary})", rec.name)
+        if facts.signing_time is not None and abs(facts.signing_time - when) > CLOCK_SKEW:
+            v.add("time", False, f"the record's signing time {d.get('signed_at')} differs from the signature's own "
+                  f"signing time {facts.signing_time:%Y-%m-%dT%H:%M:%SZ}", rec.name)
+
+    # Times: not in the future, not before the agreement date, in record order.
+    agreement_date = manifest.get("agreement", {}).get("date")
+    for index, role, when, name in times:
+        if when > now + CLOCK_SKEW:
+            v.add("time", False, f"signed at {when:%Y-%m-%d %H:%M} UTC, which is in the future", name)
+        elif agreement_date and when.date() < dt.date.fromisoformat(agreement_date) - dt.timedelta(days=1):
+            v.add("time", False, f"signed at {when:%Y-%m-%d}, before the agreement's date {agreement_date}", name)
+        else:
+            v.add("time", True, f"signed at {when:%Y-%m-%d %H:%M:%S} UTC", name)
+    for (_, r1, t1, n1), (_, r2, t2, n2) in zip(times, times[1:]):
+        if t2 < t1:
+            v.add("time", False, f"{n2} ({r2}) is dated before {n1} ({r1}): signatures are out of order", n2)
+    client_side = [n for r in CLIENT_ROLES for n in roles.get(r, [])]
+    therapist = roles.get("therapist", [])
+    if len(client_side) > 1:
+        v.add("signers", False, f"the client's side signed more than once ({', '.join(client_side)}): a duplicated signer")
+    if len(therapist) > 1:
+        v.add("signers", False, f"the therapist signed more than once ({', '.join(therapist)}): a duplicated signer")
+    if therapist and client_side:
+        t_idx = min(i for i, r, _, n in times if n in therapist)
+        c_idx = min(i for i, r, _, n in times if n in client_side)
+        if t_idx < c_idx:
+            v.add("signers", False, "the therapist's signature comes before the client's")
+
+    # Ledger.
+    if ledger_facts is None and ledger is not None:
+        ledger_facts = entries_for(ledger, agreement_id)
+    ledger_signed_roles = _check_ledger(v, folder, records, ledger_facts, pdf_sha)
+    if not therapist and "therapist" in ledger_signed_roles:
+        v.add("signers", False, "the ledger records a therapist signature whose record is missing")
+    if not client_side and ledger_signed_roles & set(CLIENT_ROLES):
+        v.add("signers", False, "the ledger records a client signature whose record is missing")
+
+    if v.failures:
+        v.status = "invalid"
+    elif voided:
+        v.status = "voided"
+    elif not client_side or not therapist:
+        v.status = "incomplete"
+        v.add("signers", True, "missing: " + ", ".join(
+            x for x, have in (("client", client_side), ("therapist", therapist)) if not have))
+    else:
+        v.add("signers", True, "client and therapist each signed once, in order")
+    return v
+
+
+def _check_ledger(v: Verdict, folder: Path, records: list[_Record],
+                  facts: tuple[ChainReport | None, list[dict[str, Any]]] | None, pdf_sha: str) -> set[str]:
+    """Compare the ledger's entries for this agreement with the files. Returns roles the ledger says signed."""
+    if facts is None:
+        v.notes.append("the ledger was not checked (no ledger given)")
+        return set()
+    chain, entries = facts
+    if chain is not None:
+        if chain.ok:
+            v.add("ledger", True, f"the ledger's hash chain is intact ({chain.entries} entries)")
+        for problem in chain.problems:
+            v.add("ledger", False, problem)
+    archived = [e for e in entries if e.get("event") == "archive"]
+    if not archived:
+        v.add("ledger", False, "the ledger has no entry for this agreement entering the archive")
+    elif archived[0].get("pdf_sha256") != pdf_sha:
+        v.add("ledger", False, "the ledger recorded a different PDF when this agreement was archived")
+    by_record = {e.get("record"): e for e in entries if e.get("event") in ("sign", "void")}
+    signed_roles = {e.get("role") for e in by_record.values() if e.get("event") == "sign"}
+    names = {r.name for r in records}
+    for rec in records:
+        entry = by_record.get(rec.name)
+        if entry is None:
+            v.add("ledger", False, "the ledger has no entry for this record: it was added outside agreements-kit",
+                  rec.name)
+            continue
+        files = entry.get("files") or {}
+        mismatched = [n for n in (rec.name, rec.name + ".p7s")
+                      if files.get(n) != _sha((folder / n).read_bytes() if (folder / n).exists() else b"")]
+        if mismatched:
+            v.add("ledger", False, f"{', '.join(mismatched)} differ(s) from what the ledger recorded at signing",
+                  rec.name)
+        elif rec.data is not None and rec.data.get("ledger_head") != entry.get("prev"):
+            v.add("ledger", False, "the record's ledger head is not the ledger entry before its signature", rec.name)
+        else:
+            v.add("ledger", True, f"matches ledger entry {entry.get('seq')}", rec.name)
+    for name in sorted(set(by_record) - names):
+        v.add("ledger", False, f"the ledger records {name}, which is missing from the archive: it was deleted")
+    return signed_roles

@@ -131,15 +131,25 @@ class Archive:
         self.ledger = Ledger(self.root / "ledger.jsonl")
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the archive lock (one writer at a time), after repairing any crash leftovers."""
+    def locked(self) -> Iterator[list[Path]]:
+        """Hold the archive lock (one writer at a time), after repairing any crash leftovers.
+
+        Yields the agreement folders whose interrupted commits were just finished or undone.
+        """
         make_private_dir(self.root, exist_ok=True)
         lock = FileLock(str(self.root / ".lock"), timeout=LOCK_TIMEOUT, mode=0o600)
         try:
             with lock:
                 self.ledger.repair()
                 self._drop_partial_admissions()
-                yield
+                recovered = []
+                for marker in sorted(self.root.glob(".inflight-*")):
+                    folder = self.root / marker.name.removeprefix(".inflight-")
+                    if folder.is_dir():
+                        self.recover(folder)
+                        recovered.append(folder)
+                    marker.unlink()
+                yield recovered
         except Timeout:
             raise ArchiveError(f"the archive {self.root} is busy (another signer holds its lock); try again") \
                 from None
@@ -200,6 +210,10 @@ class Archive:
         for name in files:
             if (path / name).exists():
                 raise ArchiveError(f"{path / name} already exists; records are never overwritten")
+        # The marker tells the next writer, whichever agreement it touches, to recover this one.
+        marker = self.root / f".inflight-{folder.id}"
+        if not marker.exists():
+            write_new(marker, b"")
         for name, data in files.items():
             write_new(path / f".{name}{PENDING}", data)
         _crashpoint("before-ledger")
@@ -209,4 +223,5 @@ class Archive:
         for name in files:
             os.rename(path / f".{name}{PENDING}", path / name)
         fsync_dir(path)
+        marker.unlink()
         return entry

@@ -1,7 +1,7 @@
 """Checking one detached CMS signature over one record, two ways.
 
-- ``check_fast``: our own path for audits of whole archives. It parses the
-  SignedData with asn1crypto and checks, with ``cryptography``: a single signer,
+- ``check_fast``: our own path for audits of whole archives. It reads the
+  SignedData with a minimal strict DER reader and checks, with ``cryptography``: a single signer,
   SHA-256, content type ``data``, the ``messageDigest`` attribute against the
   record's SHA-256, and the ECDSA signature over the DER of the signed
   attributes. One ECDSA verification per signature; certificate parsing is
@@ -23,16 +23,12 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 
-from asn1crypto import cms as acms
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .trust import Trust
-
-_SIG_HASH = {"sha256_ecdsa": hashes.SHA256(), "ecdsa": hashes.SHA256()}
-
 
 @dataclass
 class CmsFacts:
@@ -48,27 +44,35 @@ class CertCache:
 
     def __init__(self, limit: int = 256):
         self.parsed: dict[bytes, x509.Certificate] = {}
-        self.verified: set[tuple[bytes, bytes]] = set()
+        self.kept: list[x509.Certificate] = []  # keeps ids in ``verified`` meaningful
+        self.verified: set[tuple[int, int]] = set()
         self.limit = limit
 
     def load(self, der: bytes) -> x509.Certificate:
+        """Parse a certificate; CA certificates (which repeat across signatures) are cached."""
         cert = self.parsed.get(der)
         if cert is None:
             cert = x509.load_der_x509_certificate(der)
-            if len(self.parsed) < self.limit:
+            if len(self.parsed) < self.limit and _is_ca(cert):
                 self.parsed[der] = cert
+                self.kept.append(cert)
+        return cert
+
+    def keep(self, cert: x509.Certificate) -> x509.Certificate:
+        """Register a long-lived certificate (the trust root) so its links can be cached."""
+        self.kept.append(cert)
         return cert
 
     def issued_by(self, child: x509.Certificate, issuer: x509.Certificate) -> bool:
-        key = (child.fingerprint(hashes.SHA256()), issuer.fingerprint(hashes.SHA256()))
+        key = (id(child), id(issuer))
         if key in self.verified:
             return True
         try:
             child.verify_directly_issued_by(issuer)
         except (InvalidSignature, ValueError, TypeError):
             return False
-        if child.extensions and _is_ca(child):  # only CA links repeat; leaves are single-use
-            self.verified.add(key)
+        if any(child is k for k in self.kept) and any(issuer is k for k in self.kept):
+            self.verified.add(key)  # both objects live as long as the cache: the id pair is stable
         return True
 
 
@@ -79,64 +83,179 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
-def _signed_data(p7s: bytes) -> acms.SignedData:
+def _signed_data(p7s: bytes):
+    from asn1crypto import cms as acms
+
     info = acms.ContentInfo.load(p7s)
     if info["content_type"].native != "signed_data":
         raise ValueError("not a CMS SignedData")
     return info["content"]
 
 
+def _oid(dotted: str) -> bytes:
+    """DER contents of an OBJECT IDENTIFIER, to compare OIDs without decoding them."""
+    parts = [int(x) for x in dotted.split(".")]
+    out = bytearray([40 * parts[0] + parts[1]])
+    for part in parts[2:]:
+        chunk = [part & 0x7F]
+        part >>= 7
+        while part:
+            chunk.append(0x80 | (part & 0x7F))
+            part >>= 7
+        out += bytes(reversed(chunk))
+    return bytes(out)
+
+
+_SIGNED_DATA = _oid("1.2.840.113549.1.7.2")
+_DATA = _oid("1.2.840.113549.1.7.1")
+_CONTENT_TYPE = _oid("1.2.840.113549.1.9.3")
+_MESSAGE_DIGEST = _oid("1.2.840.113549.1.9.4")
+_SIGNING_TIME = _oid("1.2.840.113549.1.9.5")
+_SHA256 = _oid("2.16.840.1.101.3.4.2.1")
+_ECDSA_SHA256 = _oid("1.2.840.10045.4.3.2")
+
+
+class _DER:
+    """A minimal, strict DER reader: definite lengths only, every length within bounds.
+
+    asn1crypto decodes far more than an audit needs and dominated its time; this
+    reads only the fields checked below. pyHanko (through asn1crypto) remains the
+    reference: the tests run both, and OpenSSL, over the tamper corpus.
+    """
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def tlv(self, pos: int, end: int) -> tuple[int, int, int]:
+        """(tag, value start, value end) of the element at ``pos``."""
+        if pos + 2 > end:
+            raise ValueError("truncated DER")
+        tag, first = self.data[pos], self.data[pos + 1]
+        if tag & 0x1F == 0x1F:
+            raise ValueError("multi-byte tags are not used in CMS")
+        pos += 2
+        if first < 0x80:
+            length = first
+        else:
+            n = first & 0x7F
+            if n == 0 or n > 4 or pos + n > end:
+                raise ValueError("bad DER length")
+            length = int.from_bytes(self.data[pos:pos + n], "big")
+            pos += n
+        if pos + length > end:
+            raise ValueError("DER length beyond the data")
+        return tag, pos, pos + length
+
+    def children(self, start: int, end: int) -> list[tuple[int, int, int, int]]:
+        """(tag, element start, value start, value end) of each element in [start, end)."""
+        out = []
+        pos = start
+        while pos < end:
+            tag, vs, ve = self.tlv(pos, end)
+            out.append((tag, pos, vs, ve))
+            pos = ve
+        return out
+
+    def value(self, element: tuple[int, int, int, int]) -> bytes:
+        return self.data[element[2]:element[3]]
+
+    def whole(self, element: tuple[int, int, int, int]) -> bytes:
+        return self.data[element[1]:element[3]]
+
+
+def _time(tag: int, raw: bytes) -> dt.datetime:
+    text = raw.decode("ascii")
+    if tag == 0x17:  # UTCTime YYMMDDHHMMSSZ
+        year = int(text[:2])
+        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
+    elif tag != 0x18:
+        raise ValueError("signing time is not a time")
+    return dt.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+
+
 def check_fast(record: bytes, p7s: bytes, cache: CertCache | None = None) -> CmsFacts:
+    """Is the detached signature ``p7s`` over ``record`` intact, and by which certificate?"""
     cache = cache or CertCache()
+    der = _DER(p7s)
     try:
-        sd = _signed_data(p7s)
-        if sd["encap_content_info"]["content"].native is not None:
+        tag, vs, ve = der.tlv(0, len(p7s))
+        if tag != 0x30 or ve != len(p7s):
+            raise ValueError("not a single DER SEQUENCE")
+        info = der.children(vs, ve)
+        if len(info) != 2 or info[0][0] != 0x06 or der.value(info[0]) != _SIGNED_DATA or info[1][0] != 0xA0:
+            return CmsFacts(False, "the signature file is not CMS SignedData")
+        sd_tag, sd_vs, sd_ve = der.tlv(info[1][2], info[1][3])
+        if sd_tag != 0x30:
+            raise ValueError("SignedData is not a SEQUENCE")
+        parts = der.children(sd_vs, sd_ve)
+        if len(parts) < 4 or parts[0][0] != 0x02 or parts[1][0] != 0x31 or parts[2][0] != 0x30:
+            raise ValueError("malformed SignedData")
+        encap = der.children(parts[2][2], parts[2][3])
+        if len(encap) != 1:
             return CmsFacts(False, "the signature is not detached: it carries content of its own")
-        infos = sd["signer_infos"]
+        if der.value(encap[0]) != _DATA:
+            return CmsFacts(False, "the signed content type is not 'data'")
+        certs: list[x509.Certificate] = []
+        rest = parts[3:]
+        if rest and rest[0][0] == 0xA0:
+            certs = [cache.load(der.whole(c)) for c in der.children(rest[0][2], rest[0][3]) if c[0] == 0x30]
+            rest = rest[1:]
+        if rest and rest[0][0] == 0xA1:  # CRLs: not used
+            rest = rest[1:]
+        if len(rest) != 1 or rest[0][0] != 0x31:
+            raise ValueError("malformed signerInfos")
+        infos = der.children(rest[0][2], rest[0][3])
         if len(infos) != 1:
-            return CmsFacts(False, f"the signature has {len(infos)} signers instead of one")
-        si = infos[0]
-        certs = [cache.load(c.chosen.dump()) for c in sd["certificates"] if c.name == "certificate"]
-        sid = si["sid"]
-        if sid.name != "issuer_and_serial_number":
+            return CmsFacts(False, f"the signature has {len(infos)} signers instead of one", certificates=certs)
+        si = der.children(infos[0][2], infos[0][3])
+        if len(si) < 6 or si[1][0] != 0x30:
             return CmsFacts(False, "the signer is not identified by issuer and serial number", certificates=certs)
-        serial = sid.chosen["serial_number"].native
-        issuer_der = sid.chosen["issuer"].dump()
+        sid = der.children(si[1][2], si[1][3])
+        if len(sid) != 2 or sid[0][0] != 0x30 or sid[1][0] != 0x02:
+            raise ValueError("malformed issuerAndSerialNumber")
+        issuer_der = der.whole(sid[0])
+        serial = int.from_bytes(der.value(sid[1]), "big", signed=True)
         signer = next((c for c in certs if c.serial_number == serial
                        and c.issuer.public_bytes() == issuer_der), None)
         if signer is None:
             return CmsFacts(False, "the signer's certificate is not in the signature", certificates=certs)
-        if si["digest_algorithm"]["algorithm"].native != "sha256":
+        digest_alg = der.children(si[2][2], si[2][3])
+        if not digest_alg or der.value(digest_alg[0]) != _SHA256:
             return CmsFacts(False, "the signature does not use SHA-256", signer=signer, certificates=certs)
-        attrs = si["signed_attrs"]
-        if not attrs:
+        if si[3][0] != 0xA0:
             return CmsFacts(False, "the signature has no signed attributes", signer=signer, certificates=certs)
-        values = {a["type"].native: a["values"] for a in attrs}
-        signing_time = None
-        if "signing_time" in values:
-            signing_time = values["signing_time"][0].native
-        if values.get("content_type") is None or values["content_type"][0].native != "data":
+        content_type = digest = signing_time = None
+        for attr in der.children(si[3][2], si[3][3]):
+            oid, values = der.children(attr[2], attr[3])
+            first = der.children(values[2], values[3])[0]
+            kind = der.value(oid)
+            if kind == _MESSAGE_DIGEST and first[0] == 0x04:
+                digest = der.value(first)
+            elif kind == _CONTENT_TYPE and first[0] == 0x06:
+                content_type = der.value(first)
+            elif kind == _SIGNING_TIME:
+                signing_time = _time(first[0], der.value(first))
+        if content_type != _DATA:
             return CmsFacts(False, "the signed content type is not 'data'", signer, certs, signing_time)
-        digest = values.get("message_digest")
-        if digest is None or digest[0].native != hashlib.sha256(record).digest():
+        if digest != hashlib.sha256(record).digest():
             return CmsFacts(False, "the record's bytes do not match the digest the signature covers: "
                             "the record was changed after it was signed", signer, certs, signing_time)
-        algo = si["signature_algorithm"]["algorithm"].native
-        if algo not in _SIG_HASH:
-            return CmsFacts(False, f"unexpected signature algorithm {algo}", signer, certs, signing_time)
-        signed = attrs.dump()
-        signed = b"\x31" + signed[1:]  # RFC 5652 5.4: the signature covers the attributes as a SET OF
+        sig_alg = der.children(si[4][2], si[4][3])
+        if not sig_alg or der.value(sig_alg[0]) != _ECDSA_SHA256 or si[5][0] != 0x04:
+            return CmsFacts(False, "unexpected signature algorithm (not ECDSA with SHA-256)", signer, certs,
+                            signing_time)
+        signed = b"\x31" + der.whole(si[3])[1:]  # RFC 5652 5.4: the attributes are signed as a SET OF
         key = signer.public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey):
             return CmsFacts(False, "the signer's key is not an ECDSA key", signer, certs, signing_time)
         try:
-            key.verify(si["signature"].native, signed, ec.ECDSA(_SIG_HASH[algo]))
+            key.verify(der.value(si[5]), signed, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             return CmsFacts(False, "the signature value does not verify with the signer's certificate",
                             signer, certs, signing_time)
         return CmsFacts(True, None, signer, certs, signing_time)
-    except (ValueError, TypeError, KeyError) as exc:
-        return CmsFacts(False, f"the signature file is not valid CMS ({type(exc).__name__})")
+    except (ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        return CmsFacts(False, f"the signature file is not valid CMS ({exc})")
 
 
 @dataclass

@@ -85,6 +85,8 @@ def run_demo(directory: str | Path) -> DemoResult:
     for rec in result.records:
         result.lines.append(f"  openssl cms -verify -binary -inform DER -in {rec}.p7s -content {rec} "
                             f"-CAfile {root} -purpose any -out /dev/null")
+    result.lines.append("  (years later, add -attime SECONDS: the signing time as seconds since 1970, "
+                        "because certificates are checked as of the signature; see the README)")
     result.lines.append(f"  sha256sum {archived / 'agreement.pdf'}   # = document.sha256 in every record")
 
     from .trust import load_trust

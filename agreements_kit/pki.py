@@ -214,12 +214,19 @@ class PKI:
     def _write_crls(self, root, root_key, intake, intake_key, revoked: list[tuple[int, dt.datetime]],
                     now: dt.datetime, replace: bool) -> None:
         crls = []
+        number = 1
+        if self.crl.exists():  # RFC 5280 5.2.3: CRL numbers increase monotonically
+            for old in self.crls():
+                try:
+                    number = max(number, old.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number + 1)
+                except x509.ExtensionNotFound:
+                    pass
         for issuer, key, entries in ((root, root_key, revoked), (intake, intake_key, [])):
             builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer.subject)
                        .last_update(now).next_update(now + dt.timedelta(days=CRL_DAYS))
                        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()),
                                       critical=False)
-                       .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False))
+                       .add_extension(x509.CRLNumber(number), critical=False))
             for serial, when in entries:
                 builder = builder.add_revoked_certificate(
                     x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build())

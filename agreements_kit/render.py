@@ -178,8 +178,11 @@ def log_renders(practice: Practice, folders: list[Path]) -> None:
 
     if not practice.archive.is_dir():
         return
+    from .sign import finish_recovered
+
     archive = Archive(practice.archive)
-    with archive.locked():
+    with archive.locked() as recovered:
+        finish_recovered(recovered)
         for folder in folders:
             manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
             archive.log({"event": "render", "agreement_id": manifest["agreement"]["id"], "time": iso(utcnow()),

@@ -96,7 +96,26 @@ def _in_archive(archive: Archive, folder: AgreementFolder, now: dt.datetime) -> 
             raise ArchiveError(f"the archive already holds a different agreement.pdf for '{folder.id}'")
         folder = load_folder(archived)
     archive.recover(folder.path)
-    return load_folder(folder.path)
+    folder = load_folder(folder.path)
+    _finish(folder)
+    return folder
+
+
+def _finish(folder: AgreementFolder) -> Path | None:
+    """Write the certificate of completion of a complete agreement that lacks one (after a crash)."""
+    from .completion import write_completion
+
+    roles = folder.signed_roles()
+    complete = "therapist" in roles and any(r in record.CLIENT_ROLES for r in roles)
+    if complete and not folder.voided and not (folder.path / "completion.pdf").exists():
+        return write_completion(folder)
+    return None
+
+
+def finish_recovered(folders: list[Path]) -> None:
+    """After the lock's recovery: complete what the interrupted commits left to do."""
+    for path in folders:
+        _finish(load_folder(path))
 
 
 def _check_open(folder: AgreementFolder) -> None:
@@ -186,7 +205,8 @@ def sign_client(practice: Practice, ref: str | Path, s: ClientSigning, ca_passph
     draft = find_agreement(practice, ref)
     initials = check_client_request(draft, s)
     disclosure = record.load_disclosure()
-    with archive.locked():
+    with archive.locked() as recovered:
+        finish_recovered(recovered)
         folder = _in_archive(archive, draft, now)
         _check_open(folder)
         done = [r for r in folder.signed_roles() if r in record.CLIENT_ROLES]
@@ -237,8 +257,12 @@ def _therapist_credentials(pki: PKI, tid: str, passphrase: bytes, now: dt.dateti
 
 
 def sign_therapist(practice: Practice, ref: str | Path, passphrase: bytes, therapist_id: str | None = None,
-                   now: dt.datetime | None = None) -> SignResult:
-    """Countersign as the therapist, after the client, with the therapist's own key."""
+                   now: dt.datetime | None = None, completion: bool = True) -> SignResult:
+    """Countersign as the therapist, after the client, with the therapist's own key.
+
+    ``completion=False`` skips the certificate of completion (a PDF render): only
+    for building large synthetic archives in benchmarks.
+    """
     from .completion import write_completion
 
     now = now or utcnow()
@@ -247,9 +271,13 @@ def sign_therapist(practice: Practice, ref: str | Path, passphrase: bytes, thera
     tid = therapist_id or draft.therapist_id
     if tid not in practice.therapists:
         raise SigningError(f"unknown therapist '{tid}' (practice.yaml lists: {', '.join(sorted(practice.therapists))})")
+    if not (archive.root / draft.id).is_dir():
+        raise SigningError(f"the therapist countersigns only after the client: agreement {draft.id} "
+                           "has no client signature yet")
     pki = PKI(practice.root / "pki")
     cert, key = _therapist_credentials(pki, tid, passphrase, now)
-    with archive.locked():
+    with archive.locked() as recovered:
+        finish_recovered(recovered)
         folder = _in_archive(archive, draft, now)
         _check_open(folder)
         roles = folder.signed_roles()
@@ -271,7 +299,8 @@ def sign_therapist(practice: Practice, ref: str | Path, passphrase: bytes, thera
                          "checked_by": f"{common_name(cert)} (certificate holder)"},
         }
         result = _commit(archive, folder, "therapist", body, cert, key, [], now)
-        result.completion = write_completion(result.folder)
+        if completion:
+            result.completion = write_completion(result.folder)
     return result
 
 
@@ -291,7 +320,8 @@ def void(practice: Practice, ref: str | Path, reason: str, passphrase: bytes, th
     if tid not in practice.therapists:
         raise SigningError(f"unknown therapist '{tid}'")
     cert, key = _therapist_credentials(PKI(practice.root / "pki"), tid, passphrase, now)
-    with archive.locked():
+    with archive.locked() as recovered:
+        finish_recovered(recovered)
         folder = _in_archive(archive, draft, now)
         _check_open(folder)
         body = {

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from .errors import AgreementsError
 
@@ -27,10 +28,16 @@ class Trust:
     root_path: Path
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
     crl_path: Path | None = None
+    # issuer fingerprint -> {serial: revocation time}, for CRLs whose signature checked out.
+    _revoked: dict[bytes, dict[int, dt.datetime] | None] = field(default_factory=dict, repr=False)
 
     @property
     def root_der(self) -> bytes:
         return self.root.public_bytes(serialization.Encoding.DER)
+
+    @cached_property
+    def root_fingerprint(self) -> bytes:
+        return self.root.fingerprint(hashes.SHA256())
 
     def crl_for(self, issuer: x509.Certificate) -> x509.CertificateRevocationList | None:
         for crl in self.crls:
@@ -43,12 +50,15 @@ class Trust:
         return None
 
     def revocation(self, cert: x509.Certificate, issuer: x509.Certificate) -> tuple[bool, dt.datetime | None]:
-        """(CRL available for the issuer, revocation time or None)."""
-        crl = self.crl_for(issuer)
-        if crl is None:
+        """(CRL available for the issuer, revocation time or None). Each CRL is checked once."""
+        key = issuer.fingerprint(hashes.SHA256())
+        if key not in self._revoked:
+            crl = self.crl_for(issuer)
+            self._revoked[key] = None if crl is None else {r.serial_number: r.revocation_date_utc for r in crl}
+        revoked = self._revoked[key]
+        if revoked is None:
             return False, None
-        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-        return True, (entry.revocation_date_utc if entry is not None else None)
+        return True, revoked.get(cert.serial_number)
 
 
 def load_trust(root: str | Path, crl: str | Path | None = None) -> Trust:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,9 @@ class _Record:
 
 def _load_records(folder: Path, v: Verdict) -> list[_Record]:
     out = []
-    for path in sorted(folder.glob("[0-9][0-9]-*.json")):
+    names = set(os.listdir(folder))
+    for name in sorted(n for n in names if len(n) > 8 and n[:2].isdigit() and n[2] == "-" and n.endswith(".json")):
+        path = folder / name
         raw = path.read_bytes()
         try:
             data = json.loads(raw)
@@ -166,14 +169,13 @@ def _load_records(folder: Path, v: Verdict) -> list[_Record]:
         except ValueError:
             v.add("record", False, "the record is not JSON: it was damaged or edited", path.name)
             data = None
-        sig = path.with_name(path.name + ".p7s")
-        p7s = sig.read_bytes() if sig.exists() else None
+        p7s = (folder / f"{name}.p7s").read_bytes() if f"{name}.p7s" in names else None
         if p7s is None:
             v.add("signature", False, "the signature file (.p7s) of this record is missing", path.name)
         out.append(_Record(path.name, raw, data, p7s))
-    for sig in sorted(folder.glob("*.p7s")):
-        if not sig.with_suffix("").exists():
-            v.add("signers", False, f"{sig.name} has no record beside it: a record was deleted", sig.name)
+    for sig in sorted(n for n in names if n.endswith(".p7s")):
+        if sig[:-4] not in names:
+            v.add("signers", False, f"{sig} has no record beside it: a record was deleted", sig)
     return out
 
 
@@ -187,9 +189,8 @@ def _check_chain(v: Verdict, rec: _Record, signer: x509.Certificate, certs: list
     """Chain to the trusted root, validity at the signing time, revocation before it."""
     chain = [signer]
     current = signer
-    root_fp = trust.root.fingerprint(hashes.SHA256())
     for _ in range(4):
-        if current.fingerprint(hashes.SHA256()) == root_fp:
+        if current == trust.root:
             break
         if current.issuer == trust.root.subject and cache.issued_by(current, trust.root):
             chain.append(trust.root)
@@ -205,7 +206,7 @@ def _check_chain(v: Verdict, rec: _Record, signer: x509.Certificate, certs: list
     else:
         v.add("chain", False, "the certificate chain is too long", rec.name)
         return
-    if chain[-1].fingerprint(hashes.SHA256()) != root_fp:
+    if chain[-1] != trust.root:
         v.add("chain", False, f"the certificate of {_cn(signer)} does not lead to the trusted root", rec.name)
         return
     v.add("chain", True, " -> ".join(_cn(c) for c in chain), rec.name)
@@ -246,6 +247,8 @@ def verify_folder(folder: Path, trust: Trust, *, pdf_path: Path | None = None, l
     folder = Path(folder)
     now = now or dt.datetime.now(dt.timezone.utc)
     cache = cache or CertCache()
+    if not any(trust.root is k for k in cache.kept):
+        cache.keep(trust.root)
     manifest_path = folder / "manifest.json"
     try:
         manifest_bytes = manifest_path.read_bytes()
@@ -430,8 +433,8 @@ def _check_ledger(v: Verdict, folder: Path, records: list[_Record],
                   rec.name)
             continue
         files = entry.get("files") or {}
-        mismatched = [n for n in (rec.name, rec.name + ".p7s")
-                      if files.get(n) != _sha((folder / n).read_bytes() if (folder / n).exists() else b"")]
+        actual = {rec.name: _sha(rec.raw), rec.name + ".p7s": _sha(rec.p7s) if rec.p7s is not None else None}
+        mismatched = [n for n, digest in actual.items() if files.get(n) != digest]
         if mismatched:
             v.add("ledger", False, f"{', '.join(mismatched)} differ(s) from what the ledger recorded at signing",
                   rec.name)

@@ -1,0 +1,193 @@
+"""Audit benchmark: a synthetic archive of signed agreements, audited, beside its floor.
+
+    python bench/audit.py [--n 10000] [--small 1000] [--samples 200]
+
+Builds (once; cached in bench/out/) archives of N and of SMALL signed agreements
+(client + therapist) through the real signing code: PKI, one-time client
+certificates, records, CMS, pending files, ledger. To keep building affordable,
+the agreements share one rendered PDF, each with its own id appended as a PDF
+comment and its own manifest (the certificate-of-completion PDF is skipped). The
+audit checks them exactly as it checks real ones.
+
+Then, in the same run:
+- floor: raw ECDSA P-256 verifications through ``cryptography`` on one core,
+  three per agreement (client signature, client certificate, therapist
+  signature): the least any audit must do;
+- ``openssl cms -verify`` per signature (a sample, extrapolated to 2N);
+- pyHanko's ``async_validate_detached_cms`` per signature (a sample, extrapolated);
+- ``agreements audit`` of the N archive, wall time, CPU time (both cores?) and
+  peak memory, and of the SMALL archive, to show memory does not grow with size.
+Goal: audit wall time <= 3x the floor's time, and flat memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from agreements_kit.demo import DEMO_PRACTICE  # noqa: E402
+from agreements_kit.manifest import canonical_json  # noqa: E402
+from agreements_kit.pki import PKI  # noqa: E402
+from agreements_kit.practice import init_practice, load_practice  # noqa: E402
+from agreements_kit.render import Job, Renderer  # noqa: E402
+from agreements_kit.sign import ClientSigning, sign_client, sign_therapist  # noqa: E402
+from agreements_kit.spec import make_spec  # noqa: E402
+
+PASS = b"bench-passphrase"
+OUT = REPO / "bench" / "out"
+
+
+def build(root: Path, n: int) -> Path:
+    """A practice whose archive holds n agreements signed by client and therapist."""
+    done = root / "built.json"
+    if done.exists() and json.loads(done.read_text())["n"] == n:
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    init_practice(root, passphrase=PASS, **DEMO_PRACTICE)
+    practice = load_practice(root)
+    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, PASS, PASS)
+    renderer = Renderer.load(root)
+    base_spec = make_spec(client="Client Base", therapist="lee", id="agr-base", date="2026-11-27")
+    base = renderer.render_to(Job(base_spec, root / "base"))
+    pdf = (base / "agreement.pdf").read_bytes()
+    manifest = json.loads((base / "manifest.json").read_text())
+    initials = {c["id"]: "CX" for c in manifest["clauses"] if c["initials"]}
+    t0 = time.perf_counter()
+    for i in range(n):
+        aid = f"agr-syn-{i:06d}"
+        name = f"Client Number{i} Example"
+        draft = practice.drafts / aid
+        draft.mkdir(mode=0o700)
+        body = pdf + f"\n% synthetic agreement {aid}\n".encode()
+        m = json.loads(json.dumps(manifest))
+        m["agreement"]["id"] = m["inputs"]["id"] = aid
+        m["agreement"]["client"]["name"] = m["inputs"]["client"] = name
+        m["document"] = dict(m["document"], sha256=hashlib.sha256(body).hexdigest(), bytes=len(body))
+        (draft / "agreement.pdf").write_bytes(body)
+        (draft / "manifest.json").write_bytes(canonical_json(m))
+        sign_client(practice, draft, ClientSigning(name=name, consent=True, initials=initials, intent=True,
+                                                   identity_method="photo ID", identity_checked_by="bench"), PASS)
+        sign_therapist(practice, aid, PASS, completion=False)
+        shutil.rmtree(draft)
+        if (i + 1) % 1000 == 0:
+            print(f"  built {i + 1}/{n} ({(i + 1) / (time.perf_counter() - t0):.0f}/s)", file=sys.stderr)
+    done.write_text(json.dumps({"n": n}))
+    return root
+
+
+def records(archive: Path, k: int) -> list[tuple[Path, Path]]:
+    folders = sorted(p for p in archive.iterdir() if p.is_dir())
+    rng = random.Random(1)
+    picks = rng.sample(folders, min(k // 2, len(folders)))
+    return [(f / name, f / f"{name}.p7s") for f in picks for name in ("01-client.json", "02-therapist.json")]
+
+
+def floor_rate(seconds: float = 2.0) -> float:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    data = b"x" * 1800
+    sig = key.sign(data, ec.ECDSA(hashes.SHA256()))
+    pub = key.public_key()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(500):
+            pub.verify(sig, data, ec.ECDSA(hashes.SHA256()))
+        n += 500
+    return n / (time.perf_counter() - t0)
+
+
+def openssl_per_sig(pairs, root: Path) -> float:
+    t0 = time.perf_counter()
+    for rec, sig in pairs:
+        subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(sig), "-content",
+                        str(rec), "-CAfile", str(root), "-purpose", "any", "-out", "/dev/null"], check=True,
+                       capture_output=True)
+    return (time.perf_counter() - t0) / len(pairs)
+
+
+def pyhanko_per_sig(pairs, root: Path) -> float:
+    from agreements_kit.cmscheck import check_pyhanko
+    from agreements_kit.trust import load_trust
+
+    trust = load_trust(root)
+    t0 = time.perf_counter()
+    for rec, sig in pairs:
+        data = rec.read_bytes()
+        when = dt.datetime.fromisoformat(json.loads(data)["signed_at"].replace("Z", "+00:00"))
+        assert check_pyhanko(data, sig.read_bytes(), trust, when).bottom_line
+    return (time.perf_counter() - t0) / len(pairs)
+
+
+def run_audit(practice: Path) -> dict[str, float]:
+    """`agreements audit` in a fresh process that reports its children's peak memory and CPU."""
+    probe = (
+        "import resource, subprocess, sys, time\n"
+        "t0 = time.perf_counter()\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "wall = time.perf_counter() - t0\n"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(p.returncode, wall, u.ru_utime + u.ru_stime, u.ru_maxrss)\n"
+        "sys.stderr.write(p.stdout[-2000:] + p.stderr[-2000:])\n"
+    )
+    cli = [sys.executable, "-m", "agreements_kit.cli", "audit", str(practice / "signed")]
+    out = subprocess.run([sys.executable, "-c", probe, *cli], capture_output=True, text=True, cwd=REPO,
+                         check=True)
+    code, wall, cpu, rss = out.stdout.split()
+    summary = out.stderr.strip().splitlines()[0] if out.stderr.strip() else ""
+    return {"code": int(code), "wall": float(wall), "cpu": float(cpu), "rss_mib": int(rss) / 1024,
+            "summary": summary}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--small", type=int, default=1000)
+    ap.add_argument("--samples", type=int, default=200, help="signatures timed with openssl and pyHanko")
+    args = ap.parse_args()
+    OUT.mkdir(exist_ok=True)
+    print(f"building archives of {args.small} and {args.n} signed agreements (cached in {OUT})", file=sys.stderr)
+    small = build(OUT / f"archive-{args.small}", args.small)
+    big = build(OUT / f"archive-{args.n}", args.n)
+    root = big / "pki" / "root.pem"
+
+    rate = floor_rate()
+    floor = 3 * args.n / rate
+    pairs = records(big / "signed", args.samples)
+    ossl = openssl_per_sig(pairs, root) * 2 * args.n
+    ph = pyhanko_per_sig(pairs, root) * 2 * args.n
+    a_small = run_audit(small)
+    a_big = run_audit(big)
+    cores = os.cpu_count() or 1
+    print(f"archive: {args.n} agreements, {2 * args.n} signatures; {cores} cores")
+    print(f"floor (raw ECDSA P-256 verify, {rate:,.0f}/s on one core, 3 per agreement): {floor:8.2f} s")
+    print(f"openssl cms -verify per signature (sample {len(pairs)}, extrapolated):        {ossl:8.2f} s")
+    print(f"pyHanko validation per signature (sample {len(pairs)}, extrapolated):         {ph:8.2f} s")
+    print(f"agreements audit (exit {a_big['code']}): {a_big['wall']:.2f} s wall, {a_big['cpu']:.2f} s CPU "
+          f"({a_big['cpu'] / a_big['wall']:.2f} cores busy), peak RSS {a_big['rss_mib']:.0f} MiB")
+    print(f"  {a_big['summary']}")
+    print(f"  ratio to the floor: {a_big['wall'] / floor:.2f}x (goal <= 3x): "
+          f"{'met' if a_big['wall'] <= 3 * floor else 'MISSED'}")
+    print(f"  ratio to openssl per signature: {a_big['wall'] / ossl:.3f}x; to pyHanko: {a_big['wall'] / ph:.3f}x")
+    print(f"memory: audit of {args.small}: peak RSS {a_small['rss_mib']:.0f} MiB; of {args.n}: "
+          f"{a_big['rss_mib']:.0f} MiB ({a_big['rss_mib'] / a_small['rss_mib']:.2f}x for "
+          f"{args.n / args.small:.0f}x the agreements)")
+    return 0 if a_big["code"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,6 +5,7 @@ Layout (documented in docs/archive.md)::
     signed/
       ledger.jsonl            hash chain of every render, archive, signature and void
       .lock                   held while anything is written
+      .work/                  in-flight markers and half-copied drafts (crash recovery)
       agr-.../
         agreement.pdf         byte for byte the rendered draft
         manifest.json
@@ -15,8 +16,9 @@ Layout (documented in docs/archive.md)::
 
 Nothing is ever overwritten. A record is committed in three steps under the
 lock: write ``.NAME.pending`` files, append the ledger entry (the commit point),
-rename the pending files into place. After a crash, the next writer finishes the
-job (``recover``): pending files whose ledger entry exists are renamed into place,
+rename the pending files into place. A marker in ``.work/`` names the agreement
+while this is under way. After a crash, the next writer finishes the job
+(``recover``): pending files whose ledger entry exists are renamed into place,
 others are deleted, and a partial ledger line is dropped. So the archive always
 agrees with the ledger, and an interrupted signature can simply be signed again.
 """
@@ -143,8 +145,8 @@ class Archive:
                 self.ledger.repair()
                 self._drop_partial_admissions()
                 recovered = []
-                for marker in sorted(self.root.glob(".inflight-*")):
-                    folder = self.root / marker.name.removeprefix(".inflight-")
+                for marker in sorted(self.work.glob("inflight-*")):
+                    folder = self.root / marker.name.removeprefix("inflight-")
                     if folder.is_dir():
                         self.recover(folder)
                         recovered.append(folder)
@@ -159,8 +161,14 @@ class Archive:
             raise ArchiveError(f"{agreement_id!r} is not an agreement id")
         return self.root / agreement_id
 
+    @property
+    def work(self) -> Path:
+        """Small folder for in-flight state, so recovery never has to list the whole archive."""
+        return self.root / ".work"
+
     def _drop_partial_admissions(self) -> None:
-        for partial in self.root.glob(".*.partial"):
+        make_private_dir(self.work, exist_ok=True)
+        for partial in self.work.glob("*.partial"):
             shutil.rmtree(partial, ignore_errors=True)
 
     def log(self, fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -173,7 +181,7 @@ class Archive:
         target = self.folder_path(draft.id)
         if target.exists():
             raise ArchiveError(f"{target} already exists in the archive")
-        tmp = self.root / f".{draft.id}.{os.getpid()}.partial"
+        tmp = self.work / f"{draft.id}.{os.getpid()}.partial"
         make_private_dir(tmp)
         write_new(tmp / "agreement.pdf", draft.pdf.read_bytes())
         write_new(tmp / "manifest.json", draft.manifest_path.read_bytes())
@@ -211,7 +219,7 @@ class Archive:
             if (path / name).exists():
                 raise ArchiveError(f"{path / name} already exists; records are never overwritten")
         # The marker tells the next writer, whichever agreement it touches, to recover this one.
-        marker = self.root / f".inflight-{folder.id}"
+        marker = self.work / f"inflight-{folder.id}"
         if not marker.exists():
             write_new(marker, b"")
         for name, data in files.items():

@@ -237,7 +237,7 @@ def init_practice(root: str | Path, *, name: str, jurisdiction: str, phone: str 
     tmp = root.parent / f".{root.name}.{secrets.token_hex(6)}.partial"
     make_private_dir(tmp)
     try:
-        for sub in ("drafts", "signed"):
+        for sub in ("drafts", "signed", "signed/.work"):
             make_private_dir(tmp / sub)
         write_new(tmp / SETTINGS, text.encode("utf-8"))
         if passphrase is not None:

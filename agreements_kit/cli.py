@@ -602,6 +602,107 @@ def reproduce(agreement, practice_dir, library_dir, templates_dir) -> None:
     sys.exit(1)
 
 
+@main.group()
+def intake() -> None:
+    """In-person signing on a clinic device: a local web app and one-time links."""
+
+
+@intake.command("open")
+@click.argument("agreement")
+@practice_option
+@click.option("--role", type=click.Choice(["client", "guardian"]), default="client", show_default=True)
+@click.option("--identity", required=True, help="How staff checked the signer's identity (e.g. 'photo ID').")
+@click.option("--checked-by", required=True, help="Who checked it.")
+@click.option("--minutes", type=click.IntRange(1, 240), default=15, show_default=True, help="How long the link works.")
+@click.option("--url", "base_url", default="http://127.0.0.1:8765", show_default=True,
+              help="The intake server's address as the tablet reaches it.")
+@click.option("--qr", "qr_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write the QR code as SVG.")
+def intake_open(agreement, practice_dir, role, identity, checked_by, minutes, base_url, qr_file) -> None:
+    """Open a one-time intake link for AGREEMENT (prints the link and a QR code)."""
+    from .intake import TicketStore
+    from .record import CLIENT_ROLES
+    from .sign import find_agreement
+    from .web import intake_link
+
+    practice = _practice(practice_dir)
+    folder = find_agreement(practice, agreement)
+    if folder.voided or any(r in CLIENT_ROLES for r in folder.signed_roles()):
+        raise AgreementsError(f"agreement {folder.id} is not awaiting a client signature")
+    folder.check_pdf()
+    token, ticket = TicketStore(practice.root / "intake").open(folder.id, role, identity, checked_by, minutes)
+    link = intake_link(base_url, token)
+    import segno
+
+    qr = segno.make(link, error="m")
+    if qr_file is not None:
+        from .fsutil import write_new
+
+        buffer = __import__("io").BytesIO()
+        qr.save(buffer, kind="svg", scale=6)
+        write_new(qr_file, buffer.getvalue())
+    click.echo(f"one-time link for {folder.id} ({role}), valid until {ticket.expires:%H:%M} UTC:")
+    click.echo(link)
+    if sys.stdout.isatty():
+        qr.terminal(compact=True)
+
+
+@intake.command("serve")
+@practice_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+@click.option("--tls", is_flag=True, help="Serve HTTPS with a certificate from the practice's intake CA.")
+@passphrase_option
+def intake_serve(practice_dir, host, port, tls, passphrase_file) -> None:
+    """Serve the intake pages (client signing, and /staff to open intakes)."""
+    import ipaddress
+    import logging
+    import ssl
+    import tempfile
+
+    from cryptography.hazmat.primitives import serialization
+    from werkzeug.serving import make_server
+
+    from .pki import PKI, load_key
+    from .web import create_app, quiet_request_handler
+
+    practice = _practice(practice_dir)
+    passphrase = _passphrase(passphrase_file, PASSPHRASE_ENV, "Practice passphrase")
+    pki_dir = PKI(practice.root / "pki")
+    load_key(pki_dir.intake_key, passphrase, "intake CA")  # fail now, not at the first signature
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not tls:
+        click.echo("warning: serving on the network without --tls: names and signatures cross the network "
+                   "unencrypted", err=True)
+    context = None
+    if tls:
+        cert, key = pki_dir.server_certificate([host if host not in ("0.0.0.0", "::") else "localhost"], passphrase)
+        with tempfile.TemporaryDirectory() as tmp:
+            cert_path, key_path = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+            cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) +
+                                  pki_dir.intake().public_bytes(serialization.Encoding.PEM))
+            key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+            key_path.chmod(0o600)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert_path, key_path)
+    scheme = "https" if tls else "http"
+    app = create_app(practice.root, passphrase, secure_cookies=tls, base_url=f"{scheme}://{host}:{port}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = make_server(host, port, app, threaded=True, ssl_context=context,
+                         request_handler=quiet_request_handler())
+    click.echo(f"intake server on {scheme}://{host}:{port}/ (staff page: /staff); Ctrl-C to stop", err=True)
+    if tls:
+        click.echo(f"tablets must trust {pki_dir.root_cert} (the practice root) to open it without warnings", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
 def demo(directory: Path) -> None:

@@ -68,8 +68,8 @@ def paragraphs(text: Markup) -> Markup:
     return Markup("\n".join(out))
 
 
-def render_html(agreement: Agreement, template_dir: Path) -> str:
-    """The agreement's full HTML document."""
+def render_clauses(agreement: Agreement, template_dir: Path) -> list[dict]:
+    """Each clause with its body rendered (escaped HTML paragraphs), in agreement order."""
     env = _environment(str(template_dir))
     base = agreement.context()
     clauses = []
@@ -85,6 +85,14 @@ def render_html(agreement: Agreement, template_dir: Path) -> str:
             "area": clause.area, "summary": clause.summary, "initials": clause.initials,
             "jurisdiction": clause.jurisdiction, "body": paragraphs(Markup(body)),
         })
+    return clauses
+
+
+def render_html(agreement: Agreement, template_dir: Path) -> str:
+    """The agreement's full HTML document."""
+    env = _environment(str(template_dir))
+    base = agreement.context()
+    clauses = render_clauses(agreement, template_dir)
     areas = {a.id: a.title for a in agreement.library.areas}
     sections = []
     for clause in clauses:

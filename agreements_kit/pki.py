@@ -304,6 +304,32 @@ class PKI:
                      now - dt.timedelta(minutes=5), now + ONE_TIME)
         return cert, key
 
+    def server_certificate(self, hostnames: list[str], ca_passphrase: bytes, days: int = 30
+                           ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        """A TLS server certificate for the intake app, from the intake CA; the key stays in memory."""
+        import ipaddress
+
+        intake_key = load_key(self.intake_key, ca_passphrase, "intake CA")
+        intake = self.intake()
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: list[x509.GeneralName] = []
+        for host in hostnames:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        now = utcnow()
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0][:64])]))
+                .issuer_name(intake.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.SubjectAlternativeName(names), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .sign(intake_key, hashes.SHA256()))
+        return cert, key
+
     # ------------------------------------------------------------------ listing
 
     def inventory(self) -> list[dict]:

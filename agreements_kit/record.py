@@ -22,7 +22,7 @@ FORMAT = "agreements-kit/signing-record"
 FORMAT_VERSION = 1
 ROLES = ("client", "guardian", "therapist")
 CLIENT_ROLES = ("client", "guardian")
-INTENT = ("I have read this agreement. By adopting my typed name below as my signature, "
+INTENT = ("I have read this agreement. By adopting my typed name as my signature, "
           "I intend to sign it electronically, with the same effect as a handwritten signature.")
 VOID_INTENT = "I void this agreement for the reason stated; it is no longer in effect."
 

@@ -44,6 +44,18 @@ def practice_as_recorded(manifest: dict[str, Any], root: Path, clauses: Path, te
                     clauses_dir=clauses, templates_dir=templates)
 
 
+def agreement_from_manifest(manifest: dict[str, Any], root: Path, library, templates: Path):
+    """The Agreement a manifest describes, rebuilt with ``library`` (check clause hashes after)."""
+    from .agreement import build
+
+    inputs = manifest["inputs"]
+    spec = make_spec(client=inputs["client"], therapist=inputs["therapist"], id=inputs["id"], date=inputs["date"],
+                     jurisdiction=inputs["jurisdiction"], clauses=inputs["clauses"],
+                     variables=inputs.get("variables") or {}, text_values=True, origin="manifest")
+    practice = practice_as_recorded(manifest, root, library.root, templates)
+    return spec, practice, build(spec, practice, library)
+
+
 def reproduce(folder: Path, clauses: Path, templates: Path) -> Reproduction:
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
@@ -73,13 +85,9 @@ def reproduce(folder: Path, clauses: Path, templates: Path) -> Reproduction:
     if platform.python_version() != manifest["software"].get("python"):
         differences.append(f"Python {platform.python_version()} is running; the agreement was rendered under "
                            f"{manifest['software'].get('python')} (recorded in the embedded manifest)")
-    inputs = manifest["inputs"]
-    spec = make_spec(client=inputs["client"], therapist=inputs["therapist"], id=inputs["id"], date=inputs["date"],
-                     jurisdiction=inputs["jurisdiction"], clauses=inputs["clauses"],
-                     variables=inputs.get("variables") or {}, text_values=True, origin="manifest")
-    practice = practice_as_recorded(manifest, folder, clauses, templates)
-    renderer = Renderer(practice, library, templates, template_digest(templates))
     try:
+        spec, practice, _ = agreement_from_manifest(manifest, folder, library, templates)
+        renderer = Renderer(practice, library, templates, template_digest(templates))
         pdf, _ = renderer.render_bytes(spec)
     except AgreementsError as exc:
         differences.append(f"re-rendering failed: {exc}")

@@ -253,5 +253,7 @@ def test_wheel_ships_clause_library_and_templates(tmp_path: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for path in sorted((repo / "clauses").rglob("*.yaml")):
         assert f"agreements_kit/_data/clauses/{path.relative_to(repo / 'clauses').as_posix()}" in names
-    for path in sorted((repo / "templates").iterdir()):
-        assert f"agreements_kit/_data/templates/{path.name}" in names
+    templates = [p for p in sorted((repo / "templates").rglob("*")) if p.is_file()]
+    assert any(p.name == "signature.js" for p in templates)  # the intake pages' files too
+    for path in templates:
+        assert f"agreements_kit/_data/templates/{path.relative_to(repo / 'templates').as_posix()}" in names

@@ -165,7 +165,13 @@ def test_installed_script_lints_the_builtin_library_by_default(run_bin):
     res = run_bin("lint")  # from an empty folder: no practice, so the built-in library
     assert res.exit_code == 0, res.stdout + res.stderr
     assert "ok: " in res.stdout and "Traceback" not in res.stderr
-    assert str(clauses_dir()) in res.stdout
+    # The installed package's own copy (site-packages/.../_data/clauses in a wheel install,
+    # the checkout's clauses/ in an editable one): read its path back and compare the files.
+    match = re.search(r"^(/\S+)/competence\.yaml:\d+:", res.stdout, re.M)
+    assert match, res.stdout
+    shipped = Path(match.group(1))
+    assert shipped.name == "clauses"
+    assert (shipped / "competence.yaml").read_bytes() == (clauses_dir() / "competence.yaml").read_bytes()
 
 
 def test_default_library_covers_every_commitment():

@@ -247,11 +247,7 @@ class PKI:
             data = self.crl.read_bytes()
         except FileNotFoundError:
             raise PKIError(f"CRL not found: {self.crl}") from None
-        out = []
-        marker = b"-----END X509 CRL-----"
-        for chunk in data.split(marker)[:-1]:
-            out.append(x509.load_pem_x509_crl(chunk.strip() + b"\n" + marker + b"\n"))
-        return out
+        return parse_crls(data)
 
     def revoked(self) -> dict[int, dt.datetime]:
         """Serial -> revocation time, over both CRLs."""
@@ -350,6 +346,12 @@ class PKI:
                 "status": status, "sha256": fingerprint(cert),
             })
         return rows
+
+
+def parse_crls(data: bytes) -> list[x509.CertificateRevocationList]:
+    """Every CRL of a PEM file (``crl.pem`` holds the root's and the intake CA's). ValueError if malformed."""
+    marker = b"-----END X509 CRL-----"
+    return [x509.load_pem_x509_crl(chunk.strip() + b"\n" + marker + b"\n") for chunk in data.split(marker)[:-1]]
 
 
 def common_name(cert: x509.Certificate) -> str:

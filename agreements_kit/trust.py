@@ -72,11 +72,10 @@ def load_trust(root: str | Path, crl: str | Path | None = None) -> Trust:
     crl_path = Path(crl) if crl else root.with_name("crl.pem")
     crls: list[x509.CertificateRevocationList] = []
     if crl_path.is_file():
-        marker = b"-----END X509 CRL-----"
-        data = crl_path.read_bytes()
+        from .pki import parse_crls
+
         try:
-            for chunk in data.split(marker)[:-1]:
-                crls.append(x509.load_pem_x509_crl(chunk.strip() + b"\n" + marker + b"\n"))
+            crls = parse_crls(crl_path.read_bytes())
         except ValueError:
             raise TrustError(f"{crl_path} is not a PEM CRL file") from None
     elif crl:

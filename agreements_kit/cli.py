@@ -18,6 +18,11 @@ from . import __version__
 from .errors import AgreementsError
 
 
+def _tty(stream) -> bool:
+    """Is ``stream`` an interactive terminal? (False when it is closed or missing.)"""
+    return stream is not None and not getattr(stream, "closed", False) and stream.isatty()
+
+
 def _fail(exc: AgreementsError) -> None:
     click.echo(f"error: {exc}", err=True)
     sys.exit(exc.exit_code)
@@ -68,7 +73,7 @@ def _passphrase(file: Path | None, env: str, prompt: str, confirm: bool = False)
         value = text.rstrip("\r\n")
     elif os.environ.get(env):
         value = os.environ[env]
-    elif sys.stdin.isatty():
+    elif _tty(sys.stdin):
         value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
     else:
         raise AgreementsError(f"{prompt.lower()} needed: use --passphrase-file FILE or set {env} "
@@ -153,7 +158,7 @@ def render(practice_dir, client, therapist, spec_files, agreement_id, date, juri
                            text_values=True)]
     parent = check_out_parent(out) if out else renderer.practice.drafts
     jobs = plan(renderer, specs, parent)
-    if len(jobs) > 1 and sys.stderr.isatty():
+    if len(jobs) > 1 and _tty(sys.stderr):
         with click.progressbar(length=len(jobs), label="rendering", file=sys.stderr) as bar:
             folders = render_many(renderer, jobs, workers, progress=lambda _: bar.update(1))
     else:
@@ -327,7 +332,7 @@ def _ask_client(folder, role: str, name, initials, consent, agree, identity, che
     """Walk a client through signing at the terminal, asking only what options did not give."""
     from .record import INTENT, load_disclosure
 
-    interactive = sys.stdin.isatty()
+    interactive = _tty(sys.stdin)
     if not consent and interactive:
         click.echo(load_disclosure().text)
         consent = click.confirm("Do you agree to use electronic records and signatures?", default=False)
@@ -539,7 +544,7 @@ def audit(archive, practice_dir, trust_path, crl, as_json, report, workers) -> N
     trust = _trust(trust_path, crl, archive, practice_dir)
     if report is not None and report.exists():
         raise AgreementsError(f"{report} already exists; choose a new report file")
-    if sys.stderr.isatty() and not as_json:
+    if _tty(sys.stderr) and not as_json:
         with click.progressbar(length=count_folders(archive), label="auditing", file=sys.stderr) as bar:
             summary, db = run_audit(archive, trust, workers=workers, progress=bar.update)
     else:
@@ -642,7 +647,7 @@ def intake_open(agreement, practice_dir, role, identity, checked_by, minutes, ba
         write_new(qr_file, buffer.getvalue())
     click.echo(f"one-time link for {folder.id} ({role}), valid until {ticket.expires:%H:%M} UTC:")
     click.echo(link)
-    if sys.stdout.isatty():
+    if _tty(sys.stdout):
         qr.terminal(compact=True)
 
 

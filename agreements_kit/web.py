@@ -19,6 +19,7 @@ import base64
 import binascii
 import logging
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from .sign import ClientSigning, sign_client
 COOKIE = "intake_session"
 STAFF_COOKIE = "intake_staff"
 MAX_BODY = 1024 * 1024
+STAFF_MINUTES = 60
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
@@ -53,7 +55,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
     app.jinja_env.autoescape = True
     tickets = TicketStore(practice.root / "intake")
     sessions = Sessions()
-    staff_sessions: dict[str, str] = {}  # staff session id -> csrf token
+    staff_sessions: dict[str, tuple[str, float]] = {}  # staff session id -> (csrf token, expiry)
     guesses = RateLimiter(limit=10, window=600)
     logins = RateLimiter(limit=5, window=600)
     state: dict[str, Any] = {"practice": practice, "base_url": base_url}
@@ -139,6 +141,9 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         log.info("intake session opened")
         response = redirect(url_for("consent"))
         cookie(response, COOKIE, s.id)
+        # The device now belongs to the client: end any staff session it had.
+        staff_sessions.pop(request.cookies.get(STAFF_COOKIE, ""), None)
+        response.delete_cookie(STAFF_COOKIE, path="/")
         return response
 
     @app.route("/sign/consent", methods=["GET", "POST"])
@@ -265,7 +270,14 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
     # ------------------------------------------------------------------ staff
 
     def staff_csrf() -> str | None:
-        return staff_sessions.get(request.cookies.get(STAFF_COOKIE, ""))
+        sid = request.cookies.get(STAFF_COOKIE, "")
+        entry = staff_sessions.get(sid)
+        if entry is None:
+            return None
+        if entry[1] < time.monotonic():
+            staff_sessions.pop(sid, None)
+            return None
+        return entry[0]
 
     @app.route("/staff", methods=["GET"])
     def staff_home():
@@ -280,7 +292,10 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
     @app.post("/staff/login")
     def staff_login():
         address = request.remote_addr or "?"
-        check_csrf(request.cookies.get("intake_login", "missing") or "missing")
+        expected = request.cookies.get("intake_login", "")
+        if len(expected) < 32:  # no login form was served to this browser
+            abort(make_response(message("Form expired", "Reload the sign-in page and try again.", 400)))
+        check_csrf(expected)
         if logins.blocked(address):
             return message("Too many tries", "Too many wrong passphrases. Wait ten minutes.", 429)
         if not secrets.compare_digest(request.form.get("passphrase", "").encode(), ca_passphrase):
@@ -288,7 +303,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             return page("staff_login.html.j2", 403, title="Staff sign-in", csrf=request.form.get("csrf", ""),
                         error="that passphrase is not right.")
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        staff_sessions[sid] = csrf
+        staff_sessions[sid] = (csrf, time.monotonic() + STAFF_MINUTES * 60)
         response = redirect(url_for("staff_home"))
         cookie(response, STAFF_COOKIE, sid)
         response.delete_cookie("intake_login", path="/")
@@ -316,8 +331,9 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
     @app.post("/staff/logout")
     def staff_logout():
         sid = request.cookies.get(STAFF_COOKIE, "")
-        if staff_sessions.get(sid) is not None:
-            check_csrf(staff_sessions[sid])
+        csrf = staff_csrf()
+        if csrf is not None:
+            check_csrf(csrf)
             staff_sessions.pop(sid, None)
         response = redirect(url_for("staff_home"))
         response.delete_cookie(STAFF_COOKIE, path="/")
@@ -393,10 +409,25 @@ def quiet_request_handler():
     """A werkzeug request handler whose access log never shows a path (tokens live in paths)."""
     from werkzeug.serving import WSGIRequestHandler
 
+    from urllib.parse import unquote, urlsplit
+
+    known = {"/", "/sign/consent", "/sign/agreement", "/sign/signature", "/sign/done", "/sign/document.pdf",
+             "/sign/copy/agreement.pdf", "/sign/copy/receipt.pdf", "/sign/finish", "/staff", "/staff/login",
+             "/staff/open", "/staff/logout"}
+
     class Quiet(WSGIRequestHandler):
         def log_request(self, code="-", size="-"):
-            path = self.path.split("?")[0]
-            route = "/i/…" if path.startswith("/i/") else path if not path.startswith("/static/") else "/static/…"
+            # Only fixed routes are ever written out; anything else (a link with its token, in
+            # whatever spelling reaches the router) is logged as a placeholder.
+            path = unquote(urlsplit(self.path).path)
+            if path in known:
+                route = path
+            elif path.startswith("/static/"):
+                route = "/static/…"
+            elif path.lstrip("/").startswith("i/"):
+                route = "/i/…"
+            else:
+                route = "<other path>"
             log.info("%s %s %s", self.command, route, code)
 
     return Quiet

@@ -1,0 +1,1540 @@
+"""The intake web app and its one-time links, without a browser.
+
+Everything goes through Flask's test client (or, for the access log, a real
+werkzeug server spoken to over a raw socket) and the library: one-time tokens
+(stored only as SHA-256, claimed once, atomically, before they expire), the
+server-side session bound to one agreement, CSRF on every form, the security
+headers of every page, bad input on every page, the full signing flow checked
+with ``openssl cms -verify``, the logs (no token, no name), and the ``intake``
+commands. Expiry is tested by moving the clock (``intake._now``) or by editing
+a stored ticket, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import html
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import stat
+import struct
+import subprocess
+import threading
+import xml.etree.ElementTree as ET
+import zlib
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from agreements_kit import intake, web
+from agreements_kit.intake import IntakeError, TicketStore
+from agreements_kit.practice import init_practice, load_practice
+from agreements_kit.render import Job, Renderer, log_renders
+from agreements_kit.sign import ClientSigning, sign_client
+from agreements_kit.spec import make_spec
+from agreements_kit.web import create_app
+
+PASS = "practice-pass-1"
+A_ID = "agr-web-alpha"
+A_NAME = "Jane Q. Doe"
+B_ID = "agr-web-bravo"
+B_NAME = "Marisol Okonkwo"
+IDENTITY = "driver licence checked in person"
+CHECKED_BY = "Front desk: Pat Kim"
+DATE = dt.date(2026, 11, 27)
+SENSITIVE = (A_ID, A_NAME, B_ID, B_NAME)
+
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43,}$")
+CSRF_RE = re.compile(r'name="csrf" value="([^"]*)"')
+INITIALS_RE = re.compile(r'Initials needed: your initials for part (\d+)</label>\s*<input id="[^"]+" '
+                         r'name="(initials\.[^"]+)"')
+ERROR_RE = re.compile(r'<div class="error" role="alert" id="error"><strong>Please check:</strong> (.*?)</div>', re.S)
+LEAD_RE = re.compile(r'<p class="lead">(.*?)</p>', re.S)
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def png(width: int = 3, height: int = 2) -> bytes:
+    """A small valid RGB PNG."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + b"\x10\x20\x30" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def data_url(data: bytes, kind: str = "image/png") -> str:
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
+
+
+def text(resp) -> str:
+    return resp.get_data(as_text=True)
+
+
+def page_error(resp) -> str:
+    """The 'Please check:' message of a form page (unescaped), or ''."""
+    m = ERROR_RE.search(text(resp))
+    return html.unescape(m.group(1)) if m else ""
+
+
+def page_message(resp) -> str:
+    """The lead paragraph of a message page (unescaped), or ''."""
+    m = LEAD_RE.search(text(resp))
+    return html.unescape(m.group(1)) if m else ""
+
+
+def set_cookies(resp, name: str) -> list[str]:
+    return [h for h in resp.headers.getlist("Set-Cookie") if h.startswith(f"{name}=")]
+
+
+def cookie_attrs(header: str) -> set[str]:
+    return {part.strip().split("=")[0].lower() for part in header.split(";")[1:]} | {
+        part.strip().lower() for part in header.split(";")[1:]}
+
+
+def client_records(root: Path) -> list[Path]:
+    """Every client/guardian signing record anywhere under the archive."""
+    signed = root / "signed"
+    return sorted(p for p in signed.rglob("*.json") if re.fullmatch(r"\d\d-(client|guardian)\.json", p.name))
+
+
+def nothing_signed(root: Path) -> None:
+    assert client_records(root) == [], "a client record was written"
+    assert not (root / "signed" / A_ID / "01-client.json").exists()
+
+
+def ticket_path(root: Path, token: str, folder: str = "pending") -> Path:
+    return root / "intake" / folder / f"{sha256(token.encode())}.json"
+
+
+def check_response(resp) -> None:
+    """What every response must satisfy: security headers, no inline script, no id or name in a redirect."""
+    assert resp.headers.get("X-Frame-Options") == "DENY", resp.headers
+    assert resp.headers.get("Cache-Control") == "no-store", resp.headers
+    if resp.mimetype == "text/html":
+        csp = resp.headers.get("Content-Security-Policy")
+        assert csp, f"no Content-Security-Policy on an HTML response ({resp.status_code})"
+        directives = {d.split()[0]: d.split()[1:] for d in csp.split(";") if d.strip()}
+        assert directives.get("script-src") == ["'self'"], csp
+        assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp, csp
+        assert directives.get("frame-ancestors") == ["'none'"], csp
+        page = Page(text(resp))
+        for attrs, content in page.scripts:
+            assert attrs.get("src"), f"inline <script> in page: {attrs!r}"
+            assert not content.strip(), f"<script src> with inline content: {content[:80]!r}"
+        assert not page.handlers, f"inline event handlers in page: {page.handlers}"
+        assert not page.javascript_urls, page.javascript_urls
+    location = resp.headers.get("Location")
+    if location:
+        for secret in SENSITIVE:
+            assert secret.casefold() not in location.casefold(), f"redirect names {secret!r}: {location}"
+        assert "/i/" not in location
+
+
+class Page(HTMLParser):
+    """What a page would run: its <script> elements, on* attributes and javascript: URLs."""
+
+    def __init__(self, body: str):
+        super().__init__(convert_charrefs=True)
+        self.scripts: list[tuple[dict, str]] = []
+        self.handlers: list[str] = []
+        self.javascript_urls: list[str] = []
+        self._script: dict | None = None
+        self._content: list[str] = []
+        self.feed(body)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        d = {k.lower(): v or "" for k, v in attrs}
+        self.handlers += [k for k in d if k.startswith("on")]
+        self.javascript_urls += [v for k, v in d.items() if k in ("href", "src", "action", "formaction")
+                                 and v.strip().lower().startswith("javascript:")]
+        if tag == "script":
+            self._script, self._content = d, []
+
+    def handle_data(self, data):
+        if self._script is not None:
+            self._content.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._script is not None:
+            self.scripts.append((self._script, "".join(self._content)))
+            self._script = None
+
+
+class CheckedClient(FlaskClient):
+    """A test client that checks every response (headers, inline scripts, redirect targets)."""
+
+    def open(self, *args, **kwargs):
+        resp = super().open(*args, **kwargs)
+        check_response(resp)
+        return resp
+
+
+class Tablet:
+    """One browser on the clinic tablet (its own cookies and address)."""
+
+    def __init__(self, app, addr: str = "127.0.0.1"):
+        self.c = app.test_client()
+        self.env = {"REMOTE_ADDR": addr}
+        self.csrf: str | None = None
+        self.responses: list[tuple[str, str, object]] = []
+        self.fields: list[tuple[str, str]] = []  # (part number, field name) of clauses needing initials
+
+    def _seen(self, method: str, path: str, resp):
+        self.responses.append((method, path, resp))
+        if resp.mimetype == "text/html":
+            m = CSRF_RE.search(text(resp))
+            if m:
+                self.csrf = m.group(1)
+        return resp
+
+    def get(self, path: str, **kw):
+        return self._seen("GET", path, self.c.get(path, environ_base=self.env, **kw))
+
+    def post(self, path: str, data: dict | None = None, **kw):
+        return self._seen("POST", path, self.c.post(path, data=data or {}, environ_base=self.env, **kw))
+
+    def claim(self, token: str):
+        return self.get(f"/i/{token}")
+
+    def consent(self):
+        self.get("/sign/consent")
+        r = self.post("/sign/consent", {"csrf": self.csrf, "consent": "yes"})
+        assert r.status_code == 302 and r.headers["Location"].endswith("/sign/agreement"), text(r)
+        return r
+
+    def review(self):
+        r = self.get("/sign/agreement")
+        assert r.status_code == 200, text(r)
+        self.fields = INITIALS_RE.findall(text(r))
+        assert self.fields, "the agreement has no clause to initial"
+        return r
+
+    def initial(self, value: str = "JQD"):
+        self.review()
+        r = self.post("/sign/agreement", {"csrf": self.csrf, **{name: value for _, name in self.fields}})
+        assert r.status_code == 302 and r.headers["Location"].endswith("/sign/signature"), text(r)
+        return r
+
+    def to_signature(self, token: str):
+        r = self.claim(token)
+        assert r.status_code == 302, text(r)
+        self.consent()
+        self.initial()
+        r = self.get("/sign/signature")
+        assert r.status_code == 200, text(r)
+        return r
+
+    def sign(self, name: str = A_NAME, intent: str | None = "yes", drawn: str = "", csrf: str | None = None):
+        data = {"csrf": self.csrf if csrf is None else csrf, "name": name, "drawn": drawn}
+        if intent is not None:
+            data["intent"] = intent
+        return self.post("/sign/signature", data)
+
+    def staff_login(self, passphrase: str = PASS):
+        self.get("/staff")
+        return self.post("/staff/login", {"csrf": self.csrf, "passphrase": passphrase})
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """A practice with its PKI and two rendered drafts, for two different clients."""
+    root = tmp_path_factory.mktemp("intake-base") / "practice"
+    init_practice(root, name="Test Practice", jurisdiction="US-NY", phone="(212) 555-0100",
+                  therapists={"lee": ("Dr. Robin Lee", "PhD")}, passphrase=PASS.encode())
+    practice = load_practice(root)
+    renderer = Renderer.load(root)
+    drafts = [renderer.render_to(Job(make_spec(client=name, therapist="lee", id=aid, date=DATE), practice.drafts))
+              for aid, name in ((A_ID, A_NAME), (B_ID, B_NAME))]
+    log_renders(practice, drafts)
+    return root
+
+
+def copy_practice(base: Path, dest: Path) -> Path:
+    shutil.copytree(base, dest)
+    return dest
+
+
+@pytest.fixture
+def pr(base: Path, tmp_path: Path, monkeypatch) -> Path:
+    for key in ("AGREEMENTS_PASSPHRASE", "AGREEMENTS_KEY_PASSPHRASE", "AGREEMENTS_FAULT", "AGREEMENTS_PRACTICE"):
+        monkeypatch.delenv(key, raising=False)
+    return copy_practice(base, tmp_path / "practice")
+
+
+def new_app(root: Path, **kw):
+    app = create_app(root, PASS.encode(), **kw)
+    app.test_client_class = CheckedClient
+    return app
+
+
+@pytest.fixture
+def make_app(pr: Path):
+    return lambda **kw: new_app(pr, **kw)
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+def open_ticket(root: Path, aid: str = A_ID, role: str = "client", minutes: int = 15) -> str:
+    token, _ = TicketStore(root / "intake").open(aid, role, IDENTITY, CHECKED_BY, minutes)
+    return token
+
+
+def sign_with_library(root: Path, aid: str = A_ID, name: str = A_NAME):
+    folder = root / "drafts" / aid
+    manifest = json.loads((folder / "manifest.json").read_text())
+    initials = {c["id"]: "JQD" for c in manifest["clauses"] if c["initials"]}
+    return sign_client(load_practice(root), aid, ClientSigning(
+        name=name, consent=True, initials=initials, intent=True, identity_method="photo ID",
+        identity_checked_by="Desk"), PASS.encode())
+
+
+# --------------------------------------------------------------------------- the full flow (run once)
+
+
+PROBES_BEFORE = [
+    f"/sign/{B_ID}", f"/sign/{B_ID}/document.pdf", f"/sign/document.pdf/{B_ID}", f"/sign/copy/{B_ID}",
+    f"/drafts/{B_ID}/agreement.pdf", f"/signed/{B_ID}/agreement.pdf", f"/static/../drafts/{B_ID}/agreement.pdf",
+    f"/static/..%2Fdrafts%2F{B_ID}%2Fagreement.pdf", f"/static/{B_ID}", f"/{B_ID}", f"/i/{B_ID}",
+    f"/sign/copy/..%2F..%2Fdrafts%2F{B_ID}%2Fagreement.pdf",
+]
+QUERY_PROBES = [f"/sign/document.pdf?agreement={B_ID}", f"/sign/document.pdf?id={B_ID}",
+                f"/sign/document.pdf?agreement_id={B_ID}&client={B_NAME}"]
+PROBES_AFTER = [f"/sign/copy/{B_ID}", f"/sign/copy/{B_ID}.pdf", f"/sign/copy/agreement.pdf/{B_ID}"]
+
+
+@dataclass
+class Flow:
+    root: Path
+    token: str
+    drawn: bytes
+    tablet: Tablet
+    r: dict[str, object] = field(default_factory=dict)
+    probes: dict[str, object] = field(default_factory=dict)
+
+
+def run_flow(root: Path, app) -> Flow:
+    """The whole intake: link, consent, initials, sign (with a drawing), copies, finish."""
+    token = open_ticket(root)
+    t = Tablet(app)
+    f = Flow(root, token, png(), t)
+    f.r["index"] = t.get("/")
+    f.r["claim"] = t.claim(token)
+    f.r["consent"] = t.get("/sign/consent")
+    f.r["consent_post"] = t.post("/sign/consent", {"csrf": t.csrf, "consent": "yes"})
+    f.r["review"] = t.review()
+    f.r["document"] = t.get("/sign/document.pdf")
+    for path in PROBES_BEFORE + QUERY_PROBES:
+        f.probes[path] = t.get(path)
+    f.r["review_post"] = t.post("/sign/agreement", {"csrf": t.csrf, **{name: "J.Q.D." for _, name in t.fields}})
+    f.r["signature"] = t.get("/sign/signature")
+    f.r["mismatch"] = t.sign(name="John Smith", drawn=data_url(f.drawn))
+    f.r["sign_post"] = t.sign(name=f"  {A_NAME.lower()}  ", drawn=data_url(f.drawn))
+    f.r["done"] = t.get("/sign/done")
+    f.r["copy_agreement"] = t.get("/sign/copy/agreement.pdf")
+    f.r["copy_receipt"] = t.get("/sign/copy/receipt.pdf")
+    for path in PROBES_AFTER:
+        f.probes[path] = t.get(path)
+    f.r["finish"] = t.post("/sign/finish", {"csrf": t.csrf})
+    f.r["done_after_finish"] = t.get("/sign/done")
+    f.r["copy_after_finish"] = t.get("/sign/copy/agreement.pdf")
+    return f
+
+
+@pytest.fixture(scope="module")
+def flow(base: Path, tmp_path_factory) -> Flow:
+    root = copy_practice(base, tmp_path_factory.mktemp("flow") / "practice")
+    return run_flow(root, new_app(root))
+
+
+def test_flow_steps_redirect_in_order(flow: Flow):
+    r = flow.r
+    assert r["claim"].status_code == 302 and r["claim"].headers["Location"].endswith("/sign/consent")
+    assert r["consent"].status_code == 200
+    assert r["consent_post"].status_code == 302 and r["consent_post"].headers["Location"].endswith("/sign/agreement")
+    assert r["review_post"].status_code == 302
+    assert r["review_post"].headers["Location"].endswith("/sign/signature")
+    assert r["signature"].status_code == 200
+    assert r["mismatch"].status_code == 422
+    assert "does not match" in page_error(r["mismatch"])
+    assert r["sign_post"].status_code == 302 and r["sign_post"].headers["Location"].endswith("/sign/done")
+    assert r["done"].status_code == 200
+    assert "You signed the agreement" in text(r["done"])
+
+
+def test_flow_record_has_role_identity_and_drawing(flow: Flow):
+    folder = flow.root / "signed" / A_ID
+    assert client_records(flow.root) == [folder / "01-client.json"]
+    rec = json.loads((folder / "01-client.json").read_bytes())
+    assert rec["agreement_id"] == A_ID
+    assert rec["signer"] == {"role": "client", "name": A_NAME.lower()}
+    assert rec["identity"] == {"method": IDENTITY, "checked_by": CHECKED_BY}
+    assert rec["method"]["drawn_signature_png_sha256"] == sha256(flow.drawn)
+    assert rec["method"]["drawn_signature_file"] == "01-client.png"
+    assert (folder / "01-client.png").read_bytes() == flow.drawn
+    assert rec["esign"]["consent_to_electronic_records"] is True
+    assert rec["intent"]["adopted"] is True
+    needed = {name.removeprefix("initials.") for _, name in flow.tablet.fields}
+    assert rec["initials"] == {cid: "JQD" for cid in needed}
+    assert rec["document"]["sha256"] == sha256((folder / "agreement.pdf").read_bytes())
+
+
+@needs_openssl
+def test_flow_record_verifies_with_openssl(flow: Flow):
+    record = flow.root / "signed" / A_ID / "01-client.json"
+    proc = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", f"{record}.p7s",
+                           "-content", str(record), "-CAfile", str(flow.root / "pki" / "root.pem"),
+                           "-purpose", "any", "-out", "/dev/null"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "Verification successful" in proc.stderr
+    # and a changed record does not verify
+    tampered = flow.root / "tampered.json"
+    tampered.write_bytes(record.read_bytes().replace(b'"client"', b'"clienT"', 1))
+    proc = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", f"{record}.p7s",
+                           "-content", str(tampered), "-CAfile", str(flow.root / "pki" / "root.pem"),
+                           "-purpose", "any", "-out", "/dev/null"], capture_output=True, text=True)
+    assert proc.returncode != 0
+
+
+def test_flow_copies_are_the_archived_pdf_and_a_receipt(flow: Flow):
+    archived = (flow.root / "signed" / A_ID / "agreement.pdf").read_bytes()
+    r = flow.r["copy_agreement"]
+    assert r.status_code == 200 and r.mimetype == "application/pdf"
+    assert r.data == archived
+    assert "attachment" in r.headers["Content-Disposition"]
+    receipt = flow.r["copy_receipt"]
+    assert receipt.status_code == 200 and receipt.mimetype == "application/pdf"
+    assert receipt.data.startswith(b"%PDF-") and b"%%EOF" in receipt.data[-1024:]
+    assert receipt.data != archived
+
+
+def test_flow_document_is_this_agreements_pdf(flow: Flow):
+    r = flow.r["document"]
+    assert r.status_code == 200 and r.mimetype == "application/pdf"
+    assert r.data == (flow.root / "drafts" / A_ID / "agreement.pdf").read_bytes()
+    assert r.data != (flow.root / "drafts" / B_ID / "agreement.pdf").read_bytes()
+
+
+def test_flow_finish_closes_the_session(flow: Flow):
+    r = flow.r["finish"]
+    assert r.status_code == 200
+    assert "session is closed" in page_message(r)
+    deleted = set_cookies(r, web.COOKIE)
+    assert deleted and ("max-age=0" in deleted[0].lower() or "expires=thu, 01 jan 1970" in deleted[0].lower())
+    for key in ("done_after_finish", "copy_after_finish"):
+        assert flow.r[key].status_code == 401, key
+        assert "session has ended" in page_message(flow.r[key])
+
+
+def test_no_url_reaches_another_agreement(flow: Flow):
+    b_pdf = (flow.root / "drafts" / B_ID / "agreement.pdf").read_bytes()
+    a_pdf = (flow.root / "drafts" / A_ID / "agreement.pdf").read_bytes()
+    for path, r in flow.probes.items():
+        assert r.data != b_pdf, path
+        if path in QUERY_PROBES:  # the query is ignored: still this session's agreement
+            assert r.status_code == 200 and r.data == a_pdf, path
+        else:
+            assert r.status_code == 404, (path, r.status_code)
+        if r.mimetype == "text/html":
+            assert B_ID not in text(r) and B_NAME not in text(r), path
+
+
+def test_no_client_page_names_another_agreement_or_client(flow: Flow):
+    htmls = [(m, p, r) for m, p, r in flow.tablet.responses if r.mimetype == "text/html"]
+    assert len(htmls) > 20
+    for method, path, r in htmls:
+        body = text(r)
+        assert B_ID not in body, (method, path)
+        assert B_NAME not in body and B_NAME.split()[-1] not in body, (method, path)
+        assert flow.token not in body, (method, path)
+
+
+def test_no_redirect_names_an_agreement_or_client(flow: Flow):
+    redirects = [(p, r.headers["Location"]) for _, p, r in flow.tablet.responses if "Location" in r.headers]
+    assert len(redirects) >= 4
+    for path, location in redirects:
+        assert location.startswith("/sign/"), (path, location)
+        for secret in (*SENSITIVE, flow.token, A_NAME.lower()):
+            assert secret not in location, (path, location)
+
+
+def test_index_lists_nothing(flow: Flow, app):
+    for r in (flow.r["index"], Tablet(app).get("/")):
+        assert r.status_code == 200
+        body = text(r)
+        for secret in SENSITIVE:
+            assert secret not in body
+        assert not re.search(r"<(select|option|li|table|ul|ol)\b", body) and 'href="/sign' not in body
+        assert "front desk" in page_message(r)
+
+
+def test_every_flow_response_has_the_security_headers(flow: Flow):
+    # CheckedClient asserted it on every response; make sure the kinds that matter were seen
+    statuses = {r.status_code for _, _, r in flow.tablet.responses}
+    assert {200, 302, 401, 404, 422} <= statuses
+    pages = {p for _, p, r in flow.tablet.responses if r.mimetype == "text/html" and r.status_code == 200}
+    assert {"/sign/consent", "/sign/agreement", "/sign/signature", "/sign/done"} <= pages
+    signature_page = text(flow.r["signature"])
+    assert re.search(r'<script src="/static/signature\.js"></script>', signature_page)
+
+
+def test_static_script_is_served_without_inline_needs(app):
+    r = Tablet(app).get("/static/signature.js")
+    assert r.status_code == 200 and "javascript" in r.mimetype
+    assert "toDataURL(\"image/png\")" in text(r)
+
+
+# --------------------------------------------------------------------------- tokens: the library
+
+
+def test_open_returns_long_urlsafe_token_and_stores_only_its_hash(pr: Path):
+    store = TicketStore(pr / "intake")
+    tokens = [store.open(A_ID, "client", IDENTITY, CHECKED_BY)[0] for _ in range(3)]
+    assert len(set(tokens)) == 3
+    for token in tokens:
+        assert TOKEN_RE.match(token), token
+    files = [p for p in (pr / "intake").rglob("*") if p.is_file()]
+    assert sorted(p.name for p in files) == sorted(f"{sha256(t.encode())}.json" for t in tokens)
+    store.claim(tokens[0])
+    for p in (pr / "intake").rglob("*"):
+        data = p.read_bytes() if p.is_file() else b""
+        for token in tokens:
+            assert token not in p.name and token.encode() not in data, p
+            assert token[:20] not in p.name and token[:20].encode() not in data, p
+    stored = json.loads(ticket_path(pr, tokens[1]).read_bytes())
+    assert stored["agreement_id"] == A_ID and stored["role"] == "client"
+    assert stored["identity_method"] == IDENTITY and stored["identity_checked_by"] == CHECKED_BY
+    assert ticket_path(pr, tokens[0], "claimed").is_file() and not ticket_path(pr, tokens[0]).exists()
+
+
+def test_ticket_files_are_private(pr: Path):
+    token = open_ticket(pr)
+    assert stat.S_IMODE(ticket_path(pr, token).stat().st_mode) == 0o600
+    for d in (pr / "intake" / "pending", pr / "intake" / "claimed"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+
+
+def test_claim_returns_the_ticket_once(pr: Path):
+    store = TicketStore(pr / "intake")
+    token, opened = store.open(A_ID, "guardian", IDENTITY, CHECKED_BY, minutes=30)
+    ticket = store.claim(token)
+    assert ticket == opened
+    assert (ticket.agreement_id, ticket.role, ticket.identity_method) == (A_ID, "guardian", IDENTITY)
+    with pytest.raises(IntakeError, match="already used"):
+        store.claim(token)
+    with pytest.raises(IntakeError, match="already used"):
+        TicketStore(pr / "intake").claim(token)  # another process: same answer
+
+
+def test_expired_token_is_refused(pr: Path, monkeypatch):
+    store = TicketStore(pr / "intake")
+    real_now = intake._now
+    token, _ = store.open(A_ID, "client", IDENTITY, CHECKED_BY, minutes=15)
+    fresh, _ = store.open(A_ID, "client", IDENTITY, CHECKED_BY, minutes=15)
+    monkeypatch.setattr(intake, "_now", lambda: real_now() + dt.timedelta(minutes=14))
+    assert store.claim(fresh).agreement_id == A_ID  # not yet expired
+    monkeypatch.setattr(intake, "_now", lambda: real_now() + dt.timedelta(minutes=15, seconds=1))
+    with pytest.raises(IntakeError, match="expired"):
+        store.claim(token)
+
+
+def test_expiry_edited_in_the_stored_ticket_is_honoured(pr: Path):
+    store = TicketStore(pr / "intake")
+    token, _ = store.open(A_ID, "client", IDENTITY, CHECKED_BY)
+    path = ticket_path(pr, token)
+    data = json.loads(path.read_bytes())
+    data["expires"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)).isoformat()
+    path.write_bytes(json.dumps(data).encode())
+    with pytest.raises(IntakeError, match="expired"):
+        store.claim(token)
+
+
+def altered(token: str, position: int = 10) -> str:
+    c = token[position]
+    return token[:position] + ("A" if c != "A" else "B") + token[position + 1:]
+
+
+@pytest.mark.parametrize("position", [0, 10, 42])
+def test_altered_token_is_not_valid(pr: Path, position: int):
+    store = TicketStore(pr / "intake")
+    token, _ = store.open(A_ID, "client", IDENTITY, CHECKED_BY)
+    with pytest.raises(IntakeError, match="not valid"):
+        store.claim(altered(token, position))
+    with pytest.raises(IntakeError, match="not valid"):
+        store.claim(token + "x")
+    with pytest.raises(IntakeError, match="not valid"):
+        store.claim(token[:-1])
+    assert store.claim(token).agreement_id == A_ID  # the real one still works
+
+
+@pytest.mark.parametrize("bad", ["", "a" * 129, "../pending/x", "tok en", "tok%2Fen", "tok.en", "é" * 43])
+def test_malformed_token_is_not_valid(pr: Path, bad: str):
+    open_ticket(pr)
+    with pytest.raises(IntakeError, match="not valid"):
+        TicketStore(pr / "intake").claim(bad)
+
+
+def test_concurrent_claims_exactly_one_wins(pr: Path):
+    token = open_ticket(pr)
+    n = 12
+    barrier = threading.Barrier(n)
+    results: list[object] = [None] * n
+
+    def claim(i: int) -> None:
+        store = TicketStore(pr / "intake")  # one store per thread, as if separate processes
+        barrier.wait()
+        try:
+            results[i] = store.claim(token)
+        except IntakeError as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wins = [r for r in results if not isinstance(r, IntakeError)]
+    losses = [r for r in results if isinstance(r, IntakeError)]
+    assert len(wins) == 1 and wins[0].agreement_id == A_ID
+    assert len(losses) == n - 1 and all("already used" in e.message for e in losses)
+
+
+@pytest.mark.parametrize("role, identity, checked_by, minutes, words", [
+    ("therapist", IDENTITY, CHECKED_BY, 15, "not 'therapist'"),
+    ("admin", IDENTITY, CHECKED_BY, 15, "client or guardian"),
+    ("client", "", CHECKED_BY, 15, "identity check method is required"),
+    ("client", "   ", CHECKED_BY, 15, "identity check method is required"),
+    ("client", IDENTITY, "", 15, "identity checked by is required"),
+    ("client", IDENTITY, " \t ", 15, "identity checked by is required"),
+    ("client", "photo\x00ID", CHECKED_BY, 15, "control character"),
+    ("client", IDENTITY, "x" * 201, 15, "longer than 200"),
+    ("client", IDENTITY, CHECKED_BY, 0, "between 1 and 240 minutes"),
+    ("client", IDENTITY, CHECKED_BY, -5, "between 1 and 240 minutes"),
+    ("client", IDENTITY, CHECKED_BY, 241, "between 1 and 240 minutes"),
+])
+def test_open_refuses_bad_requests(pr: Path, role, identity, checked_by, minutes, words):
+    with pytest.raises(IntakeError) as info:
+        TicketStore(pr / "intake").open(A_ID, role, identity, checked_by, minutes)
+    assert words in info.value.message
+    pending = pr / "intake" / "pending"
+    assert not pending.exists() or not list(pending.iterdir())
+
+
+@pytest.mark.parametrize("minutes", [1, 240])
+def test_open_accepts_the_minute_bounds(pr: Path, minutes: int):
+    before = dt.datetime.now(dt.timezone.utc)
+    _, ticket = TicketStore(pr / "intake").open(A_ID, "client", IDENTITY, CHECKED_BY, minutes)
+    assert dt.timedelta(minutes=minutes) <= ticket.expires - before < dt.timedelta(minutes=minutes, seconds=30)
+
+
+# --------------------------------------------------------------------------- tokens: through the app
+
+
+def assert_claim_cookie(resp, secure: bool) -> None:
+    headers = set_cookies(resp, web.COOKIE)
+    assert len(headers) == 1, resp.headers
+    attrs = cookie_attrs(headers[0])
+    assert "httponly" in attrs
+    assert "samesite=strict" in attrs
+    assert ("secure" in attrs) is secure, headers[0]
+    value = headers[0].split(";")[0].split("=", 1)[1]
+    assert len(value) >= 43
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_link_opens_a_session_with_a_strict_cookie(make_app, pr: Path, secure: bool):
+    app = make_app(secure_cookies=secure)
+    token = open_ticket(pr)
+    t = Tablet(app)
+    r = t.claim(token)
+    assert r.status_code == 302
+    assert r.headers["Location"] == "/sign/consent" or r.headers["Location"].endswith("//localhost/sign/consent")
+    assert_claim_cookie(r, secure)
+    assert token not in r.headers.get("Set-Cookie", "")
+    assert t.get("/sign/consent").status_code == 200
+
+
+def refused_link(resp, status: int, words: str) -> None:
+    assert resp.status_code == status, (resp.status_code, text(resp))
+    assert words in page_message(resp), page_message(resp)
+    assert not set_cookies(resp, web.COOKIE), resp.headers.getlist("Set-Cookie")
+    assert "Set-Cookie" not in resp.headers
+
+
+def test_reused_link_is_gone_without_a_cookie(app, pr: Path):
+    token = open_ticket(pr)
+    assert Tablet(app).claim(token).status_code == 302
+    other = Tablet(app)
+    refused_link(other.claim(token), 410, "already used")
+    assert other.get("/sign/consent").status_code == 401
+
+
+def test_expired_link_is_gone_without_a_cookie(app, pr: Path):
+    token = open_ticket(pr)
+    path = ticket_path(pr, token)
+    data = json.loads(path.read_bytes())
+    data["expires"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)).isoformat()
+    path.write_bytes(json.dumps(data).encode())
+    t = Tablet(app)
+    refused_link(t.claim(token), 410, "expired")
+    assert t.get("/sign/consent").status_code == 401
+
+
+def test_expired_link_by_the_clock_is_gone(app, pr: Path, monkeypatch):
+    token = open_ticket(pr, minutes=5)
+    real_now = intake._now
+    monkeypatch.setattr(intake, "_now", lambda: real_now() + dt.timedelta(minutes=6))
+    refused_link(Tablet(app).claim(token), 410, "expired")
+
+
+@pytest.mark.parametrize("position", [0, 21, 42])
+def test_altered_link_is_not_found_without_a_cookie(app, pr: Path, position: int):
+    token = open_ticket(pr)
+    refused_link(Tablet(app).claim(altered(token, position)), 404, "not valid")
+    assert Tablet(app).claim(token).status_code == 302
+
+
+def test_session_expires(app, pr: Path, monkeypatch):
+    t = Tablet(app)
+    assert t.claim(open_ticket(pr)).status_code == 302
+    assert t.get("/sign/consent").status_code == 200
+    real_now = intake._now
+    monkeypatch.setattr(intake, "_now", lambda: real_now() + dt.timedelta(minutes=intake.SESSION_MINUTES + 1))
+    r = t.get("/sign/consent")
+    assert r.status_code == 401 and "session has ended" in page_message(r)
+
+
+def test_eleventh_link_from_an_address_is_rate_limited_even_when_valid(app, pr: Path):
+    token = open_ticket(pr)
+    t = Tablet(app, addr="10.0.0.7")
+    for _ in range(10):
+        r = t.claim(secrets.token_urlsafe(32))
+        assert r.status_code == 404
+    r = t.claim(token)
+    assert r.status_code == 429
+    assert "Too many" in text(r)
+    assert not set_cookies(r, web.COOKIE)
+    assert t.get("/sign/consent").status_code == 401
+    # the refusal did not use the link up, and other addresses are not blocked
+    r = Tablet(app, addr="10.0.0.8").claim(token)
+    assert r.status_code == 302
+
+
+def test_used_and_expired_links_count_as_failures_too(app, pr: Path):
+    t = Tablet(app, addr="10.0.0.9")
+    used = open_ticket(pr)
+    assert Tablet(app, addr="10.0.0.10").claim(used).status_code == 302
+    for _ in range(10):
+        assert t.claim(used).status_code == 410
+    assert t.claim(open_ticket(pr)).status_code == 429
+
+
+def test_staff_login_is_rate_limited_after_five_failures(app):
+    t = Tablet(app, addr="10.0.1.1")
+    for _ in range(5):
+        r = t.staff_login("not the passphrase")
+        assert r.status_code == 403
+    r = t.staff_login(PASS)
+    assert r.status_code == 429 and "Too many" in text(r)
+    assert not set_cookies(r, web.STAFF_COOKIE)
+    assert "Practice passphrase" in text(t.get("/staff"))  # still the login form
+    assert Tablet(app, addr="10.0.1.2").staff_login(PASS).status_code == 302
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/sign/consent"), ("GET", "/sign/agreement"), ("GET", "/sign/signature"), ("GET", "/sign/done"),
+    ("GET", "/sign/document.pdf"), ("GET", "/sign/copy/agreement.pdf"), ("GET", "/sign/copy/receipt.pdf"),
+    ("POST", "/sign/consent"), ("POST", "/sign/agreement"), ("POST", "/sign/signature"), ("POST", "/sign/finish"),
+])
+@pytest.mark.parametrize("cookie", [None, "forged-session-id"])
+def test_sign_pages_need_a_session(app, method: str, path: str, cookie: str | None):
+    t = Tablet(app)
+    if cookie:
+        t.c.set_cookie(web.COOKIE, cookie)
+    r = t.get(path) if method == "GET" else t.post(path, {"csrf": "x", "consent": "yes", "name": A_NAME})
+    assert r.status_code == 401
+    assert r.mimetype == "text/html"
+    assert "session has ended or was never opened" in page_message(r)
+
+
+def test_steps_cannot_be_skipped(app, pr: Path):
+    t = Tablet(app)
+    t.claim(open_ticket(pr))
+    t.get("/sign/consent")
+    csrf = t.csrf
+    for path in ("/sign/agreement", "/sign/signature", "/sign/done"):
+        r = t.get(path)
+        assert r.status_code == 302 and r.headers["Location"].endswith("/sign/consent"), path
+    r = t.post("/sign/signature", {"csrf": csrf, "name": A_NAME, "intent": "yes"})
+    assert r.status_code == 302
+    t.consent()
+    r = t.get("/sign/signature")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/sign/agreement")
+    r = t.post("/sign/signature", {"csrf": csrf, "name": A_NAME, "intent": "yes"})
+    assert r.status_code == 302
+    assert t.get("/sign/copy/agreement.pdf").status_code == 404
+    nothing_signed(pr)
+
+
+def test_a_new_link_replaces_the_browser_session(app, pr: Path):
+    t = Tablet(app)
+    t.claim(open_ticket(pr, A_ID))
+    t.claim(open_ticket(pr, B_ID))
+    r = t.get("/sign/document.pdf")
+    assert r.data == (pr / "drafts" / B_ID / "agreement.pdf").read_bytes()
+
+
+# --------------------------------------------------------------------------- staff
+
+
+def test_staff_page_requires_the_passphrase(app):
+    t = Tablet(app)
+    r = t.get("/staff")
+    assert r.status_code == 200
+    body = text(r)
+    assert 'type="password"' in body
+    for secret in SENSITIVE:
+        assert secret not in body
+    login_cookie = set_cookies(r, "intake_login")
+    assert login_cookie and "httponly" in cookie_attrs(login_cookie[0])
+    r = t.post("/staff/login", {"csrf": t.csrf, "passphrase": PASS + "x"})
+    assert r.status_code == 403
+    assert "passphrase is not right" in page_error(r)
+    assert not set_cookies(r, web.STAFF_COOKIE)
+    for secret in SENSITIVE:
+        assert secret not in text(r)
+    assert 'type="password"' in text(t.get("/staff"))
+    r = t.post("/staff/login", {"csrf": t.csrf, "passphrase": PASS})
+    assert r.status_code == 302 and r.headers["Location"].endswith("/staff")
+    staff = set_cookies(r, web.STAFF_COOKIE)
+    assert staff and {"httponly", "samesite=strict"} <= cookie_attrs(staff[0])
+    home = t.get("/staff")
+    assert home.status_code == 200
+    for secret in SENSITIVE:
+        assert secret in text(home)
+
+
+def test_staff_cookie_is_secure_when_asked(make_app):
+    t = Tablet(make_app(secure_cookies=True))
+    r = t.get("/staff")
+    assert "secure" in cookie_attrs(set_cookies(r, "intake_login")[0])
+    r = t.post("/staff/login", {"csrf": t.csrf, "passphrase": PASS})
+    assert "secure" in cookie_attrs(set_cookies(r, web.STAFF_COOKIE)[0])
+
+
+def test_staff_list_drops_agreements_the_client_signed(app, pr: Path):
+    sign_with_library(pr, A_ID)
+    t = Tablet(app)
+    t.staff_login()
+    body = text(t.get("/staff"))
+    assert B_ID in body and B_NAME in body
+    assert A_ID not in body and A_NAME not in body
+
+
+def staff_open(t: Tablet, agreement: str = A_ID, **extra):
+    data = {"csrf": t.csrf, "agreement": agreement, "role": "client", "identity": IDENTITY, "checked_by": CHECKED_BY}
+    data.update(extra)
+    return t.post("/staff/open", data)
+
+
+def test_staff_opens_a_link_that_works_once(make_app, pr: Path):
+    app = make_app(base_url="https://intake.test:8765/")
+    desk = Tablet(app, addr="10.0.2.1")
+    desk.staff_login()
+    desk.get("/staff")
+    r = staff_open(desk)
+    assert r.status_code == 200
+    m = re.search(r'<a href="(https://intake\.test:8765/i/([A-Za-z0-9_-]+))">', text(r))
+    assert m, text(r)
+    token = m.group(2)
+    assert TOKEN_RE.match(token)
+    assert re.search(r'<img src="data:image/svg\+xml', text(r))
+    assert ticket_path(pr, token).is_file()
+    tablet = Tablet(app, addr="10.0.2.2")
+    assert tablet.claim(token).status_code == 302
+    stored = TicketStore(pr / "intake")
+    with pytest.raises(IntakeError, match="already used"):
+        stored.claim(token)
+    refused_link(Tablet(app, addr="10.0.2.3").claim(token), 410, "already used")
+    tablet.consent()
+    tablet.initial()
+    tablet.get("/sign/signature")
+    assert tablet.sign().status_code == 302
+    rec = json.loads((pr / "signed" / A_ID / "01-client.json").read_bytes())
+    assert rec["identity"] == {"method": IDENTITY, "checked_by": CHECKED_BY}
+
+
+@pytest.mark.parametrize("agreement, extra, words", [
+    ("../drafts/" + A_ID, {}, "choose an agreement from the list"),
+    ("no-such-agreement", {}, "choose an agreement from the list"),
+    (A_ID, {"role": "therapist"}, "not 'therapist'"),
+    (A_ID, {"checked_by": ""}, "identity checked by is required"),
+    (A_ID, {"identity": "  "}, "identity check method is required"),
+])
+def test_staff_open_refuses_bad_input(app, pr: Path, agreement, extra, words):
+    t = Tablet(app)
+    t.staff_login()
+    t.get("/staff")
+    r = staff_open(t, agreement, **extra)
+    assert r.status_code == 422
+    assert words in page_error(r)
+    pending = pr / "intake" / "pending"
+    assert not pending.exists() or not list(pending.iterdir())
+
+
+def test_staff_cannot_open_an_intake_for_a_signed_agreement(app, pr: Path):
+    sign_with_library(pr, A_ID)
+    t = Tablet(app)
+    t.staff_login()
+    t.get("/staff")
+    r = staff_open(t, A_ID)
+    assert r.status_code == 422 and "choose an agreement from the list" in page_error(r)
+
+
+def test_staff_logout_ends_the_staff_session(app):
+    t = Tablet(app)
+    t.staff_login()
+    t.get("/staff")
+    r = t.post("/staff/logout", {"csrf": t.csrf})
+    assert r.status_code == 302
+    assert 'type="password"' in text(t.get("/staff"))
+
+
+def test_client_on_a_tablet_where_staff_opened_the_link_sees_no_other_client(app, pr: Path):
+    t = Tablet(app)
+    t.staff_login()
+    t.get("/staff")
+    r = staff_open(t, A_ID)
+    token = re.search(r"/i/([A-Za-z0-9_-]+)", text(r)).group(1)
+    assert t.claim(token).status_code == 302  # staff taps the link on the tablet, hands it over
+    r = t.get("/staff")
+    assert B_ID not in text(r) and B_NAME not in text(r)
+
+
+# --------------------------------------------------------------------------- CSRF
+
+
+def _consent_setup(app, pr):
+    t = Tablet(app)
+    t.claim(open_ticket(pr))
+    t.get("/sign/consent")
+
+    def nothing_happened():
+        r = t.get("/sign/agreement")
+        assert r.status_code == 302 and r.headers["Location"].endswith("/sign/consent")
+    return t, "/sign/consent", {"consent": "yes"}, nothing_happened
+
+
+def _agreement_setup(app, pr):
+    t = Tablet(app)
+    t.claim(open_ticket(pr))
+    t.consent()
+    t.review()
+
+    def nothing_happened():
+        r = t.get("/sign/signature")
+        assert r.status_code == 302 and r.headers["Location"].endswith("/sign/agreement")
+    return t, "/sign/agreement", {name: "JQD" for _, name in t.fields}, nothing_happened
+
+
+def _signature_setup(app, pr):
+    t = Tablet(app)
+    t.to_signature(open_ticket(pr))
+
+    def nothing_happened():
+        nothing_signed(pr)
+        assert t.get("/sign/done").status_code == 302
+    return t, "/sign/signature", {"name": A_NAME, "intent": "yes", "drawn": data_url(png())}, nothing_happened
+
+
+def _finish_setup(app, pr):
+    t = Tablet(app)
+    t.claim(open_ticket(pr))
+    t.get("/sign/consent")
+
+    def nothing_happened():
+        assert t.get("/sign/consent").status_code == 200
+    return t, "/sign/finish", {}, nothing_happened
+
+
+def _login_setup(app, pr):
+    t = Tablet(app)
+    t.get("/staff")
+
+    def nothing_happened():
+        assert 'type="password"' in text(t.get("/staff"))
+    return t, "/staff/login", {"passphrase": PASS}, nothing_happened
+
+
+def _open_setup(app, pr):
+    t = Tablet(app)
+    t.staff_login()
+    t.get("/staff")
+
+    def nothing_happened():
+        pending = pr / "intake" / "pending"
+        assert not pending.exists() or not list(pending.iterdir())
+    return t, "/staff/open", {"agreement": A_ID, "role": "client", "identity": IDENTITY,
+                              "checked_by": CHECKED_BY}, nothing_happened
+
+
+def _logout_setup(app, pr):
+    t = Tablet(app)
+    t.staff_login()
+    t.get("/staff")
+
+    def nothing_happened():
+        assert A_ID in text(t.get("/staff"))  # still signed in
+    return t, "/staff/logout", {}, nothing_happened
+
+
+CSRF_SETUPS = {"/sign/consent": _consent_setup, "/sign/agreement": _agreement_setup,
+               "/sign/signature": _signature_setup, "/sign/finish": _finish_setup, "/staff/login": _login_setup,
+               "/staff/open": _open_setup, "/staff/logout": _logout_setup}
+
+
+@pytest.mark.parametrize("how", ["absent", "wrong", "other-session", "empty"])
+@pytest.mark.parametrize("endpoint", list(CSRF_SETUPS))
+def test_post_without_the_right_csrf_is_refused(app, pr: Path, endpoint: str, how: str):
+    t, path, data, nothing_happened = CSRF_SETUPS[endpoint](app, pr)
+    assert t.csrf
+    data = dict(data)
+    if how == "wrong":
+        data["csrf"] = altered(t.csrf, 5)
+    elif how == "empty":
+        data["csrf"] = ""
+    elif how == "other-session":
+        other, *_ = CSRF_SETUPS[endpoint](app, pr)
+        assert other.csrf != t.csrf
+        data["csrf"] = other.csrf
+    r = t.post(path, data)
+    assert r.status_code == 400, (r.status_code, text(r))
+    assert "could not be accepted" in page_message(r)
+    assert not set_cookies(r, web.STAFF_COOKIE)
+    nothing_happened()
+    nothing_signed(pr)
+
+
+def test_staff_login_csrf_cannot_be_guessed_without_the_login_cookie(app):
+    t = Tablet(app)  # never loaded the login form: no intake_login cookie
+    r = t.post("/staff/login", {"csrf": "missing", "passphrase": PASS})
+    assert r.status_code == 400
+    assert not set_cookies(r, web.STAFF_COOKIE)
+
+
+# --------------------------------------------------------------------------- bad input on the pages
+
+
+def test_consent_must_be_given(app, pr: Path):
+    t = Tablet(app)
+    t.claim(open_ticket(pr))
+    t.get("/sign/consent")
+    for data in ({}, {"consent": "no"}, {"consent": ""}, {"consent": "YES "}):
+        r = t.post("/sign/consent", {"csrf": t.csrf, **data})
+        assert r.status_code == 422, data
+        assert "tick the box to agree" in page_error(r)
+        assert 'role="alert"' in text(r)
+    r = t.get("/sign/agreement")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/sign/consent")
+    nothing_signed(pr)
+
+
+def test_missing_initials_name_the_part(app, pr: Path):
+    t = Tablet(app)
+    t.claim(open_ticket(pr))
+    t.consent()
+    r = t.review()
+    titles = dict(re.findall(r'<h2 id="t-\d+">(\d+)\. (.*?)</h2>', text(r)))
+    assert len(t.fields) >= 2
+    for skip in (0, len(t.fields) - 1):
+        part, missing = t.fields[skip]
+        data = {name: "JQD" for _, name in t.fields if name != missing}
+        r = t.post("/sign/agreement", {"csrf": t.csrf, **data})
+        assert r.status_code == 422
+        message = page_error(r)
+        assert "initials are needed" in message
+        assert f"part {part}," in message and html.unescape(titles[part]) in message, message
+        # what was typed is kept
+        assert text(r).count('value="JQD"') == len(t.fields) - 1
+    r = t.post("/sign/agreement", {"csrf": t.csrf})
+    assert r.status_code == 422 and f"part {t.fields[0][0]}," in page_error(r)
+    assert t.get("/sign/signature").status_code == 302
+    nothing_signed(pr)
+
+
+@pytest.mark.parametrize("value", ["12", "J1", "J-D", "ABCDEF", "<b>", "J Q", "{{7*7}}"])
+def test_initials_must_be_letters(app, pr: Path, value: str):
+    t = Tablet(app)
+    t.claim(open_ticket(pr))
+    t.consent()
+    t.review()
+    part, name = t.fields[1]
+    data = {n: "JQD" for _, n in t.fields}
+    data[name] = value
+    r = t.post("/sign/agreement", {"csrf": t.csrf, **data})
+    assert r.status_code == 422
+    message = page_error(r)
+    assert "1 to 5 letters" in message and f"part {part}," in message, message
+    assert "<b>" not in text(r)
+    assert t.get("/sign/signature").status_code == 302
+    nothing_signed(pr)
+
+
+@pytest.mark.parametrize("value", ["jqd", "J.Q.D.", "Zoë", " AB "])
+def test_initials_in_any_case_with_dots_are_accepted(app, pr: Path, value: str):
+    t = Tablet(app)
+    t.claim(open_ticket(pr))
+    t.consent()
+    t.initial(value)
+
+
+BAD_SIGNATURES = {
+    "empty name": (dict(name=""), "name is empty"),
+    "blank name": (dict(name="   "), "name is empty"),
+    "500-character name": (dict(name="A" * 500), "longer than 200 characters"),
+    "script markup": (dict(name="<script>alert(1)</script>"), "not part of a person's name"),
+    "template markup": (dict(name="{{ 7*7 }}"), "not part of a person's name"),
+    "a stranger's name": (dict(name="John Smith"), "does not match"),
+    "name without letters": (dict(name="1234"), "no letters"),
+    "direction control": (dict(name="Jane\u202eeoD"), "text-direction control"),
+    "intent not ticked": (dict(intent=None), "tick the box to confirm"),
+    "intent wrong value": (dict(intent="on"), "tick the box to confirm"),
+    "drawn not a data URL": (dict(drawn="https://example.com/sig.png"), "not a PNG picture"),
+    "drawn jpeg data URL": (dict(drawn=data_url(b"\xff\xd8\xff\xe0jpeg", "image/jpeg")), "not a PNG picture"),
+    "drawn bad base64": (dict(drawn="data:image/png;base64,@@not base64@@"), "could not be read"),
+    "drawn base64 GIF": (dict(drawn=data_url(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;")), "not a PNG picture"),
+    "drawn svg": (dict(drawn=data_url(b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml")),
+                  "not a PNG picture"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SIGNATURES))
+def test_bad_signature_input_is_refused_on_the_page(app, pr: Path, case: str):
+    changes, words = BAD_SIGNATURES[case]
+    t = Tablet(app)
+    t.to_signature(open_ticket(pr))
+    args = dict(name=A_NAME, intent="yes", drawn=data_url(png()))
+    args.update(changes)
+    r = t.sign(**args)
+    assert r.status_code == 422, (r.status_code, text(r)[:500])
+    assert r.mimetype == "text/html"
+    assert words in page_error(r), page_error(r)
+    body = text(r)
+    assert "<script>alert" not in body
+    assert "Traceback" not in body
+    nothing_signed(pr)
+    assert t.get("/sign/done").status_code == 302  # not signed: back to the start
+
+
+def test_markup_in_the_name_is_shown_escaped(app, pr: Path):
+    t = Tablet(app)
+    t.to_signature(open_ticket(pr))
+    r = t.sign(name="<script>alert(1)</script>")
+    body = text(r)
+    assert r.status_code == 422
+    assert "<script>alert" not in body
+    assert 'value="&lt;script&gt;alert(1)&lt;/script&gt;"' in body
+    r = t.sign(name="{{ 7*7 }}")
+    assert r.status_code == 422
+    assert 'value="{{ 7*7 }}"' in text(r)
+    r = t.sign(name='"><img src=x onerror=alert(1)>')
+    assert r.status_code == 422
+    assert "<img src=x" not in text(r)
+    nothing_signed(pr)
+
+
+def test_the_page_keeps_only_200_characters_of_a_long_name(app, pr: Path):
+    t = Tablet(app)
+    t.to_signature(open_ticket(pr))
+    r = t.sign(name="B" * 500)
+    assert 'value="' + "B" * 200 + '"' in text(r)
+    assert "B" * 201 not in text(r)
+
+
+def test_a_huge_drawing_is_too_large(app, pr: Path):
+    t = Tablet(app)
+    t.to_signature(open_ticket(pr))
+    r = t.sign(drawn="data:image/png;base64," + "A" * (web.MAX_BODY + 1024))
+    assert r.status_code == 413
+    assert r.mimetype == "text/html"
+    assert "too large" in page_message(r)
+    nothing_signed(pr)
+    assert t.sign().status_code == 302  # the session still works after clearing the drawing
+    assert len(client_records(pr)) == 1
+
+
+def test_a_drawing_within_the_body_limit_but_over_the_png_limit_is_refused(app, pr: Path):
+    t = Tablet(app)
+    t.to_signature(open_ticket(pr))
+    big = b"\x89PNG\r\n\x1a\n" + os.urandom(600 * 1024)
+    r = t.sign(drawn=data_url(big))
+    assert r.status_code in (413, 422)
+    assert "too large" in (page_error(r) + page_message(r))
+    nothing_signed(pr)
+
+
+def test_double_submitted_sign_form_signs_once(app, pr: Path):
+    t = Tablet(app)
+    t.to_signature(open_ticket(pr))
+    csrf = t.csrf
+    first = t.sign(csrf=csrf)
+    second = t.sign(csrf=csrf)
+    assert first.status_code == 302 and first.headers["Location"].endswith("/sign/done")
+    assert second.status_code == 302 and second.headers["Location"].endswith("/sign/done")
+    assert client_records(pr) == [pr / "signed" / A_ID / "01-client.json"]
+    lines = (pr / "signed" / "ledger.jsonl").read_bytes().splitlines()
+    assert sum(1 for line in lines if json.loads(line).get("event") == "sign") == 1
+
+
+def test_concurrent_sign_posts_from_one_session_sign_once(app, pr: Path):
+    t = Tablet(app)
+    t.to_signature(open_ticket(pr))
+    sid = set_cookies(t.responses[0][2], web.COOKIE)[0].split(";")[0].split("=", 1)[1]
+    n = 4
+    clients = []
+    for _ in range(n):
+        c = app.test_client()
+        c.set_cookie(web.COOKIE, sid)
+        clients.append(c)
+    barrier = threading.Barrier(n)
+    statuses: list[object] = [None] * n
+
+    def post(i: int) -> None:
+        barrier.wait()
+        try:
+            statuses[i] = clients[i].post("/sign/signature", data={"csrf": t.csrf, "name": A_NAME,
+                                                                   "intent": "yes"})
+        except Exception as exc:  # noqa: BLE001 - reported below
+            statuses[i] = exc
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert all(getattr(r, "status_code", None) == 302 for r in statuses), statuses
+    assert all(r.headers["Location"].endswith("/sign/done") for r in statuses)
+    assert client_records(pr) == [pr / "signed" / A_ID / "01-client.json"]
+
+
+def test_two_links_for_one_agreement_sign_once(app, pr: Path):
+    first, second = Tablet(app), Tablet(app)
+    first.to_signature(open_ticket(pr))
+    second.to_signature(open_ticket(pr))
+    assert first.sign().status_code == 302
+    r = second.sign()
+    assert r.status_code == 422
+    assert "already signed" in page_error(r)
+    assert client_records(pr) == [pr / "signed" / A_ID / "01-client.json"]
+
+
+def test_guardian_signs_with_their_own_name(app, pr: Path):
+    t = Tablet(app)
+    t.to_signature(open_ticket(pr, role="guardian"))
+    assert "signing as guardian" in text(t.get("/sign/signature"))
+    assert t.sign(name="Robert Doe").status_code == 302
+    rec = json.loads((pr / "signed" / A_ID / "01-guardian.json").read_bytes())
+    assert rec["signer"] == {"role": "guardian", "name": "Robert Doe", "on_behalf_of": A_NAME}
+
+
+# --------------------------------------------------------------------------- headers on every kind of page
+
+
+def test_every_kind_of_html_response_has_the_headers(app, pr: Path):
+    seen: dict[int, int] = {}
+
+    def note(resp):
+        check_response(resp)
+        seen[resp.status_code] = seen.get(resp.status_code, 0) + 1
+        return resp
+
+    t = Tablet(app)
+    note(t.get("/"))
+    note(t.get("/no/such/page"))
+    note(t.get("/sign/consent"))  # 401
+    note(t.get("/sign/finish"))  # 405
+    note(t.claim(secrets.token_urlsafe(32)))  # 404
+    used = open_ticket(pr)
+    note(Tablet(app).claim(used))  # 302
+    note(t.claim(used))  # 410
+    t.to_signature(open_ticket(pr))
+    note(t.sign(intent=None))  # 422
+    note(t.sign(csrf="nope"))  # 400
+    note(t.sign(drawn="data:image/png;base64," + "A" * (web.MAX_BODY + 10)))  # 413
+    staff = Tablet(app, addr="10.9.9.9")
+    note(staff.get("/staff"))
+    note(staff.post("/staff/login", {"csrf": staff.csrf, "passphrase": "wrong"}))  # 403
+    note(staff.post("/staff/login", {"csrf": staff.csrf, "passphrase": PASS}))
+    note(staff.get("/staff"))
+    note(staff_open(staff))
+    limited = Tablet(app, addr="10.9.9.10")
+    for _ in range(10):
+        limited.claim("x" * 43)
+    note(limited.claim("x" * 43))  # 429
+    assert {200, 302, 400, 401, 403, 404, 405, 410, 413, 422, 429} <= set(seen)
+    for _, _, r in t.responses + staff.responses + limited.responses:
+        check_response(r)
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def test_logs_never_show_the_token_or_the_client_name(base: Path, tmp_path: Path, caplog):
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="werkzeug")
+    caplog.set_level(logging.DEBUG, logger="agreements_kit.intake")
+    root = copy_practice(base, tmp_path / "practice")
+    app = new_app(root)
+    app.logger.setLevel(logging.DEBUG)
+    f = run_flow(root, app)
+    assert f.r["done"].status_code == 200
+    Tablet(app).claim(f.token)  # a reuse, logged as nothing more than a refusal
+    messages = [r.getMessage() for r in caplog.records]
+    assert "intake session opened" in messages and "intake signature recorded" in messages
+    everything = "\n".join(messages + [caplog.text] + [repr(r.args) for r in caplog.records])
+    for secret in (f.token, f.token[:16], A_NAME, A_NAME.lower(), B_NAME, "John Smith"):
+        assert secret not in everything, secret
+
+
+def quiet_handler(path: str, command: str = "GET"):
+    cls = web.quiet_request_handler()
+    handler = cls.__new__(cls)
+    handler.path = path
+    handler.command = command
+    handler.request_version = "HTTP/1.1"
+    handler.requestline = f"{command} {path} HTTP/1.1"
+    handler.client_address = ("127.0.0.1", 5555)
+    return handler
+
+
+@pytest.mark.parametrize("suffix", ["", "?x=1", "/", "#frag"])
+def test_access_log_line_hides_the_token(caplog, suffix: str):
+    token = secrets.token_urlsafe(32)
+    caplog.set_level(logging.DEBUG)
+    quiet_handler(f"/i/{token}{suffix}").log_request(302)
+    quiet_handler("/sign/consent").log_request(200)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert token not in lines[0] and token[:8] not in lines[0]
+    assert lines[0].startswith("GET /i/") and lines[0].endswith("302")
+    assert lines[1] == "GET /sign/consent 200"
+
+
+class Server:
+    """The app behind werkzeug's real server with the quiet request handler, spoken to over raw sockets."""
+
+    def __init__(self, app):
+        from werkzeug.serving import make_server
+
+        self.server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=web.quiet_request_handler())
+        self.port = self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def raw(self, target: str) -> str:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nConnection: close\r\n\r\n".encode())
+            chunks = []
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        return b"".join(chunks).decode("latin-1")
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def server(app):
+    s = Server(app)
+    yield s
+    s.close()
+
+
+RAW_FORMS = {"double slash": "//i/{t}", "percent-encoded": "/%69/{t}", "encoded slash": "/i%2F{t}",
+             "absolute form": "http://127.0.0.1:{p}/i/{t}"}
+LEAKY_FORMS = ["percent-encoded", "encoded slash", "absolute form"]
+
+
+def test_real_server_access_log_hides_the_token(server: Server, pr: Path, caplog):
+    caplog.set_level(logging.INFO)
+    token = open_ticket(pr)
+    response = server.raw(f"/i/{token}")
+    assert response.startswith("HTTP/1.1 302") and "Location: /sign/consent" in response
+    bad = secrets.token_urlsafe(32)
+    assert server.raw(f"/i/{bad}?q=1").startswith("HTTP/1.1 404")
+    lines = [r.getMessage() for r in caplog.records if r.name == "agreements_kit.intake"]
+    assert any(line.startswith("GET /i/") and line.endswith("302") for line in lines), lines
+    for line in lines:
+        assert token not in line and bad not in line
+
+
+@pytest.mark.parametrize("form", list(RAW_FORMS))
+def test_other_spellings_of_the_link_path_reach_the_claim(server: Server, pr: Path, form: str):
+    token = open_ticket(pr)
+    response = server.raw(RAW_FORMS[form].format(t=token, p=server.port))
+    assert response.startswith("HTTP/1.1 302"), response[:200]
+    assert f"Set-Cookie: {web.COOKIE}=" in response
+    with pytest.raises(IntakeError, match="already used"):
+        TicketStore(pr / "intake").claim(token)
+
+
+@pytest.mark.parametrize("form", LEAKY_FORMS)
+def test_access_log_hides_the_token_in_every_spelling_of_the_path(server: Server, pr: Path, caplog, form: str):
+    caplog.set_level(logging.INFO)
+    token = open_ticket(pr)
+    server.raw(RAW_FORMS[form].format(t=token, p=server.port))
+    lines = [r.getMessage() for r in caplog.records if r.name == "agreements_kit.intake"]
+    assert lines
+    for line in lines:
+        assert token not in line, line
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+def one_error_line(res, *words: str) -> str:
+    assert res.exit_code == 2, f"exit {res.exit_code}\nstdout: {res.stdout}\nstderr: {res.stderr}"
+    assert "Traceback" not in res.stderr + res.stdout
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {res.stderr!r}"
+    assert lines[0].startswith("error: "), lines[0]
+    for word in words:
+        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def test_cli_intake_open_prints_a_link_that_works_once(cli, pr: Path):
+    res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr)
+    assert res.exit_code == 0, res.stderr
+    m = re.search(r"(\S+)/i/([A-Za-z0-9_-]+)\s*$", res.stdout, re.M)
+    assert m, res.stdout
+    assert m.group(1) == "http://127.0.0.1:8765"
+    token = m.group(2)
+    assert TOKEN_RE.match(token)
+    assert A_NAME not in res.stdout
+    app = new_app(pr)
+    t = Tablet(app)
+    assert t.claim(token).status_code == 302
+    refused_link(Tablet(app).claim(token), 410, "already used")
+    assert t.get("/sign/document.pdf").data == (pr / "drafts" / A_ID / "agreement.pdf").read_bytes()
+    stored = json.loads(ticket_path(pr, token, "claimed").read_bytes())
+    assert stored["agreement_id"] == A_ID and stored["role"] == "client"
+    assert stored["identity_method"] == "photo ID" and stored["identity_checked_by"] == "Desk"
+
+
+def test_cli_intake_open_url_and_minutes(cli, pr: Path):
+    res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr,
+              "--url", "https://tablet.local:9000/", "--minutes", "3", "--role", "guardian")
+    assert res.exit_code == 0, res.stderr
+    token = re.search(r"https://tablet\.local:9000/i/([A-Za-z0-9_-]+)", res.stdout).group(1)
+    stored = json.loads(ticket_path(pr, token).read_bytes())
+    expires = dt.datetime.fromisoformat(stored["expires"])
+    assert dt.timedelta(minutes=2) < expires - dt.datetime.now(dt.timezone.utc) <= dt.timedelta(minutes=3)
+    assert stored["role"] == "guardian"
+
+
+def test_cli_intake_open_refuses_an_agreement_the_client_signed(cli, pr: Path):
+    sign_with_library(pr, A_ID)
+    res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr)
+    one_error_line(res, A_ID, "not awaiting a client signature")
+    assert res.stdout == ""
+    pending = pr / "intake" / "pending"
+    assert not pending.exists() or not list(pending.iterdir())
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--identity", "", "--checked-by", "Desk"], "identity check method is required"),
+    (["--identity", "photo ID", "--checked-by", "  "], "identity checked by is required"),
+    (["--identity", "photo ID", "--checked-by", "Desk", "--minutes", "0"], "0"),
+    (["--identity", "photo ID", "--checked-by", "Desk", "--role", "therapist"], "therapist"),
+])
+def test_cli_intake_open_bad_options(cli, pr: Path, args, words):
+    one_error_line(cli("intake", "open", A_ID, "--practice", pr, *args), words)
+    pending = pr / "intake" / "pending"
+    assert not pending.exists() or not list(pending.iterdir())
+
+
+def test_cli_intake_open_unknown_agreement(cli, pr: Path):
+    one_error_line(cli("intake", "open", "agr-nope", "--identity", "photo ID", "--checked-by", "Desk",
+                       "--practice", pr), "agr-nope")
+
+
+def test_cli_intake_open_writes_a_qr_svg(cli, pr: Path, tmp_path: Path):
+    svg = tmp_path / "link.svg"
+    res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr,
+              "--qr", svg)
+    assert res.exit_code == 0, res.stderr
+    root = ET.fromstring(svg.read_bytes())
+    assert root.tag.endswith("svg")
+    assert root.find(".//{http://www.w3.org/2000/svg}path") is not None
+    assert stat.S_IMODE(svg.stat().st_mode) == 0o600
+
+
+@pytest.fixture
+def stdin_for_subprocesses(monkeypatch):
+    """Make ``run_bin``'s subprocess start with stdin redirected from /dev/null, or closed."""
+    original = subprocess.run
+
+    def use(mode: str) -> None:
+        def run(*args, **kwargs):
+            if mode == "closed":
+                kwargs["preexec_fn"] = lambda: os.close(0)
+            else:
+                kwargs["stdin"] = subprocess.DEVNULL
+            return original(*args, **kwargs)
+        monkeypatch.setattr(subprocess, "run", run)
+    return use
+
+
+def test_cli_intake_serve_without_passphrase_and_no_tty(run_bin, pr: Path, monkeypatch, stdin_for_subprocesses):
+    monkeypatch.delenv("AGREEMENTS_PASSPHRASE", raising=False)
+    stdin_for_subprocesses("devnull")
+    one_error_line(run_bin("intake", "serve", "--practice", pr, "--port", "1"), "passphrase", "AGREEMENTS_PASSPHRASE")
+
+
+def test_cli_intake_serve_with_stdin_closed(run_bin, pr: Path, monkeypatch, stdin_for_subprocesses):
+    monkeypatch.delenv("AGREEMENTS_PASSPHRASE", raising=False)
+    stdin_for_subprocesses("closed")
+    one_error_line(run_bin("intake", "serve", "--practice", pr, "--port", "1"), "passphrase")
+
+
+def test_cli_intake_serve_with_a_wrong_passphrase_fails_before_serving(run_bin, pr: Path, tmp_path: Path,
+                                                                       stdin_for_subprocesses):
+    stdin_for_subprocesses("devnull")
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("not-the-passphrase\n")
+    res = run_bin("intake", "serve", "--practice", pr, "--port", "1", "--passphrase-file", wrong)
+    one_error_line(res)

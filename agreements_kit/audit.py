@@ -93,6 +93,9 @@ def _check(folder: str) -> dict[str, Any]:
     except CannotCheck as exc:
         v = Verdict(name, folder, "invalid")
         v.add("folder", False, str(exc))
+    except Exception as exc:  # one damaged agreement must not stop the audit of the others
+        v = Verdict(name, folder, "invalid")
+        v.add("folder", False, f"could not be checked ({type(exc).__name__}): its files are damaged or were edited")
     return {"id": v.agreement_id if v.agreement_id == name else name, "status": v.status, "headline": v.headline(),
             "failures": [c.as_dict() for c in v.failures], "signers": v.signers}
 

@@ -49,11 +49,19 @@ class CertCache:
         self.limit = limit
 
     def load(self, der: bytes) -> x509.Certificate:
-        """Parse a certificate; CA certificates (which repeat across signatures) are cached."""
+        """Parse a certificate; CA certificates (which repeat across signatures) are cached.
+
+        Any parse failure is a ValueError, whatever ``cryptography`` raised."""
         cert = self.parsed.get(der)
         if cert is None:
-            cert = x509.load_der_x509_certificate(der)
-            if len(self.parsed) < self.limit and _is_ca(cert):
+            try:
+                cert = x509.load_der_x509_certificate(der)
+                # cryptography parses lazily: touch what the checks use, so damage shows here.
+                cert.issuer, cert.subject, cert.public_key(), cert.extensions  # noqa: B018
+                is_ca = _is_ca(cert)
+            except Exception as exc:
+                raise ValueError(f"a certificate in the signature cannot be read ({type(exc).__name__})") from None
+            if len(self.parsed) < self.limit and is_ca:
                 self.parsed[der] = cert
                 self.kept.append(cert)
         return cert
@@ -190,6 +198,8 @@ def check_fast(record: bytes, p7s: bytes, cache: CertCache | None = None) -> Cms
         parts = der.children(sd_vs, sd_ve)
         if len(parts) < 4 or parts[0][0] != 0x02 or parts[1][0] != 0x31 or parts[2][0] != 0x30:
             raise ValueError("malformed SignedData")
+        if der.value(parts[0]) not in (b"\x01", b"\x03"):
+            raise ValueError("unsupported SignedData version")
         encap = der.children(parts[2][2], parts[2][3])
         if len(encap) != 1:
             return CmsFacts(False, "the signature is not detached: it carries content of its own")
@@ -198,7 +208,10 @@ def check_fast(record: bytes, p7s: bytes, cache: CertCache | None = None) -> Cms
         certs: list[x509.Certificate] = []
         rest = parts[3:]
         if rest and rest[0][0] == 0xA0:
-            certs = [cache.load(der.whole(c)) for c in der.children(rest[0][2], rest[0][3]) if c[0] == 0x30]
+            entries = der.children(rest[0][2], rest[0][3])
+            if any(c[0] != 0x30 for c in entries):
+                raise ValueError("the certificate set holds something other than certificates")
+            certs = [cache.load(der.whole(c)) for c in entries]
             rest = rest[1:]
         if rest and rest[0][0] == 0xA1:  # CRLs: not used
             rest = rest[1:]
@@ -207,9 +220,15 @@ def check_fast(record: bytes, p7s: bytes, cache: CertCache | None = None) -> Cms
         infos = der.children(rest[0][2], rest[0][3])
         if len(infos) != 1:
             return CmsFacts(False, f"the signature has {len(infos)} signers instead of one", certificates=certs)
+        if infos[0][0] != 0x30:
+            raise ValueError("the SignerInfo is not a SEQUENCE")
         si = der.children(infos[0][2], infos[0][3])
-        if len(si) < 6 or si[1][0] != 0x30:
+        if len(si) < 6 or si[0][0] != 0x02 or der.value(si[0]) != b"\x01":
+            raise ValueError("malformed SignerInfo version")
+        if si[1][0] != 0x30:
             return CmsFacts(False, "the signer is not identified by issuer and serial number", certificates=certs)
+        if si[2][0] != 0x30 or si[4][0] != 0x30:
+            raise ValueError("malformed AlgorithmIdentifier")
         sid = der.children(si[1][2], si[1][3])
         if len(sid) != 2 or sid[0][0] != 0x30 or sid[1][0] != 0x02:
             raise ValueError("malformed issuerAndSerialNumber")
@@ -220,7 +239,7 @@ def check_fast(record: bytes, p7s: bytes, cache: CertCache | None = None) -> Cms
         if signer is None:
             return CmsFacts(False, "the signer's certificate is not in the signature", certificates=certs)
         digest_alg = der.children(si[2][2], si[2][3])
-        if not digest_alg or der.value(digest_alg[0]) != _SHA256:
+        if not digest_alg or digest_alg[0][0] != 0x06 or der.value(digest_alg[0]) != _SHA256:
             return CmsFacts(False, "the signature does not use SHA-256", signer=signer, certificates=certs)
         if si[3][0] != 0xA0:
             return CmsFacts(False, "the signature has no signed attributes", signer=signer, certificates=certs)
@@ -241,7 +260,7 @@ def check_fast(record: bytes, p7s: bytes, cache: CertCache | None = None) -> Cms
             return CmsFacts(False, "the record's bytes do not match the digest the signature covers: "
                             "the record was changed after it was signed", signer, certs, signing_time)
         sig_alg = der.children(si[4][2], si[4][3])
-        if not sig_alg or der.value(sig_alg[0]) != _ECDSA_SHA256 or si[5][0] != 0x04:
+        if not sig_alg or sig_alg[0][0] != 0x06 or der.value(sig_alg[0]) != _ECDSA_SHA256 or si[5][0] != 0x04:
             return CmsFacts(False, "unexpected signature algorithm (not ECDSA with SHA-256)", signer, certs,
                             signing_time)
         signed = b"\x31" + der.whole(si[3])[1:]  # RFC 5652 5.4: the attributes are signed as a SET OF
@@ -256,6 +275,8 @@ def check_fast(record: bytes, p7s: bytes, cache: CertCache | None = None) -> Cms
         return CmsFacts(True, None, signer, certs, signing_time)
     except (ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
         return CmsFacts(False, f"the signature file is not valid CMS ({exc})")
+    except Exception as exc:  # anything else from a damaged file: never intact, never a crash
+        return CmsFacts(False, f"the signature file is damaged ({type(exc).__name__})")
 
 
 @dataclass

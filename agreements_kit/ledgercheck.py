@@ -37,6 +37,9 @@ def scan(path: Path, on_entry: Callable[[int, dict[str, Any], str], None] | None
     if not path.exists():
         report.problems.append(f"{path}: the ledger is missing")
         return report
+    highest = 0
+    gaps: dict[int, int] = {}  # sequence numbers skipped so far -> line where the gap was seen
+    recent: dict[int, tuple[str, int]] = {0: (GENESIS, 0)}  # sequence -> (line hash, line number), last few
     for number, line in ledger.lines():
         report.entries += 1
         digest = entry_hash(line)
@@ -46,25 +49,38 @@ def scan(path: Path, on_entry: Callable[[int, dict[str, Any], str], None] | None
                 raise ValueError
         except ValueError:
             report.problems.append(f"ledger line {number} is not a JSON entry: it was edited")
-            prev_hash, expected = digest, expected + 1
+            prev_hash = digest
             continue
         seq = entry.get("seq")
-        if not isinstance(seq, int) or isinstance(seq, bool):
-            report.problems.append(f"ledger line {number} has no sequence number: it was edited")
-        elif seq > expected:
-            missing = f"entry {expected}" if seq == expected + 1 else f"entries {expected} to {seq - 1}"
-            report.problems.append(f"ledger line {number}: {missing} missing before it: ledger lines were deleted")
-        elif seq < expected:
-            report.problems.append(f"ledger line {number}: entry {seq} is out of place (expected {expected}): "
-                                   "ledger lines were reordered or inserted")
-        elif entry.get("prev") != prev_hash:
-            what = f"line {number - 1} was edited" if number > 1 else "its first line was edited"
-            report.problems.append(f"ledger line {number} does not chain to the line before it "
-                                   f"(its 'prev' is not that line's SHA-256): {what}")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            report.problems.append(f"ledger line {number} has no valid sequence number: it was edited")
+        elif seq > highest:
+            for missing in range(highest + 1, min(seq, highest + 1 + 10_000)):
+                gaps[missing] = number
+            highest = seq
+            # In order: the line must chain to the entry before it (when that one was seen in place).
+            before = recent.get(seq - 1)
+            if seq - 1 not in gaps and before is not None and entry.get("prev") != before[0]:
+                where = f"line {before[1]}" if before[1] else "the ledger's start"
+                report.problems.append(f"ledger line {number} does not chain to entry {seq - 1} (its 'prev' is not "
+                                       f"that line's SHA-256): {where} was edited")
+        elif seq in gaps:
+            gaps.pop(seq)
+            report.problems.append(f"ledger line {number}: entry {seq} is out of place (after entry {highest}): "
+                                   "ledger lines were reordered")
+        else:
+            report.problems.append(f"ledger line {number}: entry {seq} appears a second time: a line was inserted "
+                                   "or copied")
         if on_entry is not None:
             on_entry(number, entry, digest)
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            recent[seq] = (digest, number)
+            if len(recent) > 64:
+                recent.pop(min(recent))
         prev_hash = digest
-        expected = (seq + 1) if isinstance(seq, int) and not isinstance(seq, bool) else expected + 1
+    for first, last, line in _ranges(gaps):
+        what = f"entry {first}" if first == last else f"entries {first} to {last}"
+        report.problems.append(f"ledger line {line}: {what} missing before it: ledger lines were deleted")
     report.head = prev_hash
     with open(path, "rb") as fh:
         size = fh.seek(0, 2)
@@ -75,6 +91,17 @@ def scan(path: Path, on_entry: Callable[[int, dict[str, Any], str], None] | None
     if last != b"\n":
         report.problems.append("the ledger's last line is incomplete (a write was interrupted and not repaired)")
     return report
+
+
+def _ranges(gaps: dict[int, int]) -> list[tuple[int, int, int]]:
+    """Consecutive missing sequence numbers as (first, last, line where noticed)."""
+    out: list[tuple[int, int, int]] = []
+    for seq in sorted(gaps):
+        if out and out[-1][1] == seq - 1 and out[-1][2] == gaps[seq]:
+            out[-1] = (out[-1][0], seq, out[-1][2])
+        else:
+            out.append((seq, seq, gaps[seq]))
+    return out
 
 
 def entries_for(path: Path, agreement_id: str) -> tuple[ChainReport, list[dict[str, Any]]]:

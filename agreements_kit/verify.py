@@ -103,6 +103,12 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _sub(d: dict[str, Any], key: str, field: str) -> Any:
+    """``d[key][field]`` when both levels are what they should be, else None (edited records)."""
+    inner = d.get(key)
+    return inner.get(field) if isinstance(inner, dict) else None
+
+
 def _time(value: Any) -> dt.datetime | None:
     if not isinstance(value, str):
         return None
@@ -235,7 +241,19 @@ def _check_chain(v: Verdict, rec: _Record, signer: x509.Certificate, certs: list
     v.add("revocation", True, "no certificate of the chain was revoked before the signature", rec.name)
 
 
-def verify_folder(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger: Path | None = None,
+def verify_folder(folder: Path, trust: Trust, **options: Any) -> Verdict:
+    """Check one agreement folder (see ``_verify``); damaged files make it invalid, never a crash."""
+    try:
+        return _verify(Path(folder), trust, **options)
+    except CannotCheck:
+        raise
+    except Exception as exc:  # edited JSON of the wrong shape, unreadable certificates, ...
+        v = Verdict(Path(folder).name, str(folder), "invalid")
+        v.add("folder", False, f"could not be checked ({type(exc).__name__}): its files are damaged or were edited")
+        return v
+
+
+def _verify(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger: Path | None = None,
                   backend: str = "pyhanko", now: dt.datetime | None = None, cache: CertCache | None = None,
                   ledger_facts: tuple[ChainReport | None, list[dict[str, Any]]] | None = None,
                   deep: bool = True) -> Verdict:
@@ -270,7 +288,7 @@ def verify_folder(folder: Path, trust: Trust, *, pdf_path: Path | None = None, l
         v.add("pdf", False, f"{pdf_file.name} is missing")
         pdf = b""
     pdf_sha = _sha(pdf)
-    expected = (manifest.get("document") or {}).get("sha256")
+    expected = _sub(manifest, "document", "sha256")
     if pdf and v.add("pdf", pdf_sha == expected,
                      "the PDF is byte for byte the one rendered (SHA-256 matches the manifest)" if pdf_sha == expected
                      else f"the PDF's SHA-256 {pdf_sha[:16]}... is not the manifest's {str(expected)[:16]}...: "
@@ -295,16 +313,16 @@ def verify_folder(folder: Path, trust: Trust, *, pdf_path: Path | None = None, l
             continue
         kind = d.get("kind")
         signer = d.get("signer") if isinstance(d.get("signer"), dict) else {}
-        role = signer.get("role", "?")
+        role = signer.get("role", "?") if isinstance(signer.get("role", "?"), str) else "?"
         if d.get("agreement_id") != agreement_id:
             v.add("record-id", False, f"the record is for agreement '{d.get('agreement_id')}', not this one: "
                   "it was moved here from another agreement", rec.name)
         else:
             v.add("record-id", True, "the record names this agreement", rec.name)
-        doc = (d.get("document") or {}).get("sha256")
+        doc = _sub(d, "document", "sha256")
         v.add("record-pdf", doc == pdf_sha, "the record signs this PDF" if doc == pdf_sha
               else "the record signs a different PDF (its SHA-256 differs)", rec.name)
-        msha = (d.get("manifest") or {}).get("sha256")
+        msha = _sub(d, "manifest", "sha256")
         v.add("record-manifest", msha == manifest_sha, "the record signs this manifest" if msha == manifest_sha
               else "the record signs a different manifest.json (its SHA-256 differs)", rec.name)
         expected_name = f"{d.get('sequence', 0):02d}-{'void' if kind == 'void' else role}.json" \
@@ -323,7 +341,7 @@ def verify_folder(folder: Path, trust: Trust, *, pdf_path: Path | None = None, l
         times.append((index, role, when, rec.name))
         v.signers.append({"record": rec.name, "kind": kind, "name": signer.get("name"), "role": role,
                           "signed_at": d.get("signed_at"), "identity": d.get("identity"),
-                          "certificate_sha256": (d.get("certificate") or {}).get("sha256")})
+                          "certificate_sha256": _sub(d, "certificate", "sha256")})
         if rec.p7s is None:
             continue
         facts = check_fast(rec.raw, rec.p7s, cache)
@@ -341,7 +359,7 @@ def verify_folder(folder: Path, trust: Trust, *, pdf_path: Path | None = None, l
             continue
         signer_cert = facts.signer
         fp = signer_cert.fingerprint(hashes.SHA256()).hex()
-        named = (d.get("certificate") or {}).get("sha256")
+        named = _sub(d, "certificate", "sha256")
         ok = named == fp
         if ok and role in CLIENT_ROLES and _cn(signer_cert) != " ".join(str(signer.get("name", "")).split())[:64]:
             ok = False

@@ -56,7 +56,8 @@ def _index_ledger(db: sqlite3.Connection, ledger: Path) -> ChainReport:
     rows: list[tuple[str, int, str, str]] = []
 
     def keep(number: int, entry: dict[str, Any], digest: str) -> None:
-        rows.append((str(entry.get("agreement_id")), number, str(entry.get("event")), json.dumps(entry)))
+        rows.append((str(entry.get("agreement_id")), number, str(entry.get("event")),
+                     json.dumps(dict(entry, _line=number))))
         if len(rows) >= 2000:
             db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
             rows.clear()

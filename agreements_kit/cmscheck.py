@@ -198,12 +198,12 @@ def check_fast(record: bytes, p7s: bytes, cache: CertCache | None = None) -> Cms
         parts = der.children(sd_vs, sd_ve)
         if len(parts) < 4 or parts[0][0] != 0x02 or parts[1][0] != 0x31 or parts[2][0] != 0x30:
             raise ValueError("malformed SignedData")
-        if der.value(parts[0]) not in (b"\x01", b"\x03"):
-            raise ValueError("unsupported SignedData version")
+        if len(der.value(parts[0])) != 1 or der.value(parts[0])[0] > 5:
+            raise ValueError("unsupported SignedData version")  # not signed; OpenSSL and pyHanko accept 0 to 5
         encap = der.children(parts[2][2], parts[2][3])
         if len(encap) != 1:
             return CmsFacts(False, "the signature is not detached: it carries content of its own")
-        if der.value(encap[0]) != _DATA:
+        if encap[0][0] != 0x06 or der.value(encap[0]) != _DATA:
             return CmsFacts(False, "the signed content type is not 'data'")
         certs: list[x509.Certificate] = []
         rest = parts[3:]
@@ -223,7 +223,7 @@ def check_fast(record: bytes, p7s: bytes, cache: CertCache | None = None) -> Cms
         if infos[0][0] != 0x30:
             raise ValueError("the SignerInfo is not a SEQUENCE")
         si = der.children(infos[0][2], infos[0][3])
-        if len(si) < 6 or si[0][0] != 0x02 or der.value(si[0]) != b"\x01":
+        if len(si) < 6 or si[0][0] != 0x02 or len(der.value(si[0])) != 1:
             raise ValueError("malformed SignerInfo version")
         if si[1][0] != 0x30:
             return CmsFacts(False, "the signer is not identified by issuer and serial number", certificates=certs)
@@ -298,8 +298,12 @@ def check_pyhanko(record: bytes, p7s: bytes, trust: Trust, moment: dt.datetime) 
 
     root = ax509.Certificate.load(trust.root_der)
     crls = [acrl.CertificateList.load(c.public_bytes(serialization.Encoding.DER)) for c in trust.crls]
+    # "require": consult the given CRLs for every certificate (hard-fail only checks certificates
+    # that name a CRL distribution point, and ours name none: the CRL is published beside the root).
+    # retroactive_revinfo: a CRL issued after the signature still counts, so a revocation after
+    # the signing time leaves the signature valid and one before it does not.
     context = ValidationContext(trust_roots=[root], crls=crls, allow_fetching=False, moment=moment,
-                                revocation_mode="hard-fail" if crls else "soft-fail")
+                                revocation_mode="require" if crls else "soft-fail", retroactive_revinfo=True)
     try:
         sd = _signed_data(p7s)
         status = asyncio.run(async_validate_detached_cms(record, sd, signer_validation_context=context))

@@ -30,7 +30,7 @@ def write_report(path: Path, summary: AuditSummary, db_path: Path, trust_root: P
         raise AgreementsError(f"report {path}: the name must end in .html or .pdf")
     env = _environment(str(templates_dir()))
     stream = env.get_template(TEMPLATE).stream(
-        summary=summary.as_dict() | {"counts": summary.counts}, rows=results(db_path), trust_root=str(trust_root),
+        summary=summary, rows=results(db_path), trust_root=str(trust_root),
         audited_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), version=__version__)
     if path.suffix.lower() != ".pdf":
         with NewFile(path, "w", encoding="utf-8") as fh:

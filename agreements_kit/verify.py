@@ -347,8 +347,9 @@ def _verify(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger:
         facts = check_fast(rec.raw, rec.p7s, cache)
         if backend == "pyhanko":
             ph = check_pyhanko(rec.raw, rec.p7s, trust, when)
-            intact = ph.intact and ph.valid
-            if intact != facts.intact:
+            ph_intact = ph.intact and ph.valid
+            intact = ph_intact and facts.intact  # both must accept it
+            if ph_intact != facts.intact:
                 v.add("pyhanko", False, f"pyHanko and the fast path disagree about this signature ({ph.summary})",
                       rec.name)
             detail = facts.problem or ("pyHanko: " + ph.summary if not intact else "")
@@ -379,11 +380,15 @@ def _verify(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger:
                   f"signing time {facts.signing_time:%Y-%m-%dT%H:%M:%SZ}", rec.name)
 
     # Times: not in the future, not before the agreement date, in record order.
-    agreement_date = manifest.get("agreement", {}).get("date")
+    try:
+        agreement_date = dt.date.fromisoformat(manifest["agreement"]["date"])
+    except (KeyError, TypeError, ValueError):
+        agreement_date = None
+        v.add("manifest", False, "the manifest's agreement date is not a date: manifest.json was edited")
     for index, role, when, name in times:
         if when > now + CLOCK_SKEW:
             v.add("time", False, f"signed at {when:%Y-%m-%d %H:%M} UTC, which is in the future", name)
-        elif agreement_date and when.date() < dt.date.fromisoformat(agreement_date) - dt.timedelta(days=1):
+        elif agreement_date and when.date() < agreement_date - dt.timedelta(days=1):
             v.add("time", False, f"signed at {when:%Y-%m-%d}, before the agreement's date {agreement_date}", name)
         else:
             v.add("time", True, f"signed at {when:%Y-%m-%d %H:%M:%S} UTC", name)
@@ -441,7 +446,11 @@ def _check_ledger(v: Verdict, folder: Path, records: list[_Record],
         v.add("ledger", False, "the ledger has no entry for this agreement entering the archive")
     elif archived[0].get("pdf_sha256") != pdf_sha:
         v.add("ledger", False, "the ledger recorded a different PDF when this agreement was archived")
-    by_record = {e.get("record"): e for e in entries if e.get("event") in ("sign", "void")}
+    by_record = {e["record"]: e for e in entries
+                 if e.get("event") in ("sign", "void") and isinstance(e.get("record"), str)}
+    for e in entries:
+        if e.get("event") in ("sign", "void") and not isinstance(e.get("record"), str):
+            v.add("ledger", False, f"ledger line {e.get('_line')} names no record: it was edited")
     signed_roles = {e.get("role") for e in by_record.values() if e.get("event") == "sign"}
     names = {r.name for r in records}
     for rec in records:
@@ -450,12 +459,18 @@ def _check_ledger(v: Verdict, folder: Path, records: list[_Record],
             v.add("ledger", False, "the ledger has no entry for this record: it was added outside agreements-kit",
                   rec.name)
             continue
-        files = entry.get("files") or {}
+        files = entry.get("files") if isinstance(entry.get("files"), dict) else {}
         actual = {rec.name: _sha(rec.raw), rec.name + ".p7s": _sha(rec.p7s) if rec.p7s is not None else None}
         mismatched = [n for n, digest in actual.items() if files.get(n) != digest]
+        data = rec.data or {}
+        role = data.get("signer", {}).get("role") if isinstance(data.get("signer"), dict) else None
         if mismatched:
             v.add("ledger", False, f"{', '.join(mismatched)} differ(s) from what the ledger recorded at signing",
                   rec.name)
+        elif entry.get("pdf_sha256") != pdf_sha or (entry.get("event") == "sign" and entry.get("role") != role) \
+                or entry.get("certificate_sha256") != _sub(data, "certificate", "sha256"):
+            v.add("ledger", False, f"ledger entry {entry.get('seq')} (line {entry.get('_line')}) does not describe "
+                  "this signature (PDF, role or certificate differ): the ledger was edited", rec.name)
         elif rec.data is not None and rec.data.get("ledger_head") != entry.get("prev"):
             v.add("ledger", False, "the record's ledger head is not the ledger entry before its signature", rec.name)
         else:

@@ -27,7 +27,7 @@ from .ledgercheck import ChainReport, scan
 from .spec import ID_RE
 from .trust import Trust, load_trust
 
-BATCH = 512
+BATCH = 2048
 STATUS_ORDER = {"invalid": 0, "incomplete": 1, "voided": 2, "valid": 3}
 
 
@@ -55,9 +55,8 @@ def _index_ledger(db: sqlite3.Connection, ledger: Path) -> ChainReport:
     db.execute("CREATE TABLE entries (agreement_id TEXT, line INTEGER, event TEXT, data TEXT)")
     rows: list[tuple[str, int, str, str]] = []
 
-    def keep(number: int, entry: dict[str, Any], digest: str) -> None:
-        rows.append((str(entry.get("agreement_id")), number, str(entry.get("event")),
-                     json.dumps(dict(entry, _line=number))))
+    def keep(number: int, entry: dict[str, Any], line: bytes) -> None:
+        rows.append((str(entry.get("agreement_id")), number, str(entry.get("event")), line.decode("utf-8")))
         if len(rows) >= 2000:
             db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
             rows.clear()
@@ -82,12 +81,13 @@ def _init_worker(db_path: str, root: str, crl: str | None) -> None:
     _state["cache"] = CertCache()
 
 
-def _check(folder: str) -> dict[str, Any]:
+def _check(folder: str) -> tuple[str, str, str]:
+    """(agreement id, status, verdict as JSON): serialized here, in the worker, not in the parent."""
     from .verify import CannotCheck, Verdict, verify_folder
 
     name = Path(folder).name
-    entries = [json.loads(d) for (d,) in _state["db"].execute(
-        "SELECT data FROM entries WHERE agreement_id = ? ORDER BY line", (name,))]
+    entries = [dict(json.loads(d), _line=line) for (line, d) in _state["db"].execute(
+        "SELECT line, data FROM entries WHERE agreement_id = ? ORDER BY line", (name,))]
     try:
         v = verify_folder(Path(folder), _state["trust"], backend="fast", cache=_state["cache"],
                           ledger_facts=(None, entries), deep=False)
@@ -97,8 +97,10 @@ def _check(folder: str) -> dict[str, Any]:
     except Exception as exc:  # one damaged agreement must not stop the audit of the others
         v = Verdict(name, folder, "invalid")
         v.add("folder", False, f"could not be checked ({type(exc).__name__}): its files are damaged or were edited")
-    return {"id": v.agreement_id if v.agreement_id == name else name, "status": v.status, "headline": v.headline(),
-            "failures": [c.as_dict() for c in v.failures], "signers": v.signers}
+    agreement_id = v.agreement_id if v.agreement_id == name else name
+    return agreement_id, v.status, json.dumps({
+        "id": agreement_id, "status": v.status, "headline": v.headline(),
+        "failures": [c.as_dict() for c in v.failures], "signers": v.signers})
 
 
 def _folders(archive: Path) -> Iterator[str]:
@@ -141,9 +143,9 @@ def audit(archive: Path, trust: Trust, *, workers: int | None = None,
     with ctx.Pool(workers, initializer=_init_worker, initargs=(str(db_path), str(trust.root_path), crl)) as pool:
         for batch in _batches(_folders(archive), BATCH):
             rows = []
-            for result in pool.imap_unordered(_check, batch, chunksize=16):
-                rows.append((result["id"], STATUS_ORDER[result["status"]], result["status"], json.dumps(result)))
-                summary.counts[result["status"]] += 1
+            for agreement_id, status, data in pool.imap_unordered(_check, batch, chunksize=32):
+                rows.append((agreement_id, STATUS_ORDER[status], status, data))
+                summary.counts[status] += 1
                 summary.agreements += 1
                 if progress:
                     progress(1)

@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from .trust import Trust
 
@@ -40,47 +42,71 @@ class CmsFacts:
 
 
 class CertCache:
-    """DER -> parsed certificate, and verified (child, issuer) pairs, shared across signatures."""
+    """Parsed certificates (by DER, least recently used dropped first) and verified issuer links.
 
-    def __init__(self, limit: int = 256):
-        self.parsed: dict[bytes, x509.Certificate] = {}
-        self.kept: list[x509.Certificate] = []  # keeps ids in ``verified`` meaningful
-        self.verified: set[tuple[int, int]] = set()
+    Across an archive the intake CA and the therapists' certificates repeat in every
+    signature: each is parsed once and its link to its issuer verified once. One-time
+    client certificates pass through without evicting those for long.
+    """
+
+    def __init__(self, limit: int = 512):
+        self.parsed: OrderedDict[bytes, x509.Certificate] = OrderedDict()
+        self.der_of: dict[int, bytes] = {}  # id of a cached certificate -> its DER
+        self.names: dict[bytes, str] = {}
+        self.verified: set[tuple[bytes, bytes]] = set()
         self.limit = limit
 
     def load(self, der: bytes) -> x509.Certificate:
-        """Parse a certificate; CA certificates (which repeat across signatures) are cached.
-
-        Any parse failure is a ValueError, whatever ``cryptography`` raised."""
+        """Parse a certificate (cached). Any parse failure is a ValueError, whatever ``cryptography`` raised."""
         cert = self.parsed.get(der)
-        if cert is None:
-            try:
-                cert = x509.load_der_x509_certificate(der)
-                # cryptography parses lazily: touch what the checks use, so damage shows here.
-                cert.issuer, cert.subject, cert.public_key(), cert.extensions  # noqa: B018
-                is_ca = _is_ca(cert)
-            except Exception as exc:
-                raise ValueError(f"a certificate in the signature cannot be read ({type(exc).__name__})") from None
-            if len(self.parsed) < self.limit and is_ca:
-                self.parsed[der] = cert
-                self.kept.append(cert)
+        if cert is not None:
+            self.parsed.move_to_end(der)
+            return cert
+        try:
+            cert = x509.load_der_x509_certificate(der)
+            # cryptography parses lazily: touch what the checks use, so damage shows here.
+            cert.issuer, cert.subject, cert.public_key(), cert.extensions  # noqa: B018
+        except Exception as exc:
+            raise ValueError(f"a certificate in the signature cannot be read ({type(exc).__name__})") from None
+        self.keep(cert, der)
         return cert
 
-    def keep(self, cert: x509.Certificate) -> x509.Certificate:
-        """Register a long-lived certificate (the trust root) so its links can be cached."""
-        self.kept.append(cert)
+    def common_name(self, cert: x509.Certificate) -> str:
+        """The subject's CN, remembered for cached certificates."""
+        key = self.der_of.get(id(cert))
+        name = self.names.get(key) if key is not None else None
+        if name is None:
+            attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            name = str(attrs[0].value) if attrs else ""
+            if key is not None:
+                self.names[key] = name
+        return name
+
+    def keep(self, cert: x509.Certificate, der: bytes | None = None) -> x509.Certificate:
+        """Register a certificate (the trust root, or one just parsed) so its links can be cached."""
+        from cryptography.hazmat.primitives import serialization
+
+        der = der if der is not None else cert.public_bytes(serialization.Encoding.DER)
+        self.parsed[der] = cert
+        self.der_of[id(cert)] = der
+        while len(self.parsed) > self.limit:
+            old_der, old = self.parsed.popitem(last=False)
+            self.der_of.pop(id(old), None)
+            self.names.pop(old_der, None)
         return cert
 
     def issued_by(self, child: x509.Certificate, issuer: x509.Certificate) -> bool:
-        key = (id(child), id(issuer))
+        key = (self.der_of.get(id(child)), self.der_of.get(id(issuer)))
         if key in self.verified:
             return True
         try:
             child.verify_directly_issued_by(issuer)
         except (InvalidSignature, ValueError, TypeError):
             return False
-        if any(child is k for k in self.kept) and any(issuer is k for k in self.kept):
-            self.verified.add(key)  # both objects live as long as the cache: the id pair is stable
+        if key[0] is not None and key[1] is not None:
+            if len(self.verified) > 4 * self.limit:
+                self.verified.clear()
+            self.verified.add(key)
         return True
 
 
@@ -172,13 +198,17 @@ class _DER:
 
 
 def _time(tag: int, raw: bytes) -> dt.datetime:
+    """UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ), as DER requires them."""
     text = raw.decode("ascii")
-    if tag == 0x17:  # UTCTime YYMMDDHHMMSSZ
+    if tag == 0x17 and len(text) == 13:
         year = int(text[:2])
         text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
-    elif tag != 0x18:
-        raise ValueError("signing time is not a time")
-    return dt.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+    elif tag != 0x18 or len(text) != 15:
+        raise ValueError("signing time is not a DER time")
+    if text[-1] != "Z" or not text[:-1].isdigit():
+        raise ValueError("signing time is not a DER time")
+    return dt.datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]),
+                       int(text[12:14]), tzinfo=dt.timezone.utc)
 
 
 def check_fast(record: bytes, p7s: bytes, cache: CertCache | None = None) -> CmsFacts:

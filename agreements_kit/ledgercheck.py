@@ -28,8 +28,8 @@ class ChainReport:
         return not self.problems
 
 
-def scan(path: Path, on_entry: Callable[[int, dict[str, Any], str], None] | None = None) -> ChainReport:
-    """Walk the ledger once; ``on_entry(line_number, entry, line_hash)`` sees every parsable entry."""
+def scan(path: Path, on_entry: Callable[[int, dict[str, Any], bytes], None] | None = None) -> ChainReport:
+    """Walk the ledger once; ``on_entry(line_number, entry, line_bytes)`` sees every parsable entry."""
     report = ChainReport()
     expected = 1
     prev_hash = GENESIS
@@ -72,7 +72,7 @@ def scan(path: Path, on_entry: Callable[[int, dict[str, Any], str], None] | None
             report.problems.append(f"ledger line {number}: entry {seq} appears a second time: a line was inserted "
                                    "or copied")
         if on_entry is not None:
-            on_entry(number, entry, digest)
+            on_entry(number, entry, line)
         if isinstance(seq, int) and not isinstance(seq, bool):
             recent[seq] = (digest, number)
             if len(recent) > 64:
@@ -108,7 +108,7 @@ def entries_for(path: Path, agreement_id: str) -> tuple[ChainReport, list[dict[s
     """The chain report and this agreement's entries (each with its line number as ``_line``)."""
     found: list[dict[str, Any]] = []
 
-    def keep(number: int, entry: dict[str, Any], digest: str) -> None:
+    def keep(number: int, entry: dict[str, Any], line: bytes) -> None:
         if entry.get("agreement_id") == agreement_id:
             found.append(dict(entry, _line=number))
 

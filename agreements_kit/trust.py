@@ -29,7 +29,7 @@ class Trust:
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
     crl_path: Path | None = None
     # issuer fingerprint -> {serial: revocation time}, for CRLs whose signature checked out.
-    _revoked: dict[bytes, dict[int, dt.datetime] | None] = field(default_factory=dict, repr=False)
+    _revoked: dict[bytes, dict[int, dt.datetime] | None] = field(default_factory=dict, repr=False)  # by issuer DER
 
     @property
     def root_der(self) -> bytes:
@@ -51,7 +51,7 @@ class Trust:
 
     def revocation(self, cert: x509.Certificate, issuer: x509.Certificate) -> tuple[bool, dt.datetime | None]:
         """(CRL available for the issuer, revocation time or None). Each CRL is checked once."""
-        key = issuer.fingerprint(hashes.SHA256())
+        key = issuer.public_bytes(serialization.Encoding.DER) if issuer is not self.root else b"root"
         if key not in self._revoked:
             crl = self.crl_for(issuer)
             self._revoked[key] = None if crl is None else {r.serial_number: r.revocation_date_utc for r in crl}

@@ -193,6 +193,7 @@ def _cn(cert: x509.Certificate) -> str:
 def _check_chain(v: Verdict, rec: _Record, signer: x509.Certificate, certs: list[x509.Certificate], trust: Trust,
                  when: dt.datetime, cache: CertCache) -> None:
     """Chain to the trusted root, validity at the signing time, revocation before it."""
+    _cn = cache.common_name
     chain = [signer]
     current = signer
     for _ in range(4):
@@ -265,8 +266,8 @@ def _verify(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger:
     folder = Path(folder)
     now = now or dt.datetime.now(dt.timezone.utc)
     cache = cache or CertCache()
-    if not any(trust.root is k for k in cache.kept):
-        cache.keep(trust.root)
+    if id(trust.root) not in cache.der_of:
+        cache.keep(trust.root, trust.root_der)
     manifest_path = folder / "manifest.json"
     try:
         manifest_bytes = manifest_path.read_bytes()
@@ -362,7 +363,8 @@ def _verify(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger:
         fp = signer_cert.fingerprint(hashes.SHA256()).hex()
         named = _sub(d, "certificate", "sha256")
         ok = named == fp
-        if ok and role in CLIENT_ROLES and _cn(signer_cert) != " ".join(str(signer.get("name", "")).split())[:64]:
+        if ok and role in CLIENT_ROLES and \
+                cache.common_name(signer_cert) != " ".join(str(signer.get("name", "")).split())[:64]:
             ok = False
         v.add("certificate", ok, "the record names the certificate that signed it" if ok
               else "the certificate that signed the record is not the one the record names", rec.name)

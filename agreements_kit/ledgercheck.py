@@ -31,7 +31,6 @@ class ChainReport:
 def scan(path: Path, on_entry: Callable[[int, dict[str, Any], bytes], None] | None = None) -> ChainReport:
     """Walk the ledger once; ``on_entry(line_number, entry, line_bytes)`` sees every parsable entry."""
     report = ChainReport()
-    expected = 1
     prev_hash = GENESIS
     ledger = Ledger(path)
     if not path.exists():

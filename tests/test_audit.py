@@ -36,7 +36,6 @@ from agreements_kit.sign import ClientSigning, sign_client, sign_therapist, void
 from agreements_kit.spec import make_spec
 from agreements_kit.trust import load_trust
 from agreements_kit.verify import verify_folder
-from jinja2.exceptions import UndefinedError
 
 PASS = b"practice-pass-1"
 LEE_PASS = b"lee-key-pass-1"

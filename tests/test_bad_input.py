@@ -8,7 +8,6 @@ Line numbers are never hard-coded: they are found in the text the test wrote.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -16,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import refused, tree
 
 from agreements_kit.errors import RenderError
 from agreements_kit.render import write_draft
@@ -25,34 +25,6 @@ DATE = "2026-11-27"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every entry under ``root`` (hidden ones too), folders as 'dir', files by SHA-256."""
-    if not root.exists():
-        return {}
-    out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for d in dirnames:
-            out[os.path.relpath(os.path.join(dirpath, d), root)] = "dir"
-        for f in filenames:
-            p = os.path.join(dirpath, f)
-            out[os.path.relpath(p, root)] = hashlib.sha256(Path(p).read_bytes()).hexdigest()
-    return out
-
-
-def refused(res, *words: str) -> str:
-    """Assert a clean refusal (exit 2, one 'error: ' line, no traceback); return the line."""
-    assert res.exit_code == 2, f"exit {res.exit_code}\nstdout: {res.stdout}\nstderr: {res.stderr}"
-    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
-    lines = res.stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got: {res.stderr!r}"
-    line = lines[0]
-    assert line.startswith("error: "), line
-    assert res.stdout == "", f"nothing should be printed on stdout: {res.stdout!r}"
-    for word in words:
-        assert word in line, f"{word!r} not in {line!r}"
-    return line
 
 
 def line_of(text: str, needle: str) -> int:

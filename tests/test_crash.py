@@ -18,6 +18,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import refused, sha256_of
+from helpers import ledger_entries as ledger
 
 from agreements_kit.pki import PKI
 from agreements_kit.practice import init_practice, load_practice
@@ -41,25 +43,6 @@ needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="open
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    return sha256(path.read_bytes())
-
-
-def ledger(path: Path) -> list[tuple[dict, bytes]]:
-    """The ledger's entries, after checking every line is complete, JSON, numbered and chained."""
-    data = path.read_bytes()
-    assert data.endswith(b"\n"), f"the ledger ends with a partial line: {data[-40:]!r}"
-    prev = ZEROS
-    out = []
-    for number, line in enumerate(data.split(b"\n")[:-1], start=1):
-        entry = json.loads(line)
-        assert entry["prev"] == prev, f"line {number}: chain broken"
-        assert entry["seq"] == number
-        prev = sha256(line)
-        out.append((entry, line))
-    return out
 
 
 def consistent(archive: Path) -> list[dict]:
@@ -113,14 +96,6 @@ def openssl_ok(record: Path, root_pem: Path) -> bool:
                            "-content", str(record), "-CAfile", str(root_pem), "-purpose", "any",
                            "-out", "/dev/null"], capture_output=True, text=True)
     return proc.returncode == 0
-
-
-def refused(res, *words: str) -> None:
-    assert res.exit_code == 2, f"exit {res.exit_code}\nstdout: {res.stdout}\nstderr: {res.stderr}"
-    lines = res.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def client_env(**more: str) -> dict[str, str]:

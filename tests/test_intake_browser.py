@@ -64,7 +64,7 @@ def browser():
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
         yield b
         b.close()
 
@@ -84,8 +84,14 @@ def link(site, agreement_id: str, **kw) -> str:
 
 
 def shot(page, name: str) -> None:
+    """A screenshot for people to look at. A full-page capture that stalls (headless Chromium
+    sometimes does on a loaded machine) falls back to the visible part, never failing a test."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    path = str(SHOTS / f"{name}.png")
+    try:
+        page.screenshot(path=path, full_page=True, animations="disabled", timeout=10_000)
+    except sync_api.TimeoutError:
+        page.screenshot(path=path, animations="disabled", timeout=10_000)
 
 
 def tab_to(page, selector: str, limit: int = 80) -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import click
 import pytest
+from helpers import invoke, ok, refused, tree
 import yaml
-from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -38,45 +38,6 @@ needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="open
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every entry under ``root`` (hidden ones too): folders as 'dir', files by SHA-256."""
-    if not root.exists():
-        return {}
-    out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for d in dirnames:
-            out[os.path.relpath(os.path.join(dirpath, d), root)] = "dir"
-        for f in filenames:
-            p = os.path.join(dirpath, f)
-            out[os.path.relpath(p, root)] = hashlib.sha256(Path(p).read_bytes()).hexdigest()
-    return out
-
-
-def refused(res, *words: str) -> str:
-    """A clean refusal: exit 2, one 'error: ' line on stderr, no traceback; returns the line."""
-    assert res.exit_code == 2, f"exit {res.exit_code}\nstdout: {res.stdout}\nstderr: {res.stderr}"
-    assert "Traceback" not in res.stderr + res.stdout
-    lines = res.stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got {res.stderr!r}"
-    assert lines[0].startswith("error: "), lines[0]
-    for word in words:
-        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
-    return lines[0]
-
-
-def ok(res):
-    assert res.exit_code == 0, f"exit {res.exit_code}\nstdout: {res.stdout}\nstderr: {res.stderr}"
-    assert "Traceback" not in res.stderr
-    return res
-
-
-def invoke(args: list, env: dict[str, str] | None = None):
-    """Run the CLI in-process from a module-scoped fixture (no monkeypatch there)."""
-    base = {"AGREEMENTS_PRACTICE": None, "AGREEMENTS_PASSPHRASE": None, "AGREEMENTS_KEY_PASSPHRASE": None}
-    res = CliRunner().invoke(main, [str(a) for a in args], env={**base, **(env or {})}, catch_exceptions=False)
-    return ok(res)
 
 
 def cert(path: Path) -> x509.Certificate:

@@ -26,14 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers import flip, invoke, ok, refused, sha256_of, tree
+from helpers import ledger_entries as ledger
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
 from agreements_kit.archive import ArchiveError
-from agreements_kit.cli import main
 from agreements_kit.pki import PKI, PKIError, utcnow
 from agreements_kit.practice import init_practice, load_practice
 from agreements_kit.record import INTENT
@@ -61,48 +61,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_of(path: Path) -> str:
-    return sha256(path.read_bytes())
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every entry under ``root`` (hidden ones too): folders as 'dir', files by SHA-256."""
-    out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for d in dirnames:
-            out[os.path.relpath(os.path.join(dirpath, d), root)] = "dir"
-        for f in filenames:
-            p = os.path.join(dirpath, f)
-            out[os.path.relpath(p, root)] = sha256_of(Path(p))
-    return out
-
-
-def refused(res, *words: str) -> str:
-    """A clean refusal: exit 2, one 'error: ' line on stderr, no traceback; returns the line."""
-    assert res.exit_code == 2, f"exit {res.exit_code}\nstdout: {res.stdout}\nstderr: {res.stderr}"
-    assert "Traceback" not in res.stderr + res.stdout
-    lines = res.stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got {res.stderr!r}"
-    assert lines[0].startswith("error: "), lines[0]
-    for word in words:
-        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
-    return lines[0]
-
-
-def ok(res):
-    assert res.exit_code == 0, f"exit {res.exit_code}\nstdout: {res.stdout}\nstderr: {res.stderr}"
-    assert "Traceback" not in res.stderr
-    return res
-
-
-def invoke(args: list, env: dict[str, str] | None = None):
-    """The CLI in-process, for module-scoped fixtures (which cannot use monkeypatch)."""
-    base = {"AGREEMENTS_PRACTICE": None, "AGREEMENTS_PASSPHRASE": None, "AGREEMENTS_KEY_PASSPHRASE": None,
-            "AGREEMENTS_FAULT": None}
-    return ok(CliRunner().invoke(main, [str(a) for a in args], env={**base, **(env or {})},
-                                 catch_exceptions=False))
-
-
 def client_args(practice: Path, ref: str | Path = ONE, omit: tuple[str, ...] = (), **values: str) -> list:
     """``sign REF --as client`` with every answer given, except those in ``omit``; ``values`` replace some."""
     options = {"--name": CLIENT, "--initials": "JQD", "--identity": "photo ID", "--checked-by": "Front desk"}
@@ -124,22 +82,6 @@ def openssl_verify(record: Path, root_pem: Path, *extra: str) -> subprocess.Comp
                            "-out", "/dev/null", *extra], capture_output=True, text=True)
 
 
-def ledger(path: Path) -> list[tuple[dict, bytes]]:
-    """The ledger's entries, after checking every line is complete, JSON, numbered and chained."""
-    data = path.read_bytes()
-    assert data.endswith(b"\n"), "the ledger ends with a partial line"
-    prev = ZEROS
-    out = []
-    for number, line in enumerate(data.split(b"\n")[:-1], start=1):
-        entry = json.loads(line)
-        assert entry["prev"] == prev, f"line {number}: chain broken"
-        assert entry["seq"] == number
-        assert entry["format"] == "agreements-kit/ledger"
-        prev = sha256(line)
-        out.append((entry, line))
-    return out
-
-
 def initial_clauses(folder: Path) -> list[str]:
     manifest = json.loads((folder / "manifest.json").read_text())
     return [c["id"] for c in manifest["clauses"] if c["initials"]]
@@ -154,15 +96,6 @@ def signing(folder: Path, **changes) -> ClientSigning:
 
 def sign_as_client(pr: Path, ref: str = ONE):
     return sign_client(load_practice(pr), ref, signing(pr / "drafts" / ONE), PRACTICE_PASS.encode())
-
-
-def flip(path: Path, position: int) -> None:
-    data = bytearray(path.read_bytes())
-    data[position] ^= 0x01
-    mode = stat.S_IMODE(os.stat(path).st_mode)
-    os.chmod(path, 0o600)
-    path.write_bytes(bytes(data))
-    os.chmod(path, mode)
 
 
 def png(width: int = 2, height: int = 2, rows: list[bytes] | None = None) -> bytes:

@@ -53,6 +53,7 @@ class CertCache:
         self.parsed: OrderedDict[bytes, x509.Certificate] = OrderedDict()
         self.der_of: dict[int, bytes] = {}  # id of a cached certificate -> its DER
         self.names: dict[bytes, str] = {}
+        self.issuers: dict[tuple[bytes | None, int], bool] = {}
         self.verified: set[tuple[bytes, bytes]] = set()
         self.limit = limit
 
@@ -82,6 +83,26 @@ class CertCache:
                 self.names[key] = name
         return name
 
+    def unit(self, cert: x509.Certificate) -> str:
+        """The subject's organizational unit (what the certificate is for, in our PKI)."""
+        attrs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+        return str(attrs[0].value) if attrs else ""
+
+    def can_issue(self, cert: x509.Certificate, below: int) -> bool:
+        """A CA certificate allowed to sign certificates, with ``below`` CAs under it in the chain."""
+        key = (self.der_of.get(id(cert)), below)
+        if key[0] is not None and key in self.issuers:
+            return self.issuers[key]
+        try:
+            bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+            ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+            ok = bc.ca and ku.key_cert_sign and (bc.path_length is None or below <= bc.path_length)
+        except x509.ExtensionNotFound:
+            ok = False
+        if key[0] is not None:
+            self.issuers[key] = ok
+        return ok
+
     def keep(self, cert: x509.Certificate, der: bytes | None = None) -> x509.Certificate:
         """Register a certificate (the trust root, or one just parsed) so its links can be cached."""
         from cryptography.hazmat.primitives import serialization
@@ -93,6 +114,8 @@ class CertCache:
             old_der, old = self.parsed.popitem(last=False)
             self.der_of.pop(id(old), None)
             self.names.pop(old_der, None)
+            for below in range(3):
+                self.issuers.pop((old_der, below), None)
         return cert
 
     def issued_by(self, child: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -110,11 +133,6 @@ class CertCache:
         return True
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
 
 
 def _signed_data(p7s: bytes):

@@ -21,7 +21,6 @@ certificates one day around the signature.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,12 @@ from .fsutil import make_private_dir, write_new
 class PKIError(AgreementsError):
     """A problem with the practice's certificates or keys."""
 
+
+# Organizational units name what a certificate is for; verifiers bind roles to them.
+OU_ROOT = "agreements-kit root"
+OU_INTAKE = "agreements-kit intake"
+OU_CLIENT = "client"
+OU_THERAPIST = "therapist"
 
 ROOT_YEARS = 30
 INTAKE_YEARS = 20
@@ -190,7 +195,7 @@ class PKI:
         make_private_dir(self.root_dir, exist_ok=True)
         make_private_dir(self.therapists, exist_ok=True)
         root_key = ec.generate_private_key(ec.SECP256R1())
-        root_name = _name(f"{practice_name[:52].rstrip()} Root CA", practice_name, "agreements-kit root")
+        root_name = _name(f"{practice_name[:52].rstrip()} Root CA", practice_name, OU_ROOT)
         root = _ca_extensions(
             x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name)
             .public_key(root_key.public_key()).serial_number(x509.random_serial_number())
@@ -198,7 +203,7 @@ class PKI:
             .not_valid_after(now + dt.timedelta(days=365 * ROOT_YEARS)),
             root_key, root_key, path_length=1).sign(root_key, hashes.SHA256())
         intake_key = ec.generate_private_key(ec.SECP256R1())
-        intake_name = _name(f"{practice_name[:50].rstrip()} Intake CA", practice_name, "agreements-kit intake")
+        intake_name = _name(f"{practice_name[:50].rstrip()} Intake CA", practice_name, OU_INTAKE)
         intake = _ca_extensions(
             x509.CertificateBuilder().subject_name(intake_name).issuer_name(root.subject)
             .public_key(intake_key.public_key()).serial_number(x509.random_serial_number())
@@ -286,7 +291,7 @@ class PKI:
             if key_path.exists():
                 os.rename(key_path, self.therapists / f"{tid}-{old.serial_number:x}.key.pem")
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = _leaf(_name(name, practice_name, "therapist"), key.public_key(), self.root(), root_key,
+        cert = _leaf(_name(name, practice_name, OU_THERAPIST), key.public_key(), self.root(), root_key,
                      now - dt.timedelta(minutes=5), now + dt.timedelta(days=days))
         write_new(self.therapist_key(tid), _encrypted(key, key_passphrase))
         write_new(current, _pem(cert))
@@ -296,7 +301,7 @@ class PKI:
                         now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         """A certificate for one signature; its private key never leaves memory."""
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = _leaf(_name(name[:64], practice_name, "client"), key.public_key(), self.intake(), intake_key,
+        cert = _leaf(_name(name[:64], practice_name, OU_CLIENT), key.public_key(), self.intake(), intake_key,
                      now - dt.timedelta(minutes=5), now + ONE_TIME)
         return cert, key
 
@@ -357,7 +362,3 @@ def parse_crls(data: bytes) -> list[x509.CertificateRevocationList]:
 def common_name(cert: x509.Certificate) -> str:
     attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(attrs[0].value) if attrs else ""
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

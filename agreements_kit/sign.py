@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from .archive import AgreementFolder, Archive, ArchiveError, load_folder, sha256
 from .errors import AgreementsError
 from .pki import PKI, PKIError, common_name, fingerprint, load_cert, load_key, utcnow
 from .practice import Practice
-from .text import check_name, check_text
+from .text import check_name, check_text, same_name
 
 MAX_PNG = 512 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -60,10 +59,6 @@ class SignResult:
     record: dict[str, Any]
     completion: Path | None = None
     files: list[Path] = field(default_factory=list)
-
-
-def _norm(name: str) -> str:
-    return " ".join(unicodedata.normalize("NFC", name).casefold().split())
 
 
 def iso(t: dt.datetime) -> str:
@@ -165,7 +160,7 @@ def check_client_request(folder: AgreementFolder, s: ClientSigning) -> dict[str,
     problem = check_name(s.name)
     if problem:
         raise SigningError(f"typed {problem}")
-    if s.role == "client" and _norm(s.name) != _norm(folder.client_name):
+    if s.role == "client" and not same_name(s.name, folder.client_name):
         raise SigningError("the typed name does not match the client's name on the agreement")
     needed = [c["id"] for c in folder.manifest["clauses"] if c.get("initials")]
     initials = {}

@@ -56,3 +56,11 @@ def check_name(value: str) -> str | None:
     if not any(unicodedata.category(ch).startswith("L") for ch in stripped):
         return "name has no letters"
     return None
+
+
+def same_name(a: str, b: str) -> bool:
+    """Whether two spellings name the same person: Unicode-normalized, case and spacing ignored."""
+    def norm(name: str) -> str:
+        return " ".join(unicodedata.normalize("NFC", name).casefold().split())
+
+    return norm(a) == norm(b)

@@ -12,7 +12,11 @@ failed). Checks, each reported by name:
 - ``signature``: the detached CMS signature over the record's bytes;
 - ``certificate``: the record names the certificate that signed it, and for a
   client, the certificate carries the signer's name;
-- ``chain``: the certificate leads to the trusted practice root;
+- ``chain``: the certificate leads to the trusted practice root through
+  certificate authorities allowed to issue it, and is meant for signing;
+- ``role``: the certificate fits the role: a client's (or guardian's) is a
+  one-time certificate from the intake CA in the name of the agreement's client;
+  a therapist's is issued by the root to that therapist;
 - ``validity``: every certificate of the chain was valid at the signing time;
 - ``revocation``: no certificate of the chain was revoked before the signature;
 - ``time``: signing times not in the future, not before the agreement date, and
@@ -191,8 +195,10 @@ def _cn(cert: x509.Certificate) -> str:
 
 
 def _check_chain(v: Verdict, rec: _Record, signer: x509.Certificate, certs: list[x509.Certificate], trust: Trust,
-                 when: dt.datetime, cache: CertCache) -> None:
-    """Chain to the trusted root, validity at the signing time, revocation before it."""
+                 when: dt.datetime, cache: CertCache) -> list[x509.Certificate] | None:
+    """Chain to the trusted root through CA certificates, validity at the signing time, revocation before it.
+
+    Returns the chain (signer first, root last) when it leads to the root."""
     _cn = cache.common_name
     chain = [signer]
     current = signer
@@ -207,15 +213,29 @@ def _check_chain(v: Verdict, rec: _Record, signer: x509.Certificate, certs: list
         if issuer is None:
             v.add("chain", False, f"the certificate of {_cn(signer)} does not lead to the trusted root "
                   f"'{_cn(trust.root)}' (its issuer is '{current.issuer.rfc4514_string()}')", rec.name)
-            return
+            return None
         chain.append(issuer)
         current = issuer
     else:
         v.add("chain", False, "the certificate chain is too long", rec.name)
-        return
+        return None
     if chain[-1] != trust.root:
         v.add("chain", False, f"the certificate of {_cn(signer)} does not lead to the trusted root", rec.name)
-        return
+        return None
+    # Every issuer must be a CA allowed to sign certificates, within its path length.
+    for below, issuer in enumerate(chain[1:]):
+        if not cache.can_issue(issuer, below):
+            v.add("chain", False, f"'{_cn(issuer)}' issued a certificate in this chain but is not a certificate "
+                  "authority allowed to: the chain was forged with an ordinary certificate", rec.name)
+            return None
+    try:
+        usage = signer.extensions.get_extension_for_class(x509.KeyUsage).value
+        signs = usage.digital_signature or usage.content_commitment
+    except x509.ExtensionNotFound:
+        signs = False
+    if not signs:
+        v.add("chain", False, f"the certificate of {_cn(signer)} is not meant for signatures (key usage)", rec.name)
+        return None
     v.add("chain", True, " -> ".join(_cn(c) for c in chain), rec.name)
     bad = [c for c in chain if not (c.not_valid_before_utc <= when <= c.not_valid_after_utc)]
     if bad:
@@ -227,19 +247,55 @@ def _check_chain(v: Verdict, rec: _Record, signer: x509.Certificate, certs: list
     if not trust.crls:
         v.add("revocation", True, "not checked: no CRL was given with the trust root", rec.name)
         v.notes.append("revocation was not checked: no CRL beside the trust root")
-        return
+        return chain
     for cert, issuer in zip(chain, chain[1:]):
         have, revoked_at = trust.revocation(cert, issuer)
         if not have:
             v.add("revocation", False, f"no valid CRL from '{_cn(issuer)}' to check '{_cn(cert)}' against", rec.name)
-            return
+            return chain
         if revoked_at is not None and revoked_at <= when:
             v.add("revocation", False, f"the certificate of {_cn(cert)} was revoked on "
                   f"{revoked_at:%Y-%m-%d %H:%M} UTC, before this signature", rec.name)
-            return
+            return chain
         if revoked_at is not None:
             v.notes.append(f"{rec.name}: the certificate of {_cn(cert)} was revoked later, on {revoked_at:%Y-%m-%d}")
     v.add("revocation", True, "no certificate of the chain was revoked before the signature", rec.name)
+    return chain
+
+
+def _check_role(v: Verdict, rec: _Record, role: str, signer: dict[str, Any], chain: list[x509.Certificate],
+                manifest: dict[str, Any], cache: CertCache) -> None:
+    """The certificate fits the role: a client's is a one-time certificate from the intake CA in
+    the client's own name; a therapist's is issued by the root to that therapist."""
+    from .pki import OU_CLIENT, OU_INTAKE, OU_THERAPIST
+    from .text import same_name
+
+    leaf = chain[0]
+    name = str(signer.get("name", ""))
+    agreement = manifest.get("agreement") if isinstance(manifest.get("agreement"), dict) else {}
+    client = str(_sub(agreement, "client", "name") or "")
+    if role in CLIENT_ROLES:
+        if len(chain) != 3 or cache.unit(chain[1]) != OU_INTAKE or cache.unit(leaf) != OU_CLIENT:
+            problem = "was not made with a one-time client certificate from the practice's intake CA"
+        elif not same_name(cache.common_name(leaf), name[:64]):
+            problem = "names a signer other than the one its certificate was issued to"
+        elif role == "client" and not same_name(name, client):
+            problem = "is signed in the name of someone other than the agreement's client"
+        elif role == "guardian" and not same_name(str(signer.get("on_behalf_of", "")), client):
+            problem = "is a guardian's signature for someone other than the agreement's client"
+        else:
+            problem = None
+    elif role == "therapist":
+        if len(chain) != 2 or cache.unit(leaf) != OU_THERAPIST:
+            problem = "was not made with a therapist's certificate issued by the practice root"
+        elif not same_name(cache.common_name(leaf), name):
+            problem = "names a therapist other than the one its certificate was issued to"
+        else:
+            problem = None
+    else:
+        problem = f"has an unknown signer role {role!r}"
+    v.add("role", problem is None, f"the {role}'s signature {problem}" if problem
+          else f"the certificate fits the {role}'s role", rec.name)
 
 
 def verify_folder(folder: Path, trust: Trust, **options: Any) -> Verdict:
@@ -368,7 +424,9 @@ def _verify(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger:
             ok = False
         v.add("certificate", ok, "the record names the certificate that signed it" if ok
               else "the certificate that signed the record is not the one the record names", rec.name)
-        _check_chain(v, rec, signer_cert, facts.certificates, trust, when, cache)
+        chain = _check_chain(v, rec, signer_cert, facts.certificates, trust, when, cache)
+        if chain is not None:
+            _check_role(v, rec, role, signer, chain, manifest, cache)
         if ph is not None:
             # pyHanko's verdict on trust must agree with ours (chain, validity, revocation).
             ours = all(c.ok for c in v.checks if c.subject == rec.name and c.name in ("chain", "validity", "revocation"))

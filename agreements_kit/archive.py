@@ -149,8 +149,9 @@ class Archive:
                     folder = self.root / marker.name.removeprefix("inflight-")
                     if folder.is_dir():
                         self.recover(folder)
-                        recovered.append(folder)
-                    marker.unlink()
+                        recovered.append(folder)  # the caller finishes it, then calls settled()
+                    else:
+                        marker.unlink()
                 yield recovered
         except Timeout:
             raise ArchiveError(f"the archive {self.root} is busy (another signer holds its lock); try again") \
@@ -167,31 +168,60 @@ class Archive:
         return self.root / ".work"
 
     def _drop_partial_admissions(self) -> None:
+        """Finish admissions the ledger committed; drop the others (and stray temporary files)."""
         make_private_dir(self.work, exist_ok=True)
-        for partial in self.work.glob("*.partial"):
-            shutil.rmtree(partial, ignore_errors=True)
+        partials = sorted(self.work.glob("*.partial"))
+        if not partials:
+            return
+        archived = {e.get("agreement_id") for _, e, _ in self.ledger.entries() if e.get("event") == "archive"}
+        for partial in partials:
+            agreement_id = partial.name.removesuffix(".partial")
+            target = self.root / agreement_id
+            if agreement_id in archived and not target.exists() and ID_RE.match(agreement_id):
+                rename_noreplace(partial, target)
+            else:
+                shutil.rmtree(partial, ignore_errors=True)
 
     def log(self, fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """Append a ledger entry. Call under the lock."""
         return self.ledger.append(fields)
 
     def admit(self, draft: AgreementFolder, when: str) -> AgreementFolder:
-        """Copy a checked draft into the archive and log it. Call under the lock."""
-        pdf_sha = draft.check_pdf()
+        """Copy a checked draft into the archive and log it. Call under the lock.
+
+        The PDF must match manifest.json, and manifest.json the manifest embedded in the
+        PDF: signatures will bind both files, so they must say the same thing. The bytes
+        checked are the bytes archived. Like a record, admission is committed by its
+        ledger entry: ``.work/ID.partial`` is written, the entry appended, then the folder
+        renamed into place; recovery finishes or drops it after a crash.
+        """
+        from .manifest import canonical_json
+        from .verify import embedded_manifest
+
         target = self.folder_path(draft.id)
         if target.exists():
             raise ArchiveError(f"{target} already exists in the archive")
-        tmp = self.work / f"{draft.id}.{os.getpid()}.partial"
+        pdf = draft.pdf.read_bytes()
+        manifest_bytes = draft.manifest_path.read_bytes()
+        pdf_sha = hashlib.sha256(pdf).hexdigest()
+        if pdf_sha != draft.manifest.get("document", {}).get("sha256"):
+            raise ArchiveError(f"{draft.pdf} no longer matches its manifest (sha256 {pdf_sha[:16]}...); "
+                               "it must not be signed")
+        stripped = {k: v for k, v in json.loads(manifest_bytes).items() if k != "document"}
+        if embedded_manifest(pdf) != canonical_json(stripped):
+            raise ArchiveError(f"{draft.manifest_path} does not match the manifest embedded in agreement.pdf "
+                               "(it was edited); it must not be signed")
+        tmp = self.work / f"{draft.id}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
         make_private_dir(tmp)
-        write_new(tmp / "agreement.pdf", draft.pdf.read_bytes())
-        write_new(tmp / "manifest.json", draft.manifest_path.read_bytes())
-        if sha256_file(tmp / "agreement.pdf") != pdf_sha:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise ArchiveError(f"{draft.pdf} changed while it was being archived")
+        write_new(tmp / "agreement.pdf", pdf)
+        write_new(tmp / "manifest.json", manifest_bytes)
+        _crashpoint("admit-before-ledger")
+        self.log({"event": "archive", "agreement_id": draft.id, "time": when, "pdf_sha256": pdf_sha,
+                  "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()})
+        _crashpoint("admit-after-ledger")
         rename_noreplace(tmp, target)
         fsync_dir(self.root)
-        self.log({"event": "archive", "agreement_id": draft.id, "time": when, "pdf_sha256": pdf_sha,
-                  "manifest_sha256": sha256_file(target / "manifest.json")})
         return load_folder(target)
 
     def recover(self, path: Path) -> None:
@@ -206,14 +236,18 @@ class Archive:
         for p in pending:
             final = path / p.name[1:-len(PENDING)]
             if committed.get(final.name) == sha256_file(p) and not final.exists():
-                os.rename(p, final)  # the ledger committed it: finish the job
+                rename_noreplace(p, final)  # the ledger committed it: finish the job
             else:
                 p.unlink()  # never committed: as if it had not been tried
         fsync_dir(path)
 
     def commit(self, folder: AgreementFolder, record_name: str, files: dict[str, bytes],
-               ledger_fields: dict[str, Any]) -> dict[str, Any]:
-        """Write a record, its signature and attachments, committed by one ledger entry. Call under the lock."""
+               ledger_fields: dict[str, Any], keep_marker: bool = False) -> dict[str, Any]:
+        """Write a record, its signature and attachments, committed by one ledger entry. Call under the lock.
+
+        ``keep_marker`` leaves the in-flight marker for the caller to remove with :meth:`settled`
+        once it has finished follow-up work (the certificate of completion), so a crash in
+        between is completed by the next writer."""
         path = folder.path
         for name in files:
             if (path / name).exists():
@@ -229,7 +263,12 @@ class Archive:
                                  files={n: hashlib.sha256(d).hexdigest() for n, d in files.items()}))
         _crashpoint("after-ledger")
         for name in files:
-            os.rename(path / f".{name}{PENDING}", path / name)
+            rename_noreplace(path / f".{name}{PENDING}", path / name)
         fsync_dir(path)
-        marker.unlink()
+        if not keep_marker:
+            marker.unlink()
         return entry
+
+    def settled(self, folder: AgreementFolder) -> None:
+        """Remove the in-flight marker of an agreement whose follow-up work is done."""
+        (self.work / f"inflight-{folder.id}").unlink(missing_ok=True)

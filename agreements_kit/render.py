@@ -182,7 +182,7 @@ def log_renders(practice: Practice, folders: list[Path]) -> None:
 
     archive = Archive(practice.archive)
     with archive.locked() as recovered:
-        finish_recovered(recovered)
+        finish_recovered(archive, recovered)
         for folder in folders:
             manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
             archive.log({"event": "render", "agreement_id": manifest["agreement"]["id"], "time": iso(utcnow()),

@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from . import cms, record
-from .archive import AgreementFolder, Archive, ArchiveError, load_folder, sha256_file
+from .archive import AgreementFolder, Archive, ArchiveError, _crashpoint, load_folder, sha256_file
 from .errors import AgreementsError
 from .pki import PKI, PKIError, common_name, fingerprint, load_cert, load_key, utcnow
 from .practice import Practice
@@ -107,10 +107,12 @@ def _finish(folder: AgreementFolder) -> Path | None:
     return None
 
 
-def finish_recovered(folders: list[Path]) -> None:
+def finish_recovered(archive: Archive, folders: list[Path]) -> None:
     """After the lock's recovery: complete what the interrupted commits left to do."""
     for path in folders:
-        _finish(load_folder(path))
+        folder = load_folder(path)
+        _finish(folder)
+        archive.settled(folder)
 
 
 def _check_open(folder: AgreementFolder) -> None:
@@ -132,7 +134,7 @@ def _certificate(cert: x509.Certificate) -> dict[str, Any]:
 
 def _commit(archive: Archive, folder: AgreementFolder, kind: str, body: dict[str, Any], cert: x509.Certificate,
             key, intermediates: list[x509.Certificate], now: dt.datetime, extra: dict[str, bytes] | None = None,
-            ) -> SignResult:
+            keep_marker: bool = False) -> SignResult:
     sequence = len(folder.records) + 1
     name = record.record_name(sequence, kind)
     data = dict(body, format=record.FORMAT, format_version=record.FORMAT_VERSION, agreement_id=folder.id,
@@ -145,7 +147,7 @@ def _commit(archive: Archive, folder: AgreementFolder, kind: str, body: dict[str
         "event": "void" if kind == "void" else "sign", "agreement_id": folder.id, "time": iso(now),
         "role": data.get("signer", {}).get("role"), "certificate_sha256": fingerprint(cert),
         "pdf_sha256": data["document"]["sha256"],
-    })
+    }, keep_marker=keep_marker)
     folder = load_folder(folder.path)
     return SignResult(folder, folder.path / name, folder.path / f"{name}.p7s", data,
                       files=[folder.path / n for n in files])
@@ -201,7 +203,7 @@ def sign_client(practice: Practice, ref: str | Path, s: ClientSigning, ca_passph
     initials = check_client_request(draft, s)
     disclosure = record.load_disclosure()
     with archive.locked() as recovered:
-        finish_recovered(recovered)
+        finish_recovered(archive, recovered)
         folder = _in_archive(archive, draft, now)
         _check_open(folder)
         done = [r for r in folder.signed_roles() if r in record.CLIENT_ROLES]
@@ -272,7 +274,7 @@ def sign_therapist(practice: Practice, ref: str | Path, passphrase: bytes, thera
     pki = PKI(practice.root / "pki")
     cert, key = _therapist_credentials(pki, tid, passphrase, now)
     with archive.locked() as recovered:
-        finish_recovered(recovered)
+        finish_recovered(archive, recovered)
         folder = _in_archive(archive, draft, now)
         _check_open(folder)
         roles = folder.signed_roles()
@@ -293,9 +295,11 @@ def sign_therapist(practice: Practice, ref: str | Path, passphrase: bytes, thera
             "identity": {"method": "the therapist's own certificate key, unlocked with its passphrase",
                          "checked_by": f"{common_name(cert)} (certificate holder)"},
         }
-        result = _commit(archive, folder, "therapist", body, cert, key, [], now)
+        result = _commit(archive, folder, "therapist", body, cert, key, [], now, keep_marker=True)
+        _crashpoint("before-completion")
         if completion:
             result.completion = write_completion(result.folder)
+        archive.settled(result.folder)
     return result
 
 
@@ -316,7 +320,7 @@ def void(practice: Practice, ref: str | Path, reason: str, passphrase: bytes, th
         raise SigningError(f"unknown therapist '{tid}'")
     cert, key = _therapist_credentials(PKI(practice.root / "pki"), tid, passphrase, now)
     with archive.locked() as recovered:
-        finish_recovered(recovered)
+        finish_recovered(archive, recovered)
         folder = _in_archive(archive, draft, now)
         _check_open(folder)
         body = {

@@ -349,14 +349,15 @@ def _verify(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger:
     if pdf and v.add("pdf", pdf_sha == expected,
                      "the PDF is byte for byte the one rendered (SHA-256 matches the manifest)" if pdf_sha == expected
                      else f"the PDF's SHA-256 {pdf_sha[:16]}... is not the manifest's {str(expected)[:16]}...: "
-                          "the PDF was changed, truncated or extended after rendering") and deep:
-        embedded = embedded_manifest(pdf)
-        stripped = dict(manifest)
-        stripped.pop("document", None)
+                          "the PDF was changed, truncated or extended after rendering"):
         from .manifest import canonical_json
 
-        v.add("manifest", embedded == canonical_json(stripped),
-              "manifest.json matches the manifest embedded in the PDF" if embedded == canonical_json(stripped)
+        stripped = canonical_json({k: x for k, x in manifest.items() if k != "document"})
+        if deep:  # the copy inside the PDF itself
+            same = embedded_manifest(pdf) == stripped
+        else:  # audits: the hash of that copy, recorded at rendering (archiving checked the copy itself)
+            same = _sub(manifest, "document", "embedded_manifest_sha256") == _sha(stripped)
+        v.add("manifest", same, "manifest.json matches the manifest embedded in the PDF" if same
               else "manifest.json differs from the manifest embedded in the PDF: manifest.json was edited")
     manifest_sha = _sha(manifest_bytes)
 

@@ -436,18 +436,27 @@ def void(agreement, practice_dir, reason, therapist_id, passphrase_file) -> None
 
 
 def _trust(trust_path: Path | None, crl: Path | None, archive: Path | None, practice_dir: Path | None):
-    """The trust root: --trust, else the PKI beside the archive, else the practice's."""
-    from .practice import locate
+    """The trust root, and where it came from: --trust, else the practice's, else the one beside the archive.
+
+    A root found beside the material being checked is only as trustworthy as that
+    material; the verdict says so, with the root's fingerprint, so an auditor can
+    compare it with the root the practice published."""
+    from .practice import SETTINGS, locate
     from .trust import load_trust
     from .verify import CannotCheck
 
-    candidates = [trust_path] if trust_path else []
+    if trust_path is not None:
+        return load_trust(trust_path, crl), "given with --trust"
+    practice_root = locate(practice_dir)
+    candidates = []
+    if (practice_root / SETTINGS).is_file():
+        candidates.append((practice_root / "pki" / "root.pem", "the practice's"))
     if archive is not None:
-        candidates.append(archive.resolve().parent / "pki" / "root.pem")
-    candidates.append(locate(practice_dir) / "pki" / "root.pem")
-    for candidate in candidates:
-        if candidate is not None and (candidate == trust_path or candidate.is_file()):
-            return load_trust(candidate, crl)
+        candidates.append((archive.resolve().parent / "pki" / "root.pem",
+                           "found beside the archive: compare its fingerprint with the published root"))
+    for candidate, source in candidates:
+        if candidate.is_file():
+            return load_trust(candidate, crl), source
     raise CannotCheck("no trust root: give --trust ROOT.pem (the practice's published root certificate)")
 
 
@@ -476,7 +485,8 @@ def _with(options):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable verdict.")
 @click.option("--fast", is_flag=True, help="Use the fast CMS path instead of pyHanko.")
 @click.option("-v", "--verbose", is_flag=True, help="List every check, not only failures.")
-def verify(path, practice_dir, archive, trust_path, crl, as_json, fast, verbose) -> None:
+@click.option("--no-ledger", is_flag=True, help="Verify a folder given without its archive's ledger (noted).")
+def verify(path, practice_dir, archive, trust_path, crl, as_json, fast, verbose, no_ledger) -> None:
     """Verify an agreement folder, or any PDF, against the archive.
 
     Exit code 0: valid; 1: not valid (invalid, incomplete or voided); 2: could
@@ -500,15 +510,23 @@ def verify(path, practice_dir, archive, trust_path, crl, as_json, fast, verbose)
         except (TypeError, ValueError, KeyError):
             raise CannotCheck(f"{path} carries no agreements-kit manifest: name the agreement folder instead") \
                 from None
+        from .spec import ID_RE
+
+        if not isinstance(agreement_id, str) or not ID_RE.match(agreement_id):
+            raise CannotCheck(f"{path} carries a manifest whose agreement id is not valid: it is not one of ours")
         archive = archive or locate(practice_dir) / "signed"
         folder = archive / agreement_id
         if not folder.is_dir():
             raise CannotCheck(f"{path} names agreement {agreement_id}, which is not in the archive {archive}")
         pdf_path = path
-    trust = _trust(trust_path, crl, archive, practice_dir)
+    trust, source = _trust(trust_path, crl, archive, practice_dir)
     ledger = archive / "ledger.jsonl"
-    verdict = verify_folder(folder, trust, pdf_path=pdf_path, ledger=ledger if ledger.exists() else None,
+    in_archive = ledger.exists() or (archive / ".work").is_dir() or (archive / ".lock").exists()
+    if no_ledger and in_archive:
+        raise CannotCheck("--no-ledger is for a folder outside its archive; this one has its archive beside it")
+    verdict = verify_folder(folder, trust, pdf_path=pdf_path, ledger=None if no_ledger else ledger,
                             backend="fast" if fast else "pyhanko")
+    verdict.notes.append(f"trust root: {trust.root_path} ({source}), SHA-256 {trust.root_fingerprint.hex()}")
     if as_json:
         click.echo(json.dumps(verdict.as_dict(), indent=2))
     else:
@@ -541,9 +559,11 @@ def audit(archive, practice_dir, trust_path, crl, as_json, report, workers) -> N
     from .practice import locate
 
     archive = archive or locate(practice_dir) / "signed"
-    trust = _trust(trust_path, crl, archive, practice_dir)
+    trust, _ = _trust(trust_path, crl, archive, practice_dir)
     if report is not None and report.exists():
         raise AgreementsError(f"{report} already exists; choose a new report file")
+    if report is not None and report.suffix.lower() not in (".html", ".htm", ".pdf"):
+        raise AgreementsError(f"report {report}: the name must end in .html or .pdf")
     if _tty(sys.stderr) and not as_json:
         with click.progressbar(length=count_folders(archive), label="auditing", file=sys.stderr) as bar:
             summary, db = run_audit(archive, trust, workers=workers, progress=bar.update)

@@ -21,7 +21,7 @@ from .ledger import GENESIS, Ledger, entry_hash
 class ChainReport:
     entries: int = 0
     problems: list[str] = field(default_factory=list)
-    head: str = GENESIS
+    missing: bool = False
 
     @property
     def ok(self) -> bool:
@@ -31,10 +31,10 @@ class ChainReport:
 def scan(path: Path, on_entry: Callable[[int, dict[str, Any], bytes], None] | None = None) -> ChainReport:
     """Walk the ledger once; ``on_entry(line_number, entry, line_bytes)`` sees every parsable entry."""
     report = ChainReport()
-    prev_hash = GENESIS
     ledger = Ledger(path)
     if not path.exists():
-        report.problems.append(f"{path}: the ledger is missing")
+        report.problems.append(f"{path}: the ledger is missing (deleted, or not given with the folder)")
+        report.missing = True
         return report
     highest = 0
     gaps: dict[int, int] = {}  # sequence numbers skipped so far -> line where the gap was seen
@@ -48,7 +48,6 @@ def scan(path: Path, on_entry: Callable[[int, dict[str, Any], bytes], None] | No
                 raise ValueError
         except ValueError:
             report.problems.append(f"ledger line {number} is not a JSON entry: it was edited")
-            prev_hash = digest
             continue
         seq = entry.get("seq")
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
@@ -76,11 +75,9 @@ def scan(path: Path, on_entry: Callable[[int, dict[str, Any], bytes], None] | No
             recent[seq] = (digest, number)
             if len(recent) > 64:
                 recent.pop(min(recent))
-        prev_hash = digest
     for first, last, line in _ranges(gaps):
         what = f"entry {first}" if first == last else f"entries {first} to {last}"
         report.problems.append(f"ledger line {line}: {what} missing before it: ledger lines were deleted")
-    report.head = prev_hash
     with open(path, "rb") as fh:
         size = fh.seek(0, 2)
         last = b"\n"

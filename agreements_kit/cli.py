@@ -328,9 +328,10 @@ def pki_list(practice_dir, as_json) -> None:
                    f"expires {r['not_after'][:10]}  {r['status']}")
 
 
-def _ask_client(folder, role: str, name, initials, consent, agree, identity, checked_by):
+def _ask_client(practice, folder, role: str, name, initials, consent, agree, identity, checked_by):
     """Walk a client through signing at the terminal, asking only what options did not give."""
     from .record import INTENT, load_disclosure
+    from .reproduce import clauses_as_signed
 
     interactive = _tty(sys.stdin)
     if not consent and interactive:
@@ -341,19 +342,10 @@ def _ask_client(folder, role: str, name, initials, consent, agree, identity, che
     if initials:
         given = {cid: initials for cid in needed}
     elif interactive and consent:
-        from .library import load_library
-        from .resources import clauses_dir
-
-        try:
-            lib = load_library(clauses_dir())
-        except AgreementsError:
-            lib = None
-        for cid in needed:
-            summary = ""
-            if lib is not None and cid in lib.clauses:
-                summary = lib.clause(cid, folder.manifest["agreement"]["jurisdiction"]).summary
-            click.echo(f"\n{cid}: {summary}")
-            given[cid] = click.prompt("Your initials for this part", default="", show_default=False)
+        for clause in clauses_as_signed(folder, practice):  # the text of the PDF, not of today's library
+            if clause["initials"]:
+                click.echo(f"\n{clause['number']}. {clause['title']}\n{clause['summary']}")
+                given[clause["id"]] = click.prompt("Your initials for this part", default="", show_default=False)
     if name is None and interactive and consent:
         name = click.prompt("Type your full name" if role == "client" else "Type your full name (guardian)")
     if not agree and interactive and consent:
@@ -405,7 +397,7 @@ def sign(agreement, practice_dir, role, name, initials, consent, agree, identity
             except OSError as exc:
                 raise AgreementsError(f"cannot read {drawn_signature}: {exc.strerror}") from None
         typed, given, consent, agree, identity, checked_by = _ask_client(
-            folder, role, name, initials, consent, agree, identity, checked_by)
+            practice, folder, role, name, initials, consent, agree, identity, checked_by)
         request = ClientSigning(name=typed, consent=consent, initials=given, intent=agree, role=role,
                                 identity_method=identity, identity_checked_by=checked_by, drawn_png=png)
         check_client_request(folder, request)  # before asking for the practice passphrase

@@ -56,6 +56,25 @@ def agreement_from_manifest(manifest: dict[str, Any], root: Path, library, templ
     return spec, practice, build(spec, practice, library)
 
 
+def clauses_as_signed(folder, practice: Practice) -> list[dict[str, Any]]:
+    """The clauses of an agreement exactly as rendered in its PDF, for showing to a signer.
+
+    Rebuilt from the manifest with the practice's clause library; if any clause's text
+    no longer has the hash the manifest recorded, the library changed since rendering
+    and what would be shown is not what the PDF says: refuse.
+    """
+    from .html import render_clauses
+
+    library = load_library(practice.library_dir())
+    _, _, agreement = agreement_from_manifest(folder.manifest, folder.path, library, practice.template_dir())
+    recorded = {c["id"]: c["sha256"] for c in folder.manifest["clauses"]}
+    if [c.id for c in agreement.clauses] != list(recorded) or \
+            any(recorded[c.id] != c.sha256() for c in agreement.clauses):
+        raise AgreementsError(f"the clause library changed since agreement {folder.id} was rendered; "
+                              "render it again before it is signed")
+    return render_clauses(agreement, practice.template_dir())
+
+
 def reproduce(folder: Path, clauses: Path, templates: Path) -> Reproduction:
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))

@@ -90,18 +90,9 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         return archived if archived.is_dir() else practice.drafts / s.ticket.agreement_id
 
     def clauses_for(s) -> list[dict[str, Any]]:
-        """The clauses as rendered for this agreement; refuse if the library changed since."""
-        from .html import render_clauses
-        from .library import load_library
-        from .reproduce import agreement_from_manifest
+        from .reproduce import clauses_as_signed
 
-        folder = load_folder(agreement_folder(s))
-        library = load_library(practice.library_dir())
-        _, _, agreement = agreement_from_manifest(folder.manifest, folder.path, library, practice.template_dir())
-        recorded = {c["id"]: c["sha256"] for c in folder.manifest["clauses"]}
-        if any(recorded.get(c.id) != c.sha256() for c in agreement.clauses):
-            raise AgreementsError("the clause library changed since this agreement was rendered")
-        return render_clauses(agreement, practice.template_dir())
+        return clauses_as_signed(load_folder(agreement_folder(s)), practice)
 
     @app.after_request
     def headers(response: Response) -> Response:

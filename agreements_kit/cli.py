@@ -421,7 +421,10 @@ def void(agreement, practice_dir, reason, therapist_id, passphrase_file) -> None
     """Close AGREEMENT with a signed void record; it can no longer be signed."""
     from .sign import void as void_agreement
 
+    from .sign import find_agreement
+
     practice = _practice(practice_dir)
+    find_agreement(practice, agreement)  # an unknown agreement is said before any passphrase is asked
     result = void_agreement(practice, agreement, reason,
                             _passphrase(passphrase_file, PASSPHRASE_ENV, "Therapist key passphrase"), therapist_id)
     click.echo(f"voided {result.folder.id}: {result.record_path}")
@@ -485,9 +488,14 @@ def verify(path, practice_dir, archive, trust_path, crl, as_json, fast, verbose,
     not check (bad arguments, unreadable files).
     """
     import json
+    import logging
 
     from .practice import locate
     from .verify import CannotCheck, embedded_manifest, manifest_from_damaged_pdf, verify_folder
+
+    # pyHanko logs a traceback for every chain it rejects; the verdict already says why, in words.
+    logging.getLogger("pyhanko").setLevel(logging.CRITICAL)
+    logging.getLogger("pyhanko_certvalidator").setLevel(logging.CRITICAL)
 
     pdf_path = None
     if path.is_dir():
@@ -690,12 +698,15 @@ def intake_serve(practice_dir, host, port, tls, passphrase_file) -> None:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host == "localhost"
+    if tls and host in ("0.0.0.0", "::", ""):
+        raise AgreementsError("--tls needs the address tablets use (--host 192.168.1.20, say), not a wildcard: "
+                              "the certificate is issued for it")
     if not loopback and not tls:
         click.echo("warning: serving on the network without --tls: names and signatures cross the network "
                    "unencrypted", err=True)
     context = None
     if tls:
-        cert, key = pki_dir.server_certificate([host if host not in ("0.0.0.0", "::") else "localhost"], passphrase)
+        cert, key = pki_dir.server_certificate([host], passphrase)
         with tempfile.TemporaryDirectory() as tmp:
             cert_path, key_path = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
             cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) +
@@ -706,7 +717,10 @@ def intake_serve(practice_dir, host, port, tls, passphrase_file) -> None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(cert_path, key_path)
     scheme = "https" if tls else "http"
-    app = create_app(practice.root, passphrase, secure_cookies=tls, base_url=f"{scheme}://{host}:{port}")
+    # On a wildcard address the links must use the address the staff page was reached at.
+    wildcard = host in ("0.0.0.0", "::", "")
+    app = create_app(practice.root, passphrase, secure_cookies=tls,
+                     base_url=None if wildcard else f"{scheme}://{host}:{port}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server(host, port, app, threaded=True, ssl_context=context,

@@ -55,13 +55,18 @@ class Renderer:
     def prepare(self, spec: Spec) -> Agreement:
         return build(spec, self.practice, self.library)
 
-    def render_bytes(self, spec: Spec) -> tuple[bytes, bytes]:
-        """(PDF bytes, manifest.json bytes) for one spec. Imports WeasyPrint on first use."""
+    def render_bytes(self, spec: Spec, software: dict[str, Any] | None = None) -> tuple[bytes, bytes]:
+        """(PDF bytes, manifest.json bytes) for one spec. Imports WeasyPrint on first use.
+
+        ``software`` replaces the recorded software versions (``reproduce`` passes the
+        ones recorded at rendering, so that a Python patch release changes nothing)."""
         from . import pdf
 
         agreement = self.prepare(spec)
         html = render_html(agreement, self.template_dir)
         embedded = build_manifest(agreement, spec, self.template, pdf.PDF_VARIANT, pdf.WEASYPRINT_VERSION)
+        if software is not None:
+            embedded["software"] = software
         embedded_bytes = canonical_json(embedded)
         pdf_bytes = pdf.write_pdf(html, self.template_dir, embedded_bytes, agreement.date)
         return pdf_bytes, canonical_json(with_document(embedded, embedded_bytes, pdf_bytes))
@@ -76,8 +81,11 @@ def check_out_parent(out: str | Path) -> Path:
     path = Path(out)
     if ".." in path.parts:
         raise SpecError(f"output path '{out}' contains '..'; give a plain relative or absolute folder")
-    if path.exists() and not path.is_dir():
-        raise SpecError(f"output path '{out}' is not a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SpecError(f"output path '{out}' is not a folder ({existing} is a file)")
     return path
 
 

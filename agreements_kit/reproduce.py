@@ -79,8 +79,9 @@ def reproduce(folder: Path, clauses: Path, templates: Path) -> Reproduction:
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         signed = (folder / "agreement.pdf").read_bytes()
-    except (OSError, ValueError) as exc:
-        raise AgreementsError(f"{folder}: cannot read the agreement ({exc})") from None
+        manifest["library"]["name"], manifest["clauses"], manifest["inputs"], manifest["template"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AgreementsError(f"{folder}: cannot read the agreement's manifest ({type(exc).__name__}: {exc})") from None
     differences = []
     library = load_library(clauses)
     if (library.name, library.version) != (manifest["library"]["name"], manifest["library"]["version"]):
@@ -96,18 +97,14 @@ def reproduce(folder: Path, clauses: Path, templates: Path) -> Reproduction:
         differences.append("the template files differ from the ones used")
     import weasyprint
 
-    if weasyprint.__version__ != manifest["software"]["weasyprint"]:
+    recorded = manifest.get("software") if isinstance(manifest.get("software"), dict) else {}
+    if weasyprint.__version__ != recorded.get("weasyprint"):
         differences.append(f"WeasyPrint {weasyprint.__version__} is installed; the agreement was rendered with "
-                           f"{manifest['software']['weasyprint']}")
-    import platform
-
-    if platform.python_version() != manifest["software"].get("python"):
-        differences.append(f"Python {platform.python_version()} is running; the agreement was rendered under "
-                           f"{manifest['software'].get('python')} (recorded in the embedded manifest)")
+                           f"{recorded.get('weasyprint')} (the layout engine decides the bytes)")
     try:
         spec, practice, _ = agreement_from_manifest(manifest, folder, library, templates)
         renderer = Renderer(practice, library, templates, template_digest(templates))
-        pdf, _ = renderer.render_bytes(spec)
+        pdf, _ = renderer.render_bytes(spec, software=recorded)  # versions as recorded: they are only labels
     except AgreementsError as exc:
         differences.append(f"re-rendering failed: {exc}")
         pdf = b""

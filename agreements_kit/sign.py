@@ -26,6 +26,7 @@ from .archive import AgreementFolder, Archive, ArchiveError, _crashpoint, load_f
 from .errors import AgreementsError
 from .pki import PKI, PKIError, common_name, fingerprint, load_cert, load_key, utcnow
 from .practice import Practice
+from .spec import ID_RE
 from .text import check_name, check_text, same_name
 
 MAX_PNG = 512 * 1024
@@ -66,16 +67,19 @@ def iso(t: dt.datetime) -> str:
 
 
 def find_agreement(practice: Practice, ref: str | Path) -> AgreementFolder:
-    """An agreement by folder path (draft or archived) or by id (archive first, then drafts)."""
+    """An agreement by id (the archive first, then the drafts) or, failing that, by folder path.
+
+    Ids are looked up in the practice only, so what an id means never depends on the
+    current folder (the intake server passes ids)."""
+    ref_text = str(ref)
+    if ID_RE.match(ref_text):
+        for base in (practice.archive, practice.drafts):
+            if (base / ref_text).is_dir():
+                return load_folder(base / ref_text)
     path = Path(ref)
-    if path.is_dir():
+    if not ID_RE.match(ref_text) and path.is_dir():
         return load_folder(path)
-    ref = str(ref)
-    for base in (practice.archive, practice.drafts):
-        candidate = base / ref
-        if re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$", ref) and candidate.is_dir():
-            return load_folder(candidate)
-    raise ArchiveError(f"no agreement '{ref}' in {practice.archive} or {practice.drafts}")
+    raise ArchiveError(f"no agreement '{ref_text}' in {practice.archive} or {practice.drafts}")
 
 
 def _in_archive(archive: Archive, folder: AgreementFolder, now: dt.datetime) -> AgreementFolder:

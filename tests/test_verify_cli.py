@@ -77,3 +77,27 @@ def test_a_pdf_whose_embedded_id_is_not_an_id_cannot_be_checked(pr: Path, run_bi
     res = run_bin("verify", pdf, "--archive", pr / "signed")
     assert res.exit_code == 2
     assert re.match(r"error: .*agreement id is not valid", res.stderr), res.stderr
+
+
+def test_reproduce_ignores_a_newer_python_patch_release(pr: Path, monkeypatch):
+    import platform
+
+    from agreements_kit.practice import load_practice
+    from agreements_kit.reproduce import reproduce
+
+    practice = load_practice(pr)
+    monkeypatch.setattr(platform, "python_version", lambda: "3.99.1")
+    result = reproduce(folder(pr), practice.library_dir(), practice.template_dir())
+    assert result.identical, result.differences
+
+
+def test_render_into_a_path_below_a_file_is_one_line(pr: Path, run_bin):
+    (pr / "afile").write_text("x")
+    res = run_bin("render", "--practice", pr, "--client", "Jane Q. Doe", "--therapist", "lee",
+                  "--out", pr / "afile" / "sub")
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "is a file" in res.stderr
+
+
+def test_void_of_an_unknown_agreement_says_so_before_asking_a_passphrase(pr: Path, run_bin):
+    res = run_bin("void", "agr-nope-1234", "--practice", pr, "--reason", "test")
+    assert res.exit_code == 2 and "no agreement 'agr-nope-1234'" in res.stderr

@@ -40,7 +40,7 @@ from filelock import FileLock, Timeout
 from .errors import AgreementsError
 from .fsutil import fsync_dir, make_private_dir, rename_noreplace, write_new
 from .ledger import Ledger
-from .record import parse as parse_record
+from .record import CLIENT_ROLES, parse as parse_record
 from .spec import ID_RE
 
 LOCK_TIMEOUT = 60.0
@@ -99,6 +99,19 @@ class AgreementFolder:
 
     def signed_roles(self) -> list[str]:
         return [r["signer"]["role"] for _, r in self.records if r.get("kind") == "signature"]
+
+    @property
+    def client_signed(self) -> bool:
+        return any(role in CLIENT_ROLES for role in self.signed_roles())
+
+    @property
+    def complete(self) -> bool:
+        """Signed on the client's side and countersigned by the therapist, and not voided."""
+        return self.client_signed and "therapist" in self.signed_roles() and not self.voided
+
+    @property
+    def awaiting_client(self) -> bool:
+        return not self.voided and not self.client_signed
 
     def check_pdf(self) -> str:
         """The PDF's SHA-256, after checking it against the manifest."""

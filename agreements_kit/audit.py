@@ -126,11 +126,11 @@ def count_folders(archive: Path) -> int:
 
 
 def audit(archive: Path, trust: Trust, *, workers: int | None = None,
-          progress: Callable[[int], None] | None = None, keep_db: Path | None = None) -> tuple[AuditSummary, Path]:
+          progress: Callable[[int], None] | None = None) -> tuple[AuditSummary, Path]:
     """Check every agreement and the ledger. Returns the summary and the SQLite file of verdicts."""
     archive = Path(archive)
     workdir = Path(tempfile.mkdtemp(prefix="agreements-audit-"))
-    db_path = keep_db or workdir / "audit.sqlite"
+    db_path = workdir / "audit.sqlite"
     db = sqlite3.connect(db_path)
     summary = AuditSummary(str(archive))
     chain = _index_ledger(db, archive / "ledger.jsonl")

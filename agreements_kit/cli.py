@@ -645,16 +645,17 @@ def intake() -> None:
 def intake_open(agreement, practice_dir, role, identity, checked_by, minutes, base_url, qr_file) -> None:
     """Open a one-time intake link for AGREEMENT (prints the link and a QR code)."""
     from .intake import TicketStore
-    from .record import CLIENT_ROLES
     from .sign import find_agreement
     from .web import intake_link
 
     practice = _practice(practice_dir)
     folder = find_agreement(practice, agreement)
-    if folder.voided or any(r in CLIENT_ROLES for r in folder.signed_roles()):
+    if not folder.awaiting_client:
         raise AgreementsError(f"agreement {folder.id} is not awaiting a client signature")
     folder.check_pdf()
-    token, ticket = TicketStore(practice.root / "intake").open(folder.id, role, identity, checked_by, minutes)
+    store = TicketStore(practice.root / "intake")
+    store.sweep()  # expired links go, with the hashes of used ones older than a day
+    token, ticket = store.open(folder.id, role, identity, checked_by, minutes)
     link = intake_link(base_url, token)
     import segno
 
@@ -719,6 +720,9 @@ def intake_serve(practice_dir, host, port, tls, passphrase_file) -> None:
     scheme = "https" if tls else "http"
     # On a wildcard address the links must use the address the staff page was reached at.
     wildcard = host in ("0.0.0.0", "::", "")
+    from .intake import TicketStore
+
+    TicketStore(practice.root / "intake").sweep()
     app = create_app(practice.root, passphrase, secure_cookies=tls,
                      base_url=None if wildcard else f"{scheme}://{host}:{port}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -32,15 +32,10 @@ def completion_pdf(folder: AgreementFolder, template_dir: Path | None = None) ->
     html = _environment(str(template_dir)).get_template(TEMPLATE).render(
         agreement=folder.manifest["agreement"], practice=folder.manifest["agreement"]["practice"],
         records=records, pdf_sha256=sha256_file(folder.pdf), manifest_sha256=sha256_file(folder.manifest_path),
-        completed_at=completed_at, complete=_complete(folder))
+        completed_at=completed_at, complete=folder.complete)
     summary = canonical_json({"agreement": folder.id, "records": {r["file"]: r["record_sha256"] for r in records}})
     day = dt.date.fromisoformat(completed_at[:10])
     return pdf.write_pdf(html, template_dir, summary, day, attachment_name="completion.json")
-
-
-def _complete(folder: AgreementFolder) -> bool:
-    roles = folder.signed_roles()
-    return "therapist" in roles and any(r in ("client", "guardian") for r in roles)
 
 
 def write_completion(folder: AgreementFolder) -> Path:

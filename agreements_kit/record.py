@@ -53,7 +53,10 @@ def load_disclosure(path: Path | None = None) -> Disclosure:
 
 
 def canonical(data: dict[str, Any]) -> bytes:
-    return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """Records use the manifest's canonical JSON: sorted keys, two-space indent, UTF-8, final newline."""
+    from .manifest import canonical_json
+
+    return canonical_json(data)
 
 
 def record_name(sequence: int, kind: str) -> str:

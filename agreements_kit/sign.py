@@ -104,9 +104,7 @@ def _finish(folder: AgreementFolder) -> Path | None:
     """Write the certificate of completion of a complete agreement that lacks one (after a crash)."""
     from .completion import write_completion
 
-    roles = folder.signed_roles()
-    complete = "therapist" in roles and any(r in record.CLIENT_ROLES for r in roles)
-    if complete and not folder.voided and not (folder.path / "completion.pdf").exists():
+    if folder.complete and not (folder.path / "completion.pdf").exists():
         return write_completion(folder)
     return None
 

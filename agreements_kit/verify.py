@@ -39,15 +39,14 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import NameOID
 
 from .cmscheck import CertCache, check_fast, check_pyhanko
 from .errors import AgreementsError
 from .ledgercheck import ChainReport, entries_for
+from .record import CLIENT_ROLES
 from .trust import Trust
 
 CLOCK_SKEW = dt.timedelta(minutes=5)
-CLIENT_ROLES = ("client", "guardian")
 
 
 class CannotCheck(AgreementsError):
@@ -187,11 +186,6 @@ def _load_records(folder: Path, v: Verdict) -> list[_Record]:
         if sig[:-4] not in names:
             v.add("signers", False, f"{sig} has no record beside it: a record was deleted", sig)
     return out
-
-
-def _cn(cert: x509.Certificate) -> str:
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else ""
 
 
 def _check_chain(v: Verdict, rec: _Record, signer: x509.Certificate, certs: list[x509.Certificate], trust: Trust,

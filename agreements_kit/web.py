@@ -380,7 +380,7 @@ def awaiting(practice: Practice) -> list[dict[str, str]]:
             except AgreementsError:
                 continue
             seen.add(path.name)
-            if folder.voided or any(r in record.CLIENT_ROLES for r in folder.signed_roles()):
+            if not folder.awaiting_client:
                 continue
             out.append({"id": folder.id, "client": folder.client_name, "date": folder.manifest["agreement"]["date"]})
     return out

@@ -346,13 +346,13 @@ def _verify(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger:
                           "the PDF was changed, truncated or extended after rendering"):
         from .manifest import canonical_json
 
-        stripped = canonical_json({k: x for k, x in manifest.items() if k != "document"})
-        if deep:  # the copy inside the PDF itself
+        # Audits skip this: archiving compared the two before anything was signed, and since then
+        # every record and the ledger's archive entry bind manifest.json's hash.
+        if deep:
+            stripped = canonical_json({k: x for k, x in manifest.items() if k != "document"})
             same = embedded_manifest(pdf) == stripped
-        else:  # audits: the hash of that copy, recorded at rendering (archiving checked the copy itself)
-            same = _sub(manifest, "document", "embedded_manifest_sha256") == _sha(stripped)
-        v.add("manifest", same, "manifest.json matches the manifest embedded in the PDF" if same
-              else "manifest.json differs from the manifest embedded in the PDF: manifest.json was edited")
+            v.add("manifest", same, "manifest.json matches the manifest embedded in the PDF" if same
+                  else "manifest.json differs from the manifest embedded in the PDF: manifest.json was edited")
     manifest_sha = _sha(manifest_bytes)
 
     records = _load_records(folder, v)
@@ -465,7 +465,7 @@ def _verify(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger:
     # Ledger.
     if ledger_facts is None and ledger is not None:
         ledger_facts = entries_for(ledger, agreement_id)
-    ledger_signed_roles = _check_ledger(v, folder, records, ledger_facts, pdf_sha)
+    ledger_signed_roles = _check_ledger(v, folder, records, ledger_facts, pdf_sha, manifest_sha)
     if not therapist and "therapist" in ledger_signed_roles:
         v.add("signers", False, "the ledger records a therapist signature whose record is missing")
     if not client_side and ledger_signed_roles & set(CLIENT_ROLES):
@@ -485,7 +485,8 @@ def _verify(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger:
 
 
 def _check_ledger(v: Verdict, folder: Path, records: list[_Record],
-                  facts: tuple[ChainReport | None, list[dict[str, Any]]] | None, pdf_sha: str) -> set[str]:
+                  facts: tuple[ChainReport | None, list[dict[str, Any]]] | None, pdf_sha: str,
+                  manifest_sha: str) -> set[str]:
     """Compare the ledger's entries for this agreement with the files. Returns roles the ledger says signed."""
     if facts is None:
         v.notes.append("the ledger was not checked (no ledger given)")
@@ -503,6 +504,9 @@ def _check_ledger(v: Verdict, folder: Path, records: list[_Record],
         v.add("ledger", False, "the ledger has no entry for this agreement entering the archive")
     elif archived[0].get("pdf_sha256") != pdf_sha:
         v.add("ledger", False, "the ledger recorded a different PDF when this agreement was archived")
+    elif archived[0].get("manifest_sha256") != manifest_sha:
+        v.add("ledger", False, "the ledger recorded a different manifest.json when this agreement was archived: "
+              "manifest.json was edited")
     by_record = {e["record"]: e for e in entries
                  if e.get("event") in ("sign", "void") and isinstance(e.get("record"), str)}
     for e in entries:

@@ -3,11 +3,10 @@
     python bench/audit.py [--n 10000] [--small 1000] [--samples 200]
 
 Builds (once; cached in bench/out/) archives of N and of SMALL signed agreements
-(client + therapist) through the real signing code: PKI, one-time client
-certificates, records, CMS, pending files, ledger. To keep building affordable,
-the agreements share one rendered PDF, each with its own id appended as a PDF
-comment and its own manifest (the certificate-of-completion PDF is skipped). The
-audit checks them exactly as it checks real ones.
+(client + therapist) through the real code: each agreement rendered (with a
+one-page template, to keep building 10,000 affordable), archived, signed with a
+one-time client certificate and countersigned (the certificate-of-completion PDF
+is skipped). The audit checks them exactly as it checks real ones.
 
 Then, in the same run:
 - floor: raw ECDSA P-256 verifications through ``cryptography`` on one core,
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import random
@@ -39,7 +37,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from agreements_kit.demo import DEMO_PRACTICE  # noqa: E402
-from agreements_kit.manifest import canonical_json  # noqa: E402
 from agreements_kit.pki import PKI  # noqa: E402
 from agreements_kit.practice import init_practice, load_practice  # noqa: E402
 from agreements_kit.render import Job, Renderer  # noqa: E402
@@ -50,41 +47,56 @@ PASS = b"bench-passphrase"
 OUT = REPO / "bench" / "out"
 
 
+TINY_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Agreement {{ agreement.id }}</title>
+<meta name="dcterms.created" content="{{ agreement.date }}T00:00:00Z">
+<meta name="dcterms.modified" content="{{ agreement.date }}T00:00:00Z">
+<link rel="stylesheet" href="agreement.css"></head>
+<body><h1>{{ title }}</h1><p>{{ practice.name }}: agreement {{ agreement.id }} between {{ client.name }}
+and {{ therapist.name }}, {{ agreement.date }}.</p>
+{% for section in sections %}{% for c in section.clauses %}<h2>{{ c.number }}. {{ c.title }}</h2>
+<p>{{ c.summary }}</p>{% endfor %}{% endfor %}</body></html>
+"""
+
+
 def build(root: Path, n: int) -> Path:
-    """A practice whose archive holds n agreements signed by client and therapist."""
+    """A practice whose archive holds n agreements signed by client and therapist.
+
+    Every agreement is rendered for real (a one-page template: clause titles and
+    summaries, so building 10,000 stays affordable) and signed through the real code.
+    """
+    from agreements_kit.render import log_renders, render_many
+
     done = root / "built.json"
-    if done.exists() and json.loads(done.read_text())["n"] == n:
+    if done.exists() and json.loads(done.read_text()) == {"n": n, "format": 2}:
         return root
     shutil.rmtree(root, ignore_errors=True)
     init_practice(root, passphrase=PASS, **DEMO_PRACTICE)
+    tiny = root / "bench-templates"
+    tiny.mkdir()
+    (tiny / "agreement.html.j2").write_text(TINY_TEMPLATE)
+    (tiny / "agreement.css").write_text("body { font: 10pt 'DejaVu Sans', sans-serif; }\n")
+    settings = root / "practice.yaml"
+    settings.write_text(settings.read_text() + "templates: bench-templates\n")
     practice = load_practice(root)
     PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, PASS, PASS)
     renderer = Renderer.load(root)
-    base_spec = make_spec(client="Client Base", therapist="lee", id="agr-base", date="2026-11-27")
-    base = renderer.render_to(Job(base_spec, root / "base"))
-    pdf = (base / "agreement.pdf").read_bytes()
-    manifest = json.loads((base / "manifest.json").read_text())
-    initials = {c["id"]: "CX" for c in manifest["clauses"] if c["initials"]}
     t0 = time.perf_counter()
-    for i in range(n):
-        aid = f"agr-syn-{i:06d}"
-        name = f"Client Number{i} Example"
-        draft = practice.drafts / aid
-        draft.mkdir(mode=0o700)
-        body = pdf + f"\n% synthetic agreement {aid}\n".encode()
-        m = json.loads(json.dumps(manifest))
-        m["agreement"]["id"] = m["inputs"]["id"] = aid
-        m["agreement"]["client"]["name"] = m["inputs"]["client"] = name
-        m["document"] = dict(m["document"], sha256=hashlib.sha256(body).hexdigest(), bytes=len(body))
-        (draft / "agreement.pdf").write_bytes(body)
-        (draft / "manifest.json").write_bytes(canonical_json(m))
-        sign_client(practice, draft, ClientSigning(name=name, consent=True, initials=initials, intent=True,
+    specs = [make_spec(client=f"Client Number{i} Example", therapist="lee", id=f"agr-syn-{i:06d}",
+                       date="2026-11-27") for i in range(n)]
+    drafts = render_many(renderer, [Job(s, practice.drafts) for s in specs])
+    log_renders(practice, drafts)
+    print(f"  rendered {n} ({n / (time.perf_counter() - t0):.0f}/s)", file=sys.stderr)
+    initials = {c.id: "CX" for c in renderer.prepare(specs[0]).clauses if c.initials}
+    t0 = time.perf_counter()
+    for i, (spec, draft) in enumerate(zip(specs, drafts)):
+        sign_client(practice, draft, ClientSigning(name=spec.client, consent=True, initials=initials, intent=True,
                                                    identity_method="photo ID", identity_checked_by="bench"), PASS)
-        sign_therapist(practice, aid, PASS, completion=False)
+        sign_therapist(practice, spec.id, PASS, completion=False)
         shutil.rmtree(draft)
         if (i + 1) % 1000 == 0:
-            print(f"  built {i + 1}/{n} ({(i + 1) / (time.perf_counter() - t0):.0f}/s)", file=sys.stderr)
-    done.write_text(json.dumps({"n": n}))
+            print(f"  signed {i + 1}/{n} ({(i + 1) / (time.perf_counter() - t0):.0f}/s)", file=sys.stderr)
+    done.write_text(json.dumps({"n": n, "format": 2}))
     return root
 
 

@@ -56,7 +56,9 @@ def _index_ledger(db: sqlite3.Connection, ledger: Path) -> ChainReport:
     rows: list[tuple[str, int, str, str]] = []
 
     def keep(number: int, entry: dict[str, Any], line: bytes) -> None:
-        rows.append((str(entry.get("agreement_id")), number, str(entry.get("event")), line.decode("utf-8")))
+        event = str(entry.get("event"))
+        # Render entries only count drafts; verdicts never read them, so their text is not kept.
+        rows.append((str(entry.get("agreement_id")), number, event, "" if event == "render" else line.decode("utf-8")))
         if len(rows) >= 2000:
             db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
             rows.clear()
@@ -87,7 +89,7 @@ def _check(folder: str) -> tuple[str, str, str]:
 
     name = Path(folder).name
     entries = [dict(json.loads(d), _line=line) for (line, d) in _state["db"].execute(
-        "SELECT line, data FROM entries WHERE agreement_id = ? ORDER BY line", (name,))]
+        "SELECT line, data FROM entries WHERE agreement_id = ? AND event != 'render' ORDER BY line", (name,))]
     try:
         v = verify_folder(Path(folder), _state["trust"], backend="fast", cache=_state["cache"],
                           ledger_facts=(None, entries), deep=False)

@@ -165,23 +165,28 @@ class _Record:
     p7s: bytes | None
 
 
+def _read(path: str) -> bytes:
+    """A whole file (plain os paths: an audit reads five files per agreement)."""
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
 def _load_records(folder: Path, v: Verdict) -> list[_Record]:
     out = []
     names = set(os.listdir(folder))
     for name in sorted(n for n in names if len(n) > 8 and n[:2].isdigit() and n[2] == "-" and n.endswith(".json")):
-        path = folder / name
-        raw = path.read_bytes()
+        raw = _read(os.path.join(folder, name))
         try:
             data = json.loads(raw)
             if not isinstance(data, dict):
                 raise ValueError
         except ValueError:
-            v.add("record", False, "the record is not JSON: it was damaged or edited", path.name)
+            v.add("record", False, "the record is not JSON: it was damaged or edited", name)
             data = None
-        p7s = (folder / f"{name}.p7s").read_bytes() if f"{name}.p7s" in names else None
+        p7s = _read(os.path.join(folder, f"{name}.p7s")) if f"{name}.p7s" in names else None
         if p7s is None:
-            v.add("signature", False, "the signature file (.p7s) of this record is missing", path.name)
-        out.append(_Record(path.name, raw, data, p7s))
+            v.add("signature", False, "the signature file (.p7s) of this record is missing", name)
+        out.append(_Record(name, raw, data, p7s))
     for sig in sorted(n for n in names if n.endswith(".p7s")):
         if sig[:-4] not in names:
             v.add("signers", False, f"{sig} has no record beside it: a record was deleted", sig)
@@ -318,9 +323,8 @@ def _verify(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger:
     cache = cache or CertCache()
     if id(trust.root) not in cache.der_of:
         cache.keep(trust.root, trust.root_der)
-    manifest_path = folder / "manifest.json"
     try:
-        manifest_bytes = manifest_path.read_bytes()
+        manifest_bytes = _read(os.path.join(folder, "manifest.json"))
         manifest = json.loads(manifest_bytes)
         agreement_id = manifest["agreement"]["id"]
     except FileNotFoundError:
@@ -334,7 +338,7 @@ def _verify(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger:
         v.add("record-id", False, f"the folder is named '{folder.name}' but its manifest is for '{agreement_id}'")
     pdf_file = pdf_path or folder / "agreement.pdf"
     try:
-        pdf = pdf_file.read_bytes()
+        pdf = _read(str(pdf_file))
     except FileNotFoundError:
         v.add("pdf", False, f"{pdf_file.name} is missing")
         pdf = b""

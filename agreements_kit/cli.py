@@ -712,11 +712,13 @@ def intake_serve(practice_dir, host, port, tls, passphrase_file) -> None:
             cert_path, key_path = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
             cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) +
                                   pki_dir.intake().public_bytes(serialization.Encoding.PEM))
+            # ssl wants files; the key touches the disk only encrypted, with a password kept in memory.
+            secret = os.urandom(32).hex().encode()
             key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
+                                                   serialization.BestAvailableEncryption(secret)))
             key_path.chmod(0o600)
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(cert_path, key_path)
+            context.load_cert_chain(cert_path, key_path, password=secret)
     scheme = "https" if tls else "http"
     # On a wildcard address the links must use the address the staff page was reached at.
     wildcard = host in ("0.0.0.0", "::", "")

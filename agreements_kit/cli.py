@@ -661,9 +661,11 @@ def intake_open(agreement, practice_dir, role, identity, checked_by, minutes, ba
 
     qr = segno.make(link, error="m")
     if qr_file is not None:
+        import io
+
         from .fsutil import write_new
 
-        buffer = __import__("io").BytesIO()
+        buffer = io.BytesIO()
         qr.save(buffer, kind="svg", scale=6)
         write_new(qr_file, buffer.getvalue())
     click.echo(f"one-time link for {folder.id} ({role}), valid until {ticket.expires:%H:%M} UTC:")

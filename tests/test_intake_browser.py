@@ -154,6 +154,7 @@ def test_keyboard_only_client_completes_the_whole_flow(site, page, run_bin):
     assert record["method"]["drawn_signature_png_sha256"] is None
     tab_to(page, "button[type=submit]")
     page.keyboard.press("Enter")
+    page.wait_for_url("**/sign/finish")  # the closing page (a plain wait could return before navigating)
     page.wait_for_load_state()
     shot(page, "5-finished")
     assert "session is closed" in page.content()

@@ -84,3 +84,20 @@ def flip(path: Path, position: int) -> None:
     os.chmod(path, 0o600)
     Path(path).write_bytes(bytes(data))
     os.chmod(path, mode)
+
+
+AGREEMENTS_VARIABLES = ("AGREEMENTS_PASSPHRASE", "AGREEMENTS_KEY_PASSPHRASE", "AGREEMENTS_FAULT",
+                        "AGREEMENTS_PRACTICE")
+
+
+def private_copy(base: Path, tmp_path: Path, monkeypatch=None) -> Path:
+    """A copy of a module-scoped practice for one test to change; with ``monkeypatch``, the
+    agreements-kit environment variables start unset."""
+    import shutil
+
+    if monkeypatch is not None:
+        for key in AGREEMENTS_VARIABLES:
+            monkeypatch.delenv(key, raising=False)
+    dest = tmp_path / "practice"
+    shutil.copytree(base, dest)
+    return dest

@@ -36,6 +36,7 @@ from agreements_kit.sign import ClientSigning, sign_client, sign_therapist, void
 from agreements_kit.spec import make_spec
 from agreements_kit.trust import load_trust
 from agreements_kit.verify import verify_folder
+from helpers import private_copy
 
 PASS = b"practice-pass-1"
 LEE_PASS = b"lee-key-pass-1"
@@ -95,11 +96,7 @@ def base(tmp_path_factory) -> Base:
 
 @pytest.fixture
 def pr(base: Base, tmp_path: Path, monkeypatch) -> Path:
-    for key in ("AGREEMENTS_PASSPHRASE", "AGREEMENTS_KEY_PASSPHRASE", "AGREEMENTS_PRACTICE"):
-        monkeypatch.delenv(key, raising=False)
-    dest = tmp_path / "practice"
-    shutil.copytree(base.root, dest)
-    return dest
+    return private_copy(base.root, tmp_path, monkeypatch)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import private_copy
 from helpers import refused, sha256_of
 from helpers import ledger_entries as ledger
 
@@ -123,11 +124,7 @@ def base(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def pr(base: Path, tmp_path: Path, monkeypatch) -> Path:
-    for key in ("AGREEMENTS_PASSPHRASE", "AGREEMENTS_KEY_PASSPHRASE", "AGREEMENTS_FAULT", "AGREEMENTS_PRACTICE"):
-        monkeypatch.delenv(key, raising=False)
-    dest = tmp_path / "practice"
-    shutil.copytree(base, dest)
-    return dest
+    return private_copy(base, tmp_path, monkeypatch)
 
 
 def sign_as_client_in_process(pr: Path, ref: str = ONE):

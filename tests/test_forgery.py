@@ -10,7 +10,6 @@ from an ordinary certificate, a client record in someone else's name.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from agreements_kit.render import Job, Renderer
 from agreements_kit.spec import make_spec
 from agreements_kit.trust import load_trust
 from agreements_kit.verify import verify_folder
+from helpers import private_copy
 
 PASS = b"forgery-test-passphrase"
 CLIENT = "Jane Q. Doe"
@@ -44,9 +44,7 @@ def base(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def pr(base: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "practice"
-    shutil.copytree(base, copy)
-    return copy
+    return private_copy(base, tmp_path)
 
 
 def client_body(folder, name: str = CLIENT, role: str = "client") -> dict:

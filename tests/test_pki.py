@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 import pytest
+from helpers import private_copy
 from helpers import invoke, ok, refused, tree
 import yaml
 from cryptography import x509
@@ -106,9 +107,7 @@ def base(tmp_path_factory) -> Path:
 @pytest.fixture
 def pr(base: Path, tmp_path: Path) -> Path:
     """A private copy of ``base`` for tests that change it."""
-    dest = tmp_path / "practice"
-    shutil.copytree(base, dest)
-    return dest
+    return private_copy(base, tmp_path)
 
 
 # --------------------------------------------------------------------------- init

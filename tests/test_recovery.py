@@ -8,7 +8,6 @@ archive as if the interrupted step had completed or had never started.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from agreements_kit.render import Job, Renderer
 from agreements_kit.spec import make_spec
 from agreements_kit.trust import load_trust
 from agreements_kit.verify import verify_folder
+from helpers import private_copy
 from helpers import refused, tree
 
 PASS = "recovery-test-passphrase"
@@ -41,9 +41,7 @@ def base(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def pr(base: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "practice"
-    shutil.copytree(base, copy)
-    return copy
+    return private_copy(base, tmp_path)
 
 
 def sign_client(run_bin, pr: Path, aid: str, fault: str | None = None, name: str = "Jane Q. Doe"):

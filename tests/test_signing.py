@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import private_copy
 from helpers import flip, invoke, ok, refused, sha256_of, tree
 from helpers import ledger_entries as ledger
 from cryptography import x509
@@ -144,11 +145,7 @@ def base(tmp_path_factory) -> Path:
 @pytest.fixture
 def pr(base: Path, tmp_path: Path, monkeypatch) -> Path:
     """A private copy of ``base``; the passphrase variables start unset."""
-    for key in ("AGREEMENTS_PASSPHRASE", "AGREEMENTS_KEY_PASSPHRASE", "AGREEMENTS_FAULT", "AGREEMENTS_PRACTICE"):
-        monkeypatch.delenv(key, raising=False)
-    dest = tmp_path / "practice"
-    shutil.copytree(base, dest)
-    return dest
+    return private_copy(base, tmp_path, monkeypatch)
 
 
 @dataclass

@@ -93,12 +93,9 @@ def _check(folder: str) -> tuple[str, str, str]:
     try:
         v = verify_folder(Path(folder), _state["trust"], backend="fast", cache=_state["cache"],
                           ledger_facts=(None, entries), deep=False)
-    except CannotCheck as exc:
+    except CannotCheck as exc:  # (verify_folder turns any other damage into an invalid verdict)
         v = Verdict(name, folder, "invalid")
         v.add("folder", False, str(exc))
-    except Exception as exc:  # one damaged agreement must not stop the audit of the others
-        v = Verdict(name, folder, "invalid")
-        v.add("folder", False, f"could not be checked ({type(exc).__name__}): its files are damaged or were edited")
     agreement_id = v.agreement_id if v.agreement_id == name else name
     return agreement_id, v.status, json.dumps({
         "id": agreement_id, "status": v.status, "headline": v.headline(),

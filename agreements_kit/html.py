@@ -16,7 +16,7 @@ from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from .agreement import Agreement
 from .errors import RenderError
@@ -112,5 +112,3 @@ def render_html(agreement: Agreement, template_dir: Path) -> str:
     except (UndefinedError, TemplateError) as exc:
         raise RenderError(f"template {PAGE_TEMPLATE} failed to render: {exc}", path=template_dir) from None
 
-
-__all__ = ["render_html", "template_digest", "paragraphs", "escape"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
 import secrets
 import time
 from pathlib import Path
@@ -366,22 +367,28 @@ def decode_drawing(value: str) -> bytes | None:
 
 
 def awaiting(practice: Practice) -> list[dict[str, str]]:
-    """Drafts (and archived agreements) that no client has signed yet: for staff only."""
+    """Agreements no client has signed yet: for staff only.
+
+    Drafts not yet archived, and archived agreements without any record (a first
+    signature interrupted after admission). Archived folders are only listed, not
+    loaded, unless they hold no record: a record means the client signed, or it was voided.
+    """
     out = []
-    seen = set()
-    for base in (practice.archive, practice.drafts):
-        if not base.is_dir():
+    candidates = []
+    if practice.archive.is_dir():
+        for path in sorted(practice.archive.iterdir()):
+            if path.is_dir() and not path.name.startswith(".") and \
+                    not any(n[:2].isdigit() and n.endswith(".json") for n in os.listdir(path)):
+                candidates.append(path)
+    if practice.drafts.is_dir():
+        candidates += [p for p in sorted(practice.drafts.iterdir()) if p.is_dir() and not p.name.startswith(".")
+                       and not (practice.archive / p.name).exists()]
+    for path in candidates:
+        try:
+            folder = load_folder(path)
+        except AgreementsError:
             continue
-        for path in sorted(base.iterdir()):
-            if not path.is_dir() or path.name.startswith(".") or path.name in seen:
-                continue
-            try:
-                folder = load_folder(path)
-            except AgreementsError:
-                continue
-            seen.add(path.name)
-            if not folder.awaiting_client:
-                continue
+        if folder.awaiting_client:
             out.append({"id": folder.id, "client": folder.client_name, "date": folder.manifest["agreement"]["date"]})
     return out
 

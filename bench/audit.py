@@ -36,12 +36,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agreements_kit.demo import DEMO_PRACTICE  # noqa: E402
-from agreements_kit.pki import PKI  # noqa: E402
-from agreements_kit.practice import init_practice, load_practice  # noqa: E402
-from agreements_kit.render import Job, Renderer  # noqa: E402
-from agreements_kit.sign import ClientSigning, sign_client, sign_therapist  # noqa: E402
-from agreements_kit.spec import make_spec  # noqa: E402
+from agreements_kit.cli.demo import DEMO_PRACTICE  # noqa: E402
+from agreements_kit.signing.pki import PKI  # noqa: E402
+from agreements_kit.signing.setup import init_practice
+from agreements_kit.authoring.practice import load_practice  # noqa: E402
+from agreements_kit.authoring.render import Job, Renderer  # noqa: E402
+from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapist  # noqa: E402
+from agreements_kit.authoring.spec import make_spec  # noqa: E402
 
 PASS = b"bench-passphrase"
 OUT = REPO / "bench" / "out"
@@ -65,7 +66,8 @@ def build(root: Path, n: int) -> Path:
     Every agreement is rendered for real (a one-page template: clause titles and
     summaries, so building 10,000 stays affordable) and signed through the real code.
     """
-    from agreements_kit.render import log_renders, render_many
+    from agreements_kit.signing.renders import log_renders
+    from agreements_kit.authoring.render import render_many
 
     done = root / "built.json"
     if done.exists() and json.loads(done.read_text()) == {"n": n, "format": 2}:
@@ -133,8 +135,8 @@ def openssl_per_sig(pairs, root: Path) -> float:
 
 
 def pyhanko_per_sig(pairs, root: Path) -> float:
-    from agreements_kit.cmscheck import check_pyhanko
-    from agreements_kit.trust import load_trust
+    from agreements_kit.verification.cmscheck import check_pyhanko
+    from agreements_kit.verification.trust import load_trust
 
     trust = load_trust(root)
     t0 = time.perf_counter()
@@ -156,7 +158,7 @@ def run_audit(practice: Path) -> dict[str, float]:
         "print(p.returncode, wall, u.ru_utime + u.ru_stime, u.ru_maxrss)\n"
         "sys.stderr.write(p.stdout[-2000:] + p.stderr[-2000:])\n"
     )
-    cli = [sys.executable, "-m", "agreements_kit.cli", "audit", str(practice / "signed")]
+    cli = [sys.executable, "-m", "agreements_kit.cli.commands", "audit", str(practice / "signed")]
     out = subprocess.run([sys.executable, "-c", probe, *cli], capture_output=True, text=True, cwd=REPO,
                          check=True)
     code, wall, cpu, rss = out.stdout.split()

@@ -29,10 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agreements_kit.demo import DEMO_PRACTICE  # noqa: E402
-from agreements_kit.practice import init_practice  # noqa: E402
-from agreements_kit.render import Job, Renderer, render_many  # noqa: E402
-from agreements_kit.spec import make_spec  # noqa: E402
+from agreements_kit.cli.demo import DEMO_PRACTICE  # noqa: E402
+from agreements_kit.authoring.practice import init_practice  # noqa: E402
+from agreements_kit.authoring.render import Job, Renderer, render_many  # noqa: E402
+from agreements_kit.authoring.spec import make_spec  # noqa: E402
 
 
 def specs(n: int, prefix: str):
@@ -44,9 +44,10 @@ def specs(n: int, prefix: str):
 def overhead(renderer: Renderer, n: int, out: Path) -> dict[str, float]:
     from weasyprint import HTML, Attachment
 
-    from agreements_kit import pdf
-    from agreements_kit.html import render_html
-    from agreements_kit.manifest import build_manifest, canonical_json
+    from agreements_kit.authoring import pdf
+    from agreements_kit.authoring.html import render_html
+    from agreements_kit.authoring.manifest import build_manifest
+    from agreements_kit.formats.jsonio import canonical_json
 
     base_url = renderer.template_dir.resolve().as_uri() + "/"
     fetcher = pdf.TemplateFolderFetcher(renderer.template_dir)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agreements_kit.cli import main
-from agreements_kit.practice import init_practice
+from agreements_kit.cli.commands import main
+from agreements_kit.signing.setup import init_practice
 from agreements_kit.resources import clauses_dir
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from agreements_kit.cli import main
+from agreements_kit.cli.commands import main
 
 ZEROS = "0" * 64
 

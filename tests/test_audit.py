@@ -25,17 +25,19 @@ from pathlib import Path
 
 import pytest
 
-from agreements_kit import cms
-from agreements_kit import sign as sign_module
-from agreements_kit.pki import PKI, load_cert, load_key, utcnow
-from agreements_kit.practice import init_practice, load_practice
-from agreements_kit.record import canonical
-from agreements_kit.render import Job, Renderer, log_renders
+from agreements_kit.signing import cms
+from agreements_kit.signing import sign as sign_module
+from agreements_kit.signing.pki import PKI, load_cert, load_key, utcnow
+from agreements_kit.signing.setup import init_practice
+from agreements_kit.authoring.practice import load_practice
+from agreements_kit.formats.jsonio import canonical
+from agreements_kit.authoring.render import Job, Renderer
+from agreements_kit.signing.renders import log_renders
 from agreements_kit.resources import clauses_dir
-from agreements_kit.sign import ClientSigning, sign_client, sign_therapist, void
-from agreements_kit.spec import make_spec
-from agreements_kit.trust import load_trust
-from agreements_kit.verify import verify_folder
+from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapist, void
+from agreements_kit.authoring.spec import make_spec
+from agreements_kit.verification.trust import load_trust
+from agreements_kit.verification.verify import verify_folder
 from helpers import private_copy
 
 PASS = b"practice-pass-1"

@@ -18,7 +18,7 @@ import pytest
 from helpers import refused, tree
 
 from agreements_kit.errors import RenderError
-from agreements_kit.render import write_draft
+from agreements_kit.authoring.render import write_draft
 
 CLIENT = "Jane Q. Doe"
 DATE = "2026-11-27"

@@ -22,11 +22,13 @@ from helpers import private_copy
 from helpers import refused, sha256_of
 from helpers import ledger_entries as ledger
 
-from agreements_kit.pki import PKI
-from agreements_kit.practice import init_practice, load_practice
-from agreements_kit.render import Job, Renderer, log_renders
-from agreements_kit.sign import ClientSigning, sign_client
-from agreements_kit.spec import make_spec
+from agreements_kit.signing.pki import PKI
+from agreements_kit.signing.setup import init_practice
+from agreements_kit.authoring.practice import load_practice
+from agreements_kit.authoring.render import Job, Renderer
+from agreements_kit.signing.renders import log_renders
+from agreements_kit.signing.sign import ClientSigning, sign_client
+from agreements_kit.authoring.spec import make_spec
 
 PRACTICE_PASS = "practice-pass-1"
 LEE_PASS = "lee-key-pass-1"

@@ -18,14 +18,16 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agreements_kit import record, sign
-from agreements_kit.archive import Archive
-from agreements_kit.pki import PKI, load_cert, load_key, utcnow
-from agreements_kit.practice import init_practice, load_practice
-from agreements_kit.render import Job, Renderer
-from agreements_kit.spec import make_spec
-from agreements_kit.trust import load_trust
-from agreements_kit.verify import verify_folder
+from agreements_kit.formats import record
+from agreements_kit.signing import sign
+from agreements_kit.store.archive import Archive
+from agreements_kit.signing.pki import PKI, load_cert, load_key, utcnow
+from agreements_kit.signing.setup import init_practice
+from agreements_kit.authoring.practice import load_practice
+from agreements_kit.authoring.render import Job, Renderer
+from agreements_kit.authoring.spec import make_spec
+from agreements_kit.verification.trust import load_trust
+from agreements_kit.verification.verify import verify_folder
 from helpers import private_copy
 
 PASS = b"forgery-test-passphrase"

@@ -36,13 +36,16 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from agreements_kit import intake, web
-from agreements_kit.intake import IntakeError, TicketStore
-from agreements_kit.practice import init_practice, load_practice
-from agreements_kit.render import Job, Renderer, log_renders
-from agreements_kit.sign import ClientSigning, sign_client
-from agreements_kit.spec import make_spec
-from agreements_kit.web import create_app
+from agreements_kit.intake import tickets as intake
+from agreements_kit.intake import app as web
+from agreements_kit.intake.tickets import IntakeError, TicketStore
+from agreements_kit.signing.setup import init_practice
+from agreements_kit.authoring.practice import load_practice
+from agreements_kit.authoring.render import Job, Renderer
+from agreements_kit.signing.renders import log_renders
+from agreements_kit.signing.sign import ClientSigning, sign_client
+from agreements_kit.authoring.spec import make_spec
+from agreements_kit.intake.app import create_app
 
 PASS = "practice-pass-1"
 A_ID = "agr-web-alpha"

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from agreements_kit.demo import DEMO_PRACTICE
-from agreements_kit.intake import TicketStore
-from agreements_kit.pki import PKI
-from agreements_kit.practice import init_practice, load_practice
-from agreements_kit.render import Job, Renderer
-from agreements_kit.sign import sign_therapist
-from agreements_kit.spec import make_spec
-from agreements_kit.web import create_app, intake_link
+from agreements_kit.cli.demo import DEMO_PRACTICE
+from agreements_kit.intake.tickets import TicketStore
+from agreements_kit.signing.pki import PKI
+from agreements_kit.signing.setup import init_practice
+from agreements_kit.authoring.practice import load_practice
+from agreements_kit.authoring.render import Job, Renderer
+from agreements_kit.signing.sign import sign_therapist
+from agreements_kit.authoring.spec import make_spec
+from agreements_kit.intake.app import create_app, intake_link
 
 CHROMIUM = "/usr/bin/chromium"
 PASS = b"browser-test-passphrase"

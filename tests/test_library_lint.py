@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from agreements_kit.errors import LibraryError, LibraryProblems
-from agreements_kit.library import load_library
+from agreements_kit.authoring.library import load_library
 from agreements_kit.resources import clauses_dir
 
 HARD_PROSE = ("Notwithstanding the aforementioned considerations, the organizational implementation of "

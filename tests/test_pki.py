@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agreements_kit.cli import main
-from agreements_kit.pki import PKI
-from agreements_kit.practice import load_practice
+from agreements_kit.cli.commands import main
+from agreements_kit.signing.pki import PKI
+from agreements_kit.authoring.practice import load_practice
 
 PRACTICE_PASS = "practice-pass-1"
 LEE_PASS = "lee-key-pass-1"

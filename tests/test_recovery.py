@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from agreements_kit.manifest import canonical_json
-from agreements_kit.practice import init_practice
-from agreements_kit.render import Job, Renderer
-from agreements_kit.spec import make_spec
-from agreements_kit.trust import load_trust
-from agreements_kit.verify import verify_folder
+from agreements_kit.formats.jsonio import canonical_json
+from agreements_kit.signing.setup import init_practice
+from agreements_kit.authoring.render import Job, Renderer
+from agreements_kit.authoring.spec import make_spec
+from agreements_kit.verification.trust import load_trust
+from agreements_kit.verification.verify import verify_folder
 from helpers import private_copy
 from helpers import refused, tree
 
@@ -27,7 +27,7 @@ ONE, TWO = "agr-rec-0001", "agr-rec-0002"
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
-    from agreements_kit.pki import PKI
+    from agreements_kit.signing.pki import PKI
 
     root = tmp_path_factory.mktemp("recovery") / "practice"
     init_practice(root, name="Recovery Practice", jurisdiction="US", passphrase=PASS.encode(),

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from agreements_kit.html import template_digest
-from agreements_kit.library import load_library
-from agreements_kit.manifest import canonical_json
+from agreements_kit.authoring.html import template_digest
+from agreements_kit.authoring.library import load_library
+from agreements_kit.formats.jsonio import canonical_json
 from agreements_kit.resources import clauses_dir, templates_dir
 
 needs_poppler = pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils not installed")

@@ -34,14 +34,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
-from agreements_kit.archive import ArchiveError
-from agreements_kit.pki import PKI, PKIError, utcnow
-from agreements_kit.practice import init_practice, load_practice
-from agreements_kit.record import INTENT
-from agreements_kit.render import Job, Renderer, log_renders
+from agreements_kit.store.archive import ArchiveError
+from agreements_kit.signing.pki import PKI, PKIError, utcnow
+from agreements_kit.signing.setup import init_practice
+from agreements_kit.authoring.practice import load_practice
+from agreements_kit.formats.record import INTENT
+from agreements_kit.authoring.render import Job, Renderer
+from agreements_kit.signing.renders import log_renders
 from agreements_kit.resources import templates_dir
-from agreements_kit.sign import ClientSigning, sign_client, sign_therapist
-from agreements_kit.spec import make_spec
+from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapist
+from agreements_kit.authoring.spec import make_spec
 
 PRACTICE_PASS = "practice-pass-1"
 LEE_PASS = "lee-key-pass-1"

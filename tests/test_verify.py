@@ -33,17 +33,19 @@ from pathlib import Path
 
 import pytest
 
-from agreements_kit import cms
-from agreements_kit import sign as sign_module
-from agreements_kit.cmscheck import check_fast, check_pyhanko
-from agreements_kit.pki import PKI, load_cert, load_key, utcnow
-from agreements_kit.practice import init_practice, load_practice
-from agreements_kit.record import canonical
-from agreements_kit.render import Job, Renderer, log_renders
-from agreements_kit.sign import ClientSigning, sign_client, sign_therapist, void
-from agreements_kit.spec import make_spec
-from agreements_kit.trust import Trust, load_trust
-from agreements_kit.verify import Verdict, verify_folder
+from agreements_kit.signing import cms
+from agreements_kit.signing import sign as sign_module
+from agreements_kit.verification.cmscheck import check_fast, check_pyhanko
+from agreements_kit.signing.pki import PKI, load_cert, load_key, utcnow
+from agreements_kit.signing.setup import init_practice
+from agreements_kit.authoring.practice import load_practice
+from agreements_kit.formats.jsonio import canonical
+from agreements_kit.authoring.render import Job, Renderer
+from agreements_kit.signing.renders import log_renders
+from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapist, void
+from agreements_kit.authoring.spec import make_spec
+from agreements_kit.verification.trust import Trust, load_trust
+from agreements_kit.verification.verify import Verdict, verify_folder
 from helpers import private_copy
 
 PASS = b"practice-pass-1"
@@ -919,7 +921,7 @@ def test_cli_standalone_pdf_copy_tampered(cli, pr: Path, tmp_path: Path, monkeyp
 
 IMPORT_PROBE = """
 import json, sys
-from agreements_kit.cli import main
+from agreements_kit.cli.commands import main
 try:
     main.main(args=sys.argv[1:], prog_name="agreements", standalone_mode=False)
     code = 0

@@ -82,8 +82,8 @@ def test_a_pdf_whose_embedded_id_is_not_an_id_cannot_be_checked(pr: Path, run_bi
 def test_reproduce_ignores_a_newer_python_patch_release(pr: Path, monkeypatch):
     import platform
 
-    from agreements_kit.practice import load_practice
-    from agreements_kit.reproduce import reproduce
+    from agreements_kit.authoring.practice import load_practice
+    from agreements_kit.verification.reproduce import reproduce
 
     practice = load_practice(pr)
     monkeypatch.setattr(platform, "python_version", lambda: "3.99.1")

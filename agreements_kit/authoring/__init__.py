@@ -1,0 +1,1 @@
+"""Authoring: clause library -> agreement -> HTML -> PDF, and the practice's settings."""

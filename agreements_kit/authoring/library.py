@@ -1,0 +1,568 @@
+"""The clause library: versioned YAML clauses, loaded and checked in one place.
+
+A library is a folder::
+
+    library.yaml            name, version, areas, jurisdictions, source commitments
+    <area>.yaml             the clauses of one area, in agreement order
+    jurisdictions/*.yaml    jurisdiction variants that replace a clause's text
+
+Loading checks everything a clinician could get wrong before anything is rendered
+(unknown or missing keys, wrong types, duplicate ids, bodies that use undeclared
+variables, declared variables never used, variants of unknown clauses) and reports
+each problem with its file and line. The format is documented in
+``docs/clause-library.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from agreements_kit.authoring import yamlfile
+from agreements_kit.errors import LibraryError, LibraryProblems
+from agreements_kit.authoring.yamlfile import LineDict, LineList
+
+#: Names every clause body may use without declaring them, and their attributes.
+BUILTINS: dict[str, frozenset[str]] = {
+    "client": frozenset({"name"}),
+    "therapist": frozenset({"id", "name", "credentials"}),
+    "practice": frozenset({"name", "phone", "address", "email"}),
+    "agreement": frozenset({"id", "date", "jurisdiction", "jurisdiction_name"}),
+}
+
+VARIABLE_TYPES = {"string": str, "integer": int, "boolean": bool}
+
+ID_RE = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)*$")
+VAR_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+JURISDICTION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A typed value a clause body needs, filled per practice or per agreement."""
+
+    name: str
+    type: str
+    description: str
+    default: Any = None
+    has_default: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.type, "description": self.description}
+        if self.has_default:
+            d["default"] = self.default
+        return d
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One commitment text. ``jurisdiction`` is set when a variant was applied."""
+
+    id: str
+    version: int
+    title: str
+    area: str
+    body: str
+    summary: str
+    variables: dict[str, Variable]
+    initials: bool
+    covers: tuple[str, ...]
+    path: Path
+    line: int
+    jurisdiction: str | None = None
+    variant_version: int | None = None
+    note: str | None = None
+
+    def canonical(self) -> dict[str, Any]:
+        """The content that defines this clause, as plain JSON-able data."""
+        d: dict[str, Any] = {
+            "id": self.id,
+            "version": self.version,
+            "title": self.title,
+            "area": self.area,
+            "body": self.body,
+            "summary": self.summary,
+            "variables": {n: v.as_dict() for n, v in sorted(self.variables.items())},
+            "initials": self.initials,
+            "covers": list(self.covers),
+        }
+        if self.jurisdiction is not None:
+            d["jurisdiction"] = self.jurisdiction
+            d["variant_version"] = self.variant_version
+        return d
+
+    def sha256(self) -> str:
+        """SHA-256 of the canonical JSON (sorted keys, no spaces, UTF-8).
+
+        The manifest records it so an auditor can tell that the text agreed to is
+        exactly this version of this clause, whatever happened to the YAML layout.
+        """
+        data = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Jurisdiction-specific text that replaces a clause's title, body and summary."""
+
+    clause: str
+    jurisdiction: str
+    version: int
+    summary: str
+    body: str
+    path: Path
+    line: int
+    title: str | None = None
+    variables: dict[str, Variable] | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Area:
+    id: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Commitment:
+    """One promise of the source agreement, in this project's words."""
+
+    id: str
+    paragraph: int
+    text: str
+    line: int = field(default=0, compare=False)
+
+
+@dataclass
+class Library:
+    root: Path
+    name: str
+    version: int
+    title: str
+    language: str
+    default_jurisdiction: str
+    jurisdictions: dict[str, str]
+    areas: list[Area]
+    source_title: str
+    source_origin: str
+    commitments: list[Commitment]
+    clauses: dict[str, Clause] = field(default_factory=dict)
+    variants: dict[tuple[str, str], Variant] = field(default_factory=dict)
+
+    def clause(self, clause_id: str, jurisdiction: str | None = None) -> Clause:
+        """The clause as it applies in ``jurisdiction`` (its variant, if one exists)."""
+        base = self.clauses[clause_id]
+        variant = self.variants.get((jurisdiction or self.default_jurisdiction, clause_id))
+        if variant is None:
+            return base
+        return replace(
+            base,
+            title=variant.title or base.title,
+            body=variant.body,
+            summary=variant.summary,
+            variables=variant.variables if variant.variables is not None else base.variables,
+            path=variant.path,
+            line=variant.line,
+            jurisdiction=variant.jurisdiction,
+            variant_version=variant.version,
+            note=variant.note,
+        )
+
+    def variables(self) -> dict[str, Variable]:
+        """Every variable any clause or variant declares (types agree; checked at load)."""
+        found: dict[str, Variable] = {}
+        for c in self.clauses.values():
+            found.update({k: v for k, v in c.variables.items() if k not in found})
+        for v in self.variants.values():
+            found.update({k: x for k, x in (v.variables or {}).items() if k not in found})
+        return found
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Checker:
+    """Collects problems so that one load reports all of them."""
+
+    def __init__(self) -> None:
+        self.problems: list[LibraryError] = []
+
+    def add(self, message: str, path: Path, line: int | None) -> None:
+        self.problems.append(LibraryError(message, path=path, line=line))
+
+    def mapping(self, value: Any, what: str, path: Path, line: int) -> LineDict | None:
+        if not isinstance(value, LineDict):
+            self.add(f"{what} must be a mapping, not {_kind(value)}", path, line)
+            return None
+        return value
+
+    def keys(self, d: LineDict, required: set[str], optional: set[str], what: str, path: Path) -> bool:
+        ok = True
+        for key in d:
+            if key not in required and key not in optional:
+                allowed = ", ".join(sorted(required | optional))
+                self.add(f"unknown key '{key}' in {what} (allowed: {allowed})", path, d.line_of(key))
+                ok = False
+        for key in sorted(required - set(d)):
+            self.add(f"missing key '{key}' in {what}", path, d.line)
+            ok = False
+        return ok
+
+    def typed(self, d: LineDict, key: str, kind: type, what: str, path: Path) -> bool:
+        value = d.get(key)
+        if kind is int:
+            good = isinstance(value, int) and not isinstance(value, bool)
+        elif kind is str:
+            good = isinstance(value, str) and value.strip() != ""
+        else:
+            good = isinstance(value, kind)
+        if not good:
+            expected = {int: "an integer", str: "a non-empty string", bool: "true or false", list: "a list"}[kind]
+            self.add(f"'{key}' of {what} must be {expected}, not {_kind(value)}", path, d.line_of(key))
+        return good
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+_ENV = SandboxedEnvironment(autoescape=True)
+
+
+def _parse_variables(ck: _Checker, raw: Any, what: str, path: Path, line: int) -> dict[str, Variable]:
+    if raw is None:
+        return {}
+    d = ck.mapping(raw, f"'variables' of {what}", path, line)
+    if d is None:
+        return {}
+    out: dict[str, Variable] = {}
+    for name, spec in d.items():
+        vline = d.line_of(name)
+        if not isinstance(name, str) or not VAR_RE.match(name) or name in BUILTINS:
+            ck.add(f"variable name '{name}' of {what} must be lowercase letters, digits and '_' "
+                   f"and not one of {', '.join(sorted(BUILTINS))}", path, vline)
+            continue
+        vd = ck.mapping(spec, f"variable '{name}' of {what}", path, vline)
+        if vd is None:
+            continue
+        vwhat = f"variable '{name}' of {what}"
+        if not ck.keys(vd, {"type", "description"}, {"default"}, vwhat, path):
+            continue
+        if vd["type"] not in VARIABLE_TYPES:
+            ck.add(f"'type' of {vwhat} must be one of {', '.join(VARIABLE_TYPES)}, not '{vd['type']}'",
+                   path, vd.line_of("type"))
+            continue
+        if not ck.typed(vd, "description", str, vwhat, path):
+            continue
+        has_default = "default" in vd
+        if has_default:
+            problem = type_problem(vd["type"], vd["default"])
+            if problem:
+                ck.add(f"'default' of {vwhat} {problem}", path, vd.line_of("default"))
+                continue
+        out[name] = Variable(name, vd["type"], vd["description"], vd.get("default"), has_default)
+    return out
+
+
+def type_problem(type_name: str, value: Any) -> str | None:
+    """Why ``value`` is not of the variable type ``type_name``, or None if it is."""
+    if type_name == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif type_name == "boolean":
+        ok = isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    return None if ok else f"must be {'an' if type_name == 'integer' else 'a'} {type_name}, not {_kind(value)}"
+
+
+def _check_body(ck: _Checker, body: str, variables: dict[str, Variable], what: str, path: Path, line: int) -> None:
+    """A body may use the built-ins and its declared variables, and must use every one it declares."""
+    try:
+        ast = _ENV.parse(body)
+    except TemplateSyntaxError as exc:
+        ck.add(f"template error in body of {what}: {exc.message}", path, line + (exc.lineno or 1))
+        return
+    used = meta.find_undeclared_variables(ast)
+    for name in sorted(used - set(variables) - set(BUILTINS)):
+        ck.add(f"body of {what} uses undeclared variable '{name}'", path, line)
+    for name in sorted(set(variables) - used):
+        ck.add(f"variable '{name}' of {what} is declared but never used in its body", path, line)
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        if not (isinstance(node.node, nodes.Name) and node.node.name in BUILTINS):
+            continue
+        base = node.node.name
+        allowed = ", ".join(sorted(BUILTINS[base]))
+        if isinstance(node, nodes.Getattr):
+            attr = node.attr
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            attr = node.arg.value
+        else:
+            ck.add(f"body of {what} indexes '{base}' with a computed key; use {base}.NAME (allowed: {allowed})",
+                   path, line + node.lineno)
+            continue
+        if attr not in BUILTINS[base]:
+            ck.add(f"body of {what} uses '{base}.{attr}' (allowed: {allowed})", path, line + node.lineno)
+
+
+def load_library(root: str | Path) -> Library:
+    """Load and check the library in folder ``root``; raise on any problem."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LibraryError("clause library folder not found", path=root)
+    ck = _Checker()
+    lib = _load_index(ck, root)
+    if lib is None:
+        raise LibraryProblems(ck.problems)
+    area_ids = [a.id for a in lib.areas]
+    by_area: dict[str, list[Clause]] = {a: [] for a in area_ids}
+    seen_areas: dict[str, Path] = {}
+    for path in sorted(root.glob("*.yaml")):
+        if path.name == "library.yaml":
+            continue
+        for clause in _load_area_file(ck, path, lib, seen_areas):
+            if clause.id in lib.clauses:
+                other = lib.clauses[clause.id]
+                ck.add(f"duplicate clause id '{clause.id}' (first at {other.path.name}:{other.line})",
+                       path, clause.line)
+                continue
+            lib.clauses[clause.id] = clause
+            by_area[clause.area].append(clause)
+    # Agreement order: areas in library order, clauses in file order.
+    lib.clauses = {c.id: c for a in area_ids for c in by_area[a]}
+    for area in area_ids:
+        if area not in seen_areas:
+            ck.add(f"area '{area}' has no clause file ({area}.yaml)", root / "library.yaml", None)
+    jdir = root / "jurisdictions"
+    if jdir.is_dir():
+        for path in sorted(jdir.glob("*.yaml")):
+            for variant in _load_variant_file(ck, path, lib):
+                key = (variant.jurisdiction, variant.clause)
+                if key in lib.variants:
+                    ck.add(f"duplicate variant of '{variant.clause}' for {variant.jurisdiction}", path, variant.line)
+                    continue
+                lib.variants[key] = variant
+    _check_cross(ck, lib)
+    if ck.problems:
+        raise LibraryProblems(ck.problems)
+    return lib
+
+
+def _load_index(ck: _Checker, root: Path) -> Library | None:
+    path = root / "library.yaml"
+    if not path.is_file():
+        ck.add("library.yaml not found in the clause library folder", root, None)
+        return None
+    d = ck.mapping(yamlfile.load(path, LibraryError), "library.yaml", path, 1)
+    if d is None:
+        return None
+    req = {"library", "version", "title", "language", "default_jurisdiction", "jurisdictions", "areas", "source"}
+    if not ck.keys(d, req, set(), "library.yaml", path):
+        return None
+    ok = all([ck.typed(d, "library", str, "the library", path), ck.typed(d, "version", int, "the library", path),
+              ck.typed(d, "title", str, "the library", path), ck.typed(d, "language", str, "the library", path),
+              ck.typed(d, "default_jurisdiction", str, "the library", path)])
+    jur = ck.mapping(d["jurisdictions"], "'jurisdictions'", path, d.line_of("jurisdictions"))
+    jurisdictions: dict[str, str] = {}
+    for code, name in (jur or {}).items():
+        if not isinstance(code, str) or not JURISDICTION_RE.match(code) or not isinstance(name, str):
+            ck.add(f"jurisdiction '{code}' must look like US or US-NY and have a name", path, jur.line_of(code))
+            ok = False
+        else:
+            jurisdictions[code] = name
+    if ok and d["default_jurisdiction"] not in jurisdictions:
+        ck.add(f"default_jurisdiction '{d['default_jurisdiction']}' is not in 'jurisdictions'", path,
+               d.line_of("default_jurisdiction"))
+        ok = False
+    areas: list[Area] = []
+    raw_areas = d["areas"]
+    if not isinstance(raw_areas, LineList) or not raw_areas:
+        ck.add("'areas' must be a non-empty list", path, d.line_of("areas"))
+        ok = False
+    else:
+        for i, a in enumerate(raw_areas):
+            ad = ck.mapping(a, "an area", path, raw_areas.line_of(i))
+            if ad is None or not ck.keys(ad, {"id", "title"}, set(), "an area", path):
+                ok = False
+                continue
+            if not (ck.typed(ad, "id", str, "an area", path) and ck.typed(ad, "title", str, "an area", path)):
+                ok = False
+                continue
+            if not ID_RE.match(ad["id"]) or "." in ad["id"]:
+                ck.add(f"area id '{ad['id']}' must be lowercase letters, digits and '-'", path, ad.line_of("id"))
+                ok = False
+            elif any(x.id == ad["id"] for x in areas):
+                ck.add(f"duplicate area id '{ad['id']}'", path, ad.line_of("id"))
+                ok = False
+            else:
+                areas.append(Area(ad["id"], ad["title"]))
+    commitments: list[Commitment] = []
+    src = ck.mapping(d["source"], "'source'", path, d.line_of("source"))
+    title = origin = ""
+    if src is None or not ck.keys(src, {"title", "origin", "commitments"}, set(), "'source'", path):
+        ok = False
+    else:
+        title, origin = src["title"], src["origin"]
+        raw = src["commitments"]
+        if not isinstance(raw, LineList) or not raw:
+            ck.add("'commitments' of 'source' must be a non-empty list", path, src.line_of("commitments"))
+            ok = False
+        else:
+            for i, c in enumerate(raw):
+                cd = ck.mapping(c, "a commitment", path, raw.line_of(i))
+                if cd is None or not ck.keys(cd, {"id", "paragraph", "text"}, set(), "a commitment", path):
+                    ok = False
+                    continue
+                if not (ck.typed(cd, "id", str, "a commitment", path)
+                        and ck.typed(cd, "paragraph", int, "a commitment", path)
+                        and ck.typed(cd, "text", str, "a commitment", path)):
+                    ok = False
+                    continue
+                if any(x.id == cd["id"] for x in commitments):
+                    ck.add(f"duplicate commitment id '{cd['id']}'", path, cd.line_of("id"))
+                    ok = False
+                    continue
+                commitments.append(Commitment(cd["id"], cd["paragraph"], cd["text"], cd.line))
+    if not ok:
+        return None
+    return Library(root=root, name=d["library"], version=d["version"], title=d["title"], language=d["language"],
+                   default_jurisdiction=d["default_jurisdiction"], jurisdictions=jurisdictions, areas=areas,
+                   source_title=title, source_origin=origin, commitments=commitments)
+
+
+_CLAUSE_REQUIRED = {"id", "version", "title", "initials", "covers", "summary", "body"}
+_CLAUSE_OPTIONAL = {"variables"}
+
+
+def _load_area_file(ck: _Checker, path: Path, lib: Library, seen: dict[str, Path]) -> list[Clause]:
+    d = ck.mapping(yamlfile.load(path, LibraryError), "a clause file", path, 1)
+    if d is None or not ck.keys(d, {"area", "clauses"}, set(), "a clause file", path):
+        return []
+    area = d["area"]
+    if area not in {a.id for a in lib.areas}:
+        ck.add(f"unknown area '{area}' (library.yaml declares: {', '.join(a.id for a in lib.areas)})",
+               path, d.line_of("area"))
+        return []
+    if area in seen:
+        ck.add(f"area '{area}' is already defined in {seen[area].name}", path, d.line_of("area"))
+        return []
+    seen[area] = path
+    raw = d["clauses"]
+    if not isinstance(raw, LineList):
+        ck.add("'clauses' must be a list", path, d.line_of("clauses"))
+        return []
+    out = []
+    for i, c in enumerate(raw):
+        cd = ck.mapping(c, "a clause", path, raw.line_of(i))
+        if cd is None:
+            continue
+        what = f"clause '{cd.get('id')}'" if isinstance(cd.get("id"), str) else "a clause"
+        if not ck.keys(cd, _CLAUSE_REQUIRED, _CLAUSE_OPTIONAL, what, path):
+            continue
+        ok = all([ck.typed(cd, "id", str, what, path), ck.typed(cd, "version", int, what, path),
+                  ck.typed(cd, "title", str, what, path), ck.typed(cd, "initials", bool, what, path),
+                  ck.typed(cd, "summary", str, what, path), ck.typed(cd, "body", str, what, path)])
+        if not ok:
+            continue
+        cid = cd["id"]
+        if not ID_RE.match(cid) or not cid.startswith(area + "."):
+            ck.add(f"clause id '{cid}' must be lowercase and start with '{area}.'", path, cd.line_of("id"))
+            continue
+        if cd["version"] < 1:
+            ck.add(f"'version' of {what} must be 1 or more", path, cd.line_of("version"))
+            continue
+        covers = cd["covers"]
+        if not isinstance(covers, list) or not covers or not all(isinstance(x, str) for x in covers):
+            ck.add(f"'covers' of {what} must be a non-empty list of commitment ids", path, cd.line_of("covers"))
+            continue
+        variables = _parse_variables(ck, cd.get("variables"), what, path, cd.line_of("variables"))
+        _check_body(ck, cd["body"], variables, what, path, cd.line_of("body"))
+        out.append(Clause(id=cid, version=cd["version"], title=cd["title"].strip(), area=area, body=cd["body"],
+                          summary=" ".join(cd["summary"].split()), variables=variables,
+                          initials=cd["initials"], covers=tuple(covers), path=path, line=cd.line))
+    return out
+
+
+_VARIANT_REQUIRED = {"clause", "version", "summary", "body"}
+_VARIANT_OPTIONAL = {"title", "variables", "note"}
+
+
+def _load_variant_file(ck: _Checker, path: Path, lib: Library) -> list[Variant]:
+    d = ck.mapping(yamlfile.load(path, LibraryError), "a jurisdiction file", path, 1)
+    if d is None or not ck.keys(d, {"jurisdiction", "variants"}, set(), "a jurisdiction file", path):
+        return []
+    jur = d["jurisdiction"]
+    if jur not in lib.jurisdictions:
+        ck.add(f"unknown jurisdiction '{jur}' (library.yaml declares: {', '.join(lib.jurisdictions)})",
+               path, d.line_of("jurisdiction"))
+        return []
+    raw = d["variants"]
+    if not isinstance(raw, LineList):
+        ck.add("'variants' must be a list", path, d.line_of("variants"))
+        return []
+    out = []
+    for i, v in enumerate(raw):
+        vd = ck.mapping(v, "a variant", path, raw.line_of(i))
+        if vd is None:
+            continue
+        what = f"the {jur} variant of '{vd.get('clause')}'"
+        if not ck.keys(vd, _VARIANT_REQUIRED, _VARIANT_OPTIONAL, what, path):
+            continue
+        ok = all([ck.typed(vd, "clause", str, what, path), ck.typed(vd, "version", int, what, path),
+                  ck.typed(vd, "summary", str, what, path), ck.typed(vd, "body", str, what, path)]
+                 + [ck.typed(vd, k, str, what, path) for k in ("title", "note") if k in vd])
+        if not ok:
+            continue
+        base = lib.clauses.get(vd["clause"])
+        if base is None:
+            ck.add(f"variant for unknown clause '{vd['clause']}'", path, vd.line_of("clause"))
+            continue
+        variables = (_parse_variables(ck, vd["variables"], what, path, vd.line_of("variables"))
+                     if "variables" in vd else None)
+        _check_body(ck, vd["body"], base.variables if variables is None else variables, what, path,
+                    vd.line_of("body"))
+        out.append(Variant(clause=vd["clause"], jurisdiction=jur, version=vd["version"],
+                           summary=" ".join(vd["summary"].split()), body=vd["body"], path=path, line=vd.line,
+                           title=vd.get("title"), variables=variables, note=vd.get("note")))
+    return out
+
+
+def _check_cross(ck: _Checker, lib: Library) -> None:
+    """Checks that need the whole library: coverage and consistent variable types."""
+    known = {c.id for c in lib.commitments}
+    covered: set[str] = set()
+    for clause in lib.clauses.values():
+        for cid in clause.covers:
+            if cid not in known:
+                ck.add(f"clause '{clause.id}' covers unknown commitment '{cid}'", clause.path, clause.line)
+            covered.add(cid)
+    for c in lib.commitments:
+        if c.id not in covered:
+            ck.add(f"source commitment '{c.id}' is covered by no clause", lib.root / "library.yaml", c.line)
+    types: dict[str, tuple[str, Path, int]] = {}
+    decls = [(c.variables, c.path, c.line) for c in lib.clauses.values()]
+    decls += [(v.variables or {}, v.path, v.line) for v in lib.variants.values()]
+    for variables, path, line in decls:
+        for name, var in variables.items():
+            first = types.setdefault(name, (var.type, path, line))
+            if first[0] != var.type:
+                ck.add(f"variable '{name}' is {var.type} here but {first[0]} at {first[1].name}:{first[2]}",
+                       path, line)

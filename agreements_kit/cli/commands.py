@@ -1,0 +1,761 @@
+"""The ``agreements`` command: parses arguments, calls the library, prints.
+
+Every module is imported inside the command that needs it, so ``--help`` and
+the commands that never render stay quick (WeasyPrint alone takes most of a
+second to import). A user error is one line on stderr and exit code 2 (1 for a
+lint that found problems); a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from agreements_kit import __version__
+from agreements_kit.errors import AgreementsError
+
+
+def _tty(stream) -> bool:
+    """Is ``stream`` an interactive terminal? (False when it is closed or missing.)"""
+    return stream is not None and not getattr(stream, "closed", False) and stream.isatty()
+
+
+def _fail(exc: AgreementsError) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+class _Group(click.Group):
+    """Turns user errors, click's usage errors included, into one line and an exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "agreements"
+            click.echo(f"error: {exc.format_message()} (see '{command} --help')", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except AgreementsError as exc:
+            _fail(exc)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="agreements")
+def main() -> None:
+    """Generate, sign and audit DBT treatment agreements."""
+
+
+PASSPHRASE_ENV = "AGREEMENTS_PASSPHRASE"
+KEY_PASSPHRASE_ENV = "AGREEMENTS_KEY_PASSPHRASE"
+
+
+def _passphrase(file: Path | None, env: str, prompt: str, confirm: bool = False) -> bytes:
+    """A passphrase from a file, the environment, or a hidden prompt: never from the command line."""
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise AgreementsError(f"cannot read passphrase file {file}: {exc.strerror}") from None
+        value = text.rstrip("\r\n")
+    elif os.environ.get(env):
+        value = os.environ[env]
+    elif _tty(sys.stdin):
+        value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+    else:
+        raise AgreementsError(f"{prompt.lower()} needed: use --passphrase-file FILE or set {env} "
+                              "(it is never read from the command line)")
+    if not value:
+        raise AgreementsError(f"{prompt.lower()} is empty")
+    return value.encode("utf-8")
+
+
+passphrase_option = click.option(
+    "--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Read the passphrase from this file (else ${PASSPHRASE_ENV}, else a prompt).")
+
+practice_option = click.option(
+    "--practice", "practice_dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Practice folder (default: $AGREEMENTS_PRACTICE, else the current folder).")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--name", default="My DBT Practice", show_default=True, help="The practice's name.")
+@click.option("--jurisdiction", default="US", show_default=True, help="US, US-MT or US-NY.")
+@click.option("--phone", default="", help="Practice phone number.")
+@click.option("--address", default="", help="Practice address.")
+@click.option("--email", default="", help="Practice e-mail address.")
+@passphrase_option
+def init(directory: Path, name: str, jurisdiction: str, phone: str, address: str, email: str,
+         passphrase_file: Path | None) -> None:
+    """Create a practice folder: settings, drafts/, the signed/ archive and the practice PKI.
+
+    The PKI's private keys (root CA and intake CA) are encrypted with the
+    practice passphrase, needed again to issue and revoke certificates and to
+    sign as a client at intake.
+    """
+    from agreements_kit.authoring.library import load_library
+    from agreements_kit.signing.setup import init_practice
+    from agreements_kit.resources import clauses_dir
+
+    known = load_library(clauses_dir()).jurisdictions
+    if jurisdiction not in known:
+        raise AgreementsError(f"unknown jurisdiction '{jurisdiction}' (choose from: {', '.join(known)})")
+    root = init_practice(directory, name=name, jurisdiction=jurisdiction, phone=phone, address=address,
+                         email=email, passphrase=lambda: _passphrase(passphrase_file, PASSPHRASE_ENV,
+                                                                     "Practice passphrase", confirm=True))
+    click.echo(f"created practice folder {root}")
+    click.echo(f"publish {root / 'pki' / 'root.pem'} and {root / 'pki' / 'crl.pem'}: auditors verify against them")
+    click.echo(f"edit {root / 'practice.yaml'} to list your therapists, then 'agreements pki issue --therapist ID'")
+
+
+@main.command()
+@practice_option
+@click.option("--client", help="The client's full name.")
+@click.option("--therapist", help="Therapist id from practice.yaml.")
+@click.option("--spec", "spec_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML or CSV spec file (repeatable); one or many agreements.")
+@click.option("--id", "agreement_id", help="Agreement id (default: a new random id).")
+@click.option("--date", help="Agreement date, YYYY-MM-DD (default: today).")
+@click.option("--jurisdiction", help="Override the practice's jurisdiction.")
+@click.option("--clause", "clauses", multiple=True, help="Include only these clause ids (repeatable).")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Set a clause variable (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), help="Parent folder for drafts (default: PRACTICE/drafts).")
+@click.option("--workers", type=click.IntRange(1, 64), help="Worker processes for batches (default: all cores).")
+def render(practice_dir, client, therapist, spec_files, agreement_id, date, jurisdiction, clauses, sets, out,
+           workers) -> None:
+    """Render draft agreements (agreement.pdf + manifest.json), one folder each."""
+    from agreements_kit.errors import SpecError
+    from agreements_kit.authoring.practice import locate
+    from agreements_kit.authoring.render import Renderer, check_out_parent, plan, render_many
+    from agreements_kit.signing.renders import log_renders
+    from agreements_kit.authoring.spec import load_spec_file, make_spec, parse_set
+
+    given = [v for v in (client, therapist, agreement_id, date, jurisdiction) if v is not None] + list(clauses + sets)
+    if spec_files and given:
+        raise SpecError("give either --spec files or --client/--therapist options, not both")
+    if not spec_files and (client is None or therapist is None):
+        raise SpecError("give --client NAME and --therapist ID, or --spec FILE")
+    renderer = Renderer.load(locate(practice_dir))
+    if spec_files:
+        specs = [s for f in spec_files for s in load_spec_file(f)]
+    else:
+        specs = [make_spec(client=client, therapist=therapist, id=agreement_id, date=date,
+                           jurisdiction=jurisdiction, clauses=list(clauses) or None, variables=parse_set(sets),
+                           text_values=True)]
+    parent = check_out_parent(out) if out else renderer.practice.drafts
+    jobs = plan(renderer, specs, parent)
+    if len(jobs) > 1 and _tty(sys.stderr):
+        with click.progressbar(length=len(jobs), label="rendering", file=sys.stderr) as bar:
+            folders = render_many(renderer, jobs, workers, progress=lambda _: bar.update(1))
+    else:
+        folders = render_many(renderer, jobs, workers)
+    log_renders(renderer.practice, folders)
+    for folder in folders:
+        click.echo(folder)
+
+
+def _library_dir(directory: Path | None, practice_dir: Path | None) -> Path:
+    from agreements_kit.authoring.practice import SETTINGS, load_practice, locate
+    from agreements_kit.resources import clauses_dir
+
+    if directory is not None:
+        return directory
+    root = locate(practice_dir)
+    if (root / SETTINGS).is_file():
+        return load_practice(root).library_dir()
+    return clauses_dir()
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@practice_option
+@click.option("--max-grade", default=8.0, show_default=True, help="Highest reading grade allowed for summaries.")
+def lint(directory: Path | None, practice_dir: Path | None, max_grade: float) -> None:
+    """Check a clause library (default: the practice's, else the built-in one)."""
+    from agreements_kit.errors import LintFailure
+    from agreements_kit.authoring.lint import lint_library
+
+    report = lint_library(_library_dir(directory, practice_dir), max_grade)
+    for problem in report.problems:
+        click.echo(str(problem))
+    for item in report.grades:
+        status = "ok" if item.grade <= max_grade else "TOO HARD"
+        click.echo(f"{item.where}: reading grade {item.grade:.1f} ({status}) {item.label}")
+    if not report.ok:
+        raise LintFailure(f"{report.count} problem{'s' if report.count != 1 else ''} found")
+    click.echo(f"ok: {len(report.grades)} summaries at grade {max_grade:g} or lower, no problems")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--library", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Clause library folder (default: the practice's, else the built-in one).")
+@practice_option
+@click.pass_context
+def clauses(ctx: click.Context, directory: Path | None, practice_dir: Path | None) -> None:
+    """List the clause library; 'clauses show ID' prints one clause."""
+    from agreements_kit.authoring.library import load_library
+
+    lib = load_library(_library_dir(directory, practice_dir))
+    ctx.obj = lib
+    if ctx.invoked_subcommand is not None:
+        return
+    click.echo(f"{lib.name} version {lib.version}: {len(lib.clauses)} clauses, jurisdictions "
+               f"{', '.join(lib.jurisdictions)}")
+    for area in lib.areas:
+        click.echo(f"\n{area.title} [{area.id}]")
+        for c in (c for c in lib.clauses.values() if c.area == area.id):
+            flags = " (initials)" if c.initials else ""
+            variants = [j for (j, cid) in lib.variants if cid == c.id]
+            if variants:
+                flags += f" (variants: {', '.join(sorted(variants))})"
+            click.echo(f"  {c.id} v{c.version}: {c.title}{flags}")
+    variables = lib.variables()
+    if variables:
+        click.echo("\nVariables (set with --set NAME=VALUE or under 'variables' in practice.yaml):")
+        for name, var in sorted(variables.items()):
+            default = f" [default: {var.default!r}]" if var.has_default else " [required]"
+            click.echo(f"  {name} ({var.type}): {var.description}{default}")
+
+
+@clauses.command("show")
+@click.argument("clause_id")
+@click.option("--jurisdiction", help="Show the text used in this jurisdiction.")
+@click.pass_obj
+def clauses_show(lib, clause_id: str, jurisdiction: str | None) -> None:
+    """Print one clause: metadata, summary and body."""
+    if clause_id not in lib.clauses:
+        raise AgreementsError(f"unknown clause '{clause_id}' ('agreements clauses' lists them)")
+    if jurisdiction is not None and jurisdiction not in lib.jurisdictions:
+        raise AgreementsError(f"unknown jurisdiction '{jurisdiction}' (the library has: "
+                              f"{', '.join(lib.jurisdictions)})")
+    c = lib.clause(clause_id, jurisdiction)
+    commitments = {x.id: x.text for x in lib.commitments}
+    click.echo(f"{c.id} v{c.version}: {c.title}")
+    click.echo(f"area: {c.area}    initials: {'yes' if c.initials else 'no'}    sha256: {c.sha256()}")
+    if c.jurisdiction:
+        click.echo(f"jurisdiction: {c.jurisdiction} (variant v{c.variant_version}): {c.note or ''}".rstrip())
+    click.echo(f"source: {c.path}:{c.line}")
+    click.echo("covers:")
+    for cid in c.covers:
+        click.echo(f"  {cid}: {commitments.get(cid, '?')}")
+    for name, var in c.variables.items():
+        default = f" [default: {var.default!r}]" if var.has_default else ""
+        click.echo(f"variable {name} ({var.type}): {var.description}{default}")
+    click.echo(f"\nsummary: {c.summary}\n")
+    click.echo(c.body.rstrip())
+
+
+def _practice(practice_dir: Path | None):
+    from agreements_kit.authoring.practice import load_practice, locate
+
+    return load_practice(locate(practice_dir))
+
+
+@main.group()
+def pki() -> None:
+    """The practice's certificate authority: issue, revoke, list."""
+
+
+@pki.command("issue")
+@practice_option
+@click.option("--therapist", "therapist_id", required=True, help="Therapist id from practice.yaml.")
+@passphrase_option
+@click.option("--key-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"The therapist's own passphrase for the new key (else ${KEY_PASSPHRASE_ENV}, else a prompt).")
+@click.option("--days", type=click.IntRange(1, 3650), default=730, show_default=True, help="Validity in days.")
+def pki_issue(practice_dir, therapist_id, passphrase_file, key_passphrase_file, days) -> None:
+    """Issue a therapist's certificate and encrypted key."""
+    from agreements_kit.signing.pki import PKI
+
+    practice = _practice(practice_dir)
+    therapist = practice.therapists.get(therapist_id)
+    if therapist is None:
+        raise AgreementsError(f"unknown therapist '{therapist_id}' (practice.yaml lists: "
+                              f"{', '.join(sorted(practice.therapists))})")
+    ca = _passphrase(passphrase_file, PASSPHRASE_ENV, "Practice passphrase")
+    key = _passphrase(key_passphrase_file, KEY_PASSPHRASE_ENV, f"New passphrase for {therapist_id}'s key",
+                      confirm=True)
+    cert = PKI(practice.root / "pki").issue_clinician(therapist_id, therapist.name, practice.name, ca, key,
+                                                      days=days)
+    click.echo(f"issued certificate {cert.serial_number:x} for {therapist.name} ({therapist_id}), "
+               f"valid until {cert.not_valid_after_utc:%Y-%m-%d}")
+
+
+@pki.command("revoke")
+@practice_option
+@click.option("--therapist", "therapist_id", required=True, help="Revoke this therapist's current certificate.")
+@passphrase_option
+def pki_revoke(practice_dir, therapist_id, passphrase_file) -> None:
+    """Revoke a therapist's certificate: the CRL beside root.pem lists it from now on."""
+    from agreements_kit.signing.pki import PKI, load_cert
+
+    practice = _practice(practice_dir)
+    store = PKI(practice.root / "pki")
+    cert = load_cert(store.therapist_cert(therapist_id), f"therapist '{therapist_id}'")
+    store.revoke(cert, _passphrase(passphrase_file, PASSPHRASE_ENV, "Practice passphrase"))
+    click.echo(f"revoked certificate {cert.serial_number:x} of {therapist_id}; published in {store.crl}")
+
+
+@pki.command("list")
+@practice_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def pki_list(practice_dir, as_json) -> None:
+    """List the practice's certificates, their expiry and status."""
+    import json
+
+    from agreements_kit.signing.pki import PKI
+
+    rows = PKI(_practice(practice_dir).root / "pki").inventory()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['role']:<10} {r['subject']:<40} serial {r['serial'][:16]:<16} "
+                   f"expires {r['not_after'][:10]}  {r['status']}")
+
+
+def _ask_client(practice, folder, role: str, name, initials, consent, agree, identity, checked_by):
+    """Walk a client through signing at the terminal, asking only what options did not give."""
+    from agreements_kit.formats.record import INTENT, load_disclosure
+    from agreements_kit.verification.reproduce import clauses_as_signed
+
+    interactive = _tty(sys.stdin)
+    if not consent and interactive:
+        click.echo(load_disclosure().text)
+        consent = click.confirm("Do you agree to use electronic records and signatures?", default=False)
+    needed = [c["id"] for c in folder.manifest["clauses"] if c.get("initials")]
+    given: dict[str, str] = {}
+    if initials:
+        given = {cid: initials for cid in needed}
+    elif interactive and consent:
+        for clause in clauses_as_signed(folder, practice):  # the text of the PDF, not of today's library
+            if clause["initials"]:
+                click.echo(f"\n{clause['number']}. {clause['title']}\n{clause['summary']}")
+                given[clause["id"]] = click.prompt("Your initials for this part", default="", show_default=False)
+    if name is None and interactive and consent:
+        name = click.prompt("Type your full name" if role == "client" else "Type your full name (guardian)")
+    if not agree and interactive and consent:
+        click.echo(f"\n{INTENT}")
+        agree = click.confirm("Do you adopt this statement and sign?", default=False)
+    if identity is None and interactive and consent:
+        identity = click.prompt("Staff: how was the signer's identity checked (e.g. photo ID)")
+    if checked_by is None and interactive and consent:
+        checked_by = click.prompt("Staff: your name")
+    return name or "", given, consent, agree, identity or "", checked_by or ""
+
+
+@main.command()
+@click.argument("agreement")
+@practice_option
+@click.option("--as", "role", type=click.Choice(["client", "guardian", "therapist"]), required=True,
+              help="Who signs.")
+@click.option("--name", help="Client or guardian: the typed full name (adopted as the signature).")
+@click.option("--initials", help="Client or guardian: initials for every clause that needs them.")
+@click.option("--consent", is_flag=True, help="The signer accepted the ESIGN disclosure and electronic records.")
+@click.option("--agree", is_flag=True, help="The signer adopted the intent statement.")
+@click.option("--identity", help="How the signer's identity was checked (e.g. 'photo ID').")
+@click.option("--checked-by", help="Who checked the signer's identity.")
+@click.option("--drawn-signature", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG of a drawn signature (optional).")
+@click.option("--therapist", "therapist_id", help="Therapist: sign as this therapist (default: the agreement's).")
+@passphrase_option
+def sign(agreement, practice_dir, role, name, initials, consent, agree, identity, checked_by, drawn_signature,
+         therapist_id, passphrase_file) -> None:
+    """Sign AGREEMENT (an id or a folder) as the client, a guardian, or the therapist.
+
+    A client signs with a one-time certificate from the intake CA (the practice
+    passphrase unlocks it); the therapist countersigns afterwards with their own
+    key. Without a terminal every answer must come from the options.
+    """
+    from agreements_kit.signing.sign import ClientSigning, check_client_request, find_agreement, sign_client, sign_therapist
+
+    practice = _practice(practice_dir)
+    if role == "therapist":
+        result = sign_therapist(practice, agreement,
+                                _passphrase(passphrase_file, PASSPHRASE_ENV, "Therapist key passphrase"),
+                                therapist_id)
+    else:
+        folder = find_agreement(practice, agreement)
+        png = None
+        if drawn_signature is not None:
+            try:
+                png = drawn_signature.read_bytes()
+            except OSError as exc:
+                raise AgreementsError(f"cannot read {drawn_signature}: {exc.strerror}") from None
+        typed, given, consent, agree, identity, checked_by = _ask_client(
+            practice, folder, role, name, initials, consent, agree, identity, checked_by)
+        request = ClientSigning(name=typed, consent=consent, initials=given, intent=agree, role=role,
+                                identity_method=identity, identity_checked_by=checked_by, drawn_png=png)
+        check_client_request(folder, request)  # before asking for the practice passphrase
+        result = sign_client(practice, agreement, request,
+                             _passphrase(passphrase_file, PASSPHRASE_ENV, "Practice passphrase"))
+    signer = result.record["signer"]
+    click.echo(f"signed {result.folder.id} as {signer['role']} ({signer['name']}) at {result.record['signed_at']}")
+    click.echo(f"record:    {result.record_path}")
+    click.echo(f"signature: {result.signature_path}")
+    if result.completion:
+        click.echo(f"complete:  {result.completion}")
+
+
+@main.command()
+@click.argument("agreement")
+@practice_option
+@click.option("--reason", required=True, help="Why the agreement is voided (kept in the signed record).")
+@click.option("--therapist", "therapist_id", help="Therapist who voids it (default: the agreement's).")
+@passphrase_option
+def void(agreement, practice_dir, reason, therapist_id, passphrase_file) -> None:
+    """Close AGREEMENT with a signed void record; it can no longer be signed."""
+    from agreements_kit.signing.sign import void as void_agreement
+
+    from agreements_kit.signing.sign import find_agreement
+
+    practice = _practice(practice_dir)
+    find_agreement(practice, agreement)  # an unknown agreement is said before any passphrase is asked
+    result = void_agreement(practice, agreement, reason,
+                            _passphrase(passphrase_file, PASSPHRASE_ENV, "Therapist key passphrase"), therapist_id)
+    click.echo(f"voided {result.folder.id}: {result.record_path}")
+
+
+def _trust(trust_path: Path | None, crl: Path | None, archive: Path | None, practice_dir: Path | None):
+    """The trust root, and where it came from: --trust, else the practice's, else the one beside the archive.
+
+    A root found beside the material being checked is only as trustworthy as that
+    material; the verdict says so, with the root's fingerprint, so an auditor can
+    compare it with the root the practice published."""
+    from agreements_kit.authoring.practice import SETTINGS, locate
+    from agreements_kit.verification.trust import load_trust
+    from agreements_kit.verification.verify import CannotCheck
+
+    if trust_path is not None:
+        return load_trust(trust_path, crl), "given with --trust"
+    practice_root = locate(practice_dir)
+    candidates = []
+    if (practice_root / SETTINGS).is_file():
+        candidates.append((practice_root / "pki" / "root.pem", "the practice's"))
+    if archive is not None:
+        candidates.append((archive.resolve().parent / "pki" / "root.pem",
+                           "found beside the archive: compare its fingerprint with the published root"))
+    for candidate, source in candidates:
+        if candidate.is_file():
+            return load_trust(candidate, crl), source
+    raise CannotCheck("no trust root: give --trust ROOT.pem (the practice's published root certificate)")
+
+
+trust_options = [
+    click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
+                 help="The practice root certificate to trust (default: the practice's pki/root.pem)."),
+    click.option("--crl", type=click.Path(dir_okay=False, path_type=Path),
+                 help="CRL file (default: crl.pem beside the trust root)."),
+]
+
+
+def _with(options):
+    def wrap(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return wrap
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@practice_option
+@click.option("--archive", type=click.Path(file_okay=False, path_type=Path),
+              help="Archive to look the agreement up in (for a PDF; default: the practice's signed/).")
+@_with(trust_options)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable verdict.")
+@click.option("--fast", is_flag=True, help="Use the fast CMS path instead of pyHanko.")
+@click.option("-v", "--verbose", is_flag=True, help="List every check, not only failures.")
+@click.option("--no-ledger", is_flag=True, help="Verify a folder given without its archive's ledger (noted).")
+def verify(path, practice_dir, archive, trust_path, crl, as_json, fast, verbose, no_ledger) -> None:
+    """Verify an agreement folder, or any PDF, against the archive.
+
+    Exit code 0: valid; 1: not valid (invalid, incomplete or voided); 2: could
+    not check (bad arguments, unreadable files).
+    """
+    import json
+    import logging
+
+    from agreements_kit.authoring.practice import locate
+    from agreements_kit.verification.verify import CannotCheck, verify_folder
+    from agreements_kit.formats.pdfattach import embedded_manifest, manifest_from_damaged_pdf
+
+    # pyHanko logs a traceback for every chain it rejects; the verdict already says why, in words.
+    logging.getLogger("pyhanko").setLevel(logging.CRITICAL)
+    logging.getLogger("pyhanko_certvalidator").setLevel(logging.CRITICAL)
+
+    pdf_path = None
+    if path.is_dir():
+        folder = path
+        archive = archive or folder.resolve().parent
+    else:
+        data = path.read_bytes()
+        raw = embedded_manifest(data)
+        try:
+            manifest = json.loads(raw) if raw else manifest_from_damaged_pdf(data)
+            agreement_id = manifest["agreement"]["id"]
+        except (TypeError, ValueError, KeyError):
+            raise CannotCheck(f"{path} carries no agreements-kit manifest: name the agreement folder instead") \
+                from None
+        from agreements_kit.formats.ids import ID_RE
+
+        if not isinstance(agreement_id, str) or not ID_RE.match(agreement_id):
+            raise CannotCheck(f"{path} carries a manifest whose agreement id is not valid: it is not one of ours")
+        archive = archive or locate(practice_dir) / "signed"
+        folder = archive / agreement_id
+        if not folder.is_dir():
+            raise CannotCheck(f"{path} names agreement {agreement_id}, which is not in the archive {archive}")
+        pdf_path = path
+    trust, source = _trust(trust_path, crl, archive, practice_dir)
+    ledger = archive / "ledger.jsonl"
+    in_archive = ledger.exists() or (archive / ".work").is_dir() or (archive / ".lock").exists()
+    if no_ledger and in_archive:
+        raise CannotCheck("--no-ledger is for a folder outside its archive; this one has its archive beside it")
+    verdict = verify_folder(folder, trust, pdf_path=pdf_path, ledger=None if no_ledger else ledger,
+                            backend="fast" if fast else "pyhanko")
+    verdict.notes.append(f"trust root: {trust.root_path} ({source}), SHA-256 {trust.root_fingerprint.hex()}")
+    if as_json:
+        click.echo(json.dumps(verdict.as_dict(), indent=2))
+    else:
+        click.echo(verdict.headline())
+        for check in (verdict.checks if verbose else verdict.failures):
+            mark = "ok  " if check.ok else "FAIL"
+            subject = f" [{check.subject}]" if check.subject else ""
+            click.echo(f"  {mark} {check.name}{subject}: {check.detail}")
+        for note in verdict.notes:
+            click.echo(f"  note: {note}")
+    sys.exit(0 if verdict.valid else 1)
+
+
+@main.command()
+@click.argument("archive", required=False, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@practice_option
+@_with(trust_options)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (summary and every verdict).")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write FILE.html or FILE.pdf.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default: all cores).")
+def audit(archive, practice_dir, trust_path, crl, as_json, report, workers) -> None:
+    """Check every agreement of an archive and its whole ledger.
+
+    Exit code 0: no problems (incomplete and voided agreements are listed, not
+    problems); 1: problems found; 2: could not check.
+    """
+    import json
+
+    from agreements_kit.verification.audit import audit as run_audit, count_folders, results
+    from agreements_kit.authoring.practice import locate
+
+    archive = archive or locate(practice_dir) / "signed"
+    trust, _ = _trust(trust_path, crl, archive, practice_dir)
+    if report is not None and report.exists():
+        raise AgreementsError(f"{report} already exists; choose a new report file")
+    if report is not None and report.suffix.lower() not in (".html", ".htm", ".pdf"):
+        raise AgreementsError(f"report {report}: the name must end in .html or .pdf")
+    if _tty(sys.stderr) and not as_json:
+        with click.progressbar(length=count_folders(archive), label="auditing", file=sys.stderr) as bar:
+            summary, db = run_audit(archive, trust, workers=workers, progress=bar.update)
+    else:
+        summary, db = run_audit(archive, trust, workers=workers)
+    try:
+        if report is not None:
+            from agreements_kit.verification.report import write_report
+
+            write_report(report, summary, db, trust.root_path)
+        if as_json:
+            click.echo(json.dumps({"summary": summary.as_dict(), "agreements": list(results(db))}, indent=2))
+        else:
+            c = summary.counts
+            click.echo(f"{'ok' if summary.ok else 'PROBLEMS'}: {summary.agreements} agreements: {c['valid']} valid, "
+                       f"{c['invalid']} invalid, {c['incomplete']} incomplete, {c['voided']} voided; "
+                       f"ledger {summary.ledger_entries} entries, {len(summary.ledger_problems)} problem(s)")
+            for problem in summary.ledger_problems:
+                click.echo(f"  ledger: {problem}")
+            for agreement_id in summary.missing_from_archive:
+                click.echo(f"  missing: {agreement_id} is in the ledger but not in the archive")
+            for row in results(db):
+                if row["status"] == "valid":
+                    break
+                click.echo(f"  {row['headline']}")
+                for f in row["failures"]:
+                    subject = f" [{f['subject']}]" if f["subject"] else ""
+                    click.echo(f"    {f['name']}{subject}: {f['detail']}")
+            if report is not None:
+                click.echo(f"report: {report}")
+    finally:
+        import shutil
+
+        shutil.rmtree(db.parent, ignore_errors=True)
+    sys.exit(0 if summary.ok else 1)
+
+
+@main.command()
+@click.argument("agreement")
+@practice_option
+@click.option("--library", "library_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Clause library to render with (default: the practice's).")
+@click.option("--templates", "templates_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Template folder (default: the practice's).")
+def reproduce(agreement, practice_dir, library_dir, templates_dir) -> None:
+    """Re-render AGREEMENT from its manifest and compare bytes with the signed PDF."""
+    from agreements_kit.verification.reproduce import reproduce as run
+    from agreements_kit.signing.sign import find_agreement
+
+    practice = _practice(practice_dir)
+    folder = find_agreement(practice, agreement)
+    result = run(folder.path, library_dir or practice.library_dir(), templates_dir or practice.template_dir())
+    if result.identical:
+        click.echo(f"identical: re-rendering {folder.id} gives the signed PDF byte for byte "
+                   f"(sha256 {result.signed_sha256})")
+        sys.exit(0)
+    click.echo(f"different: re-rendering {folder.id} gives sha256 {result.rendered_sha256[:16]}..., "
+               f"the signed PDF is {result.signed_sha256[:16]}...")
+    for d in result.differences:
+        click.echo(f"  {d}")
+    sys.exit(1)
+
+
+@main.group()
+def intake() -> None:
+    """In-person signing on a clinic device: a local web app and one-time links."""
+
+
+@intake.command("open")
+@click.argument("agreement")
+@practice_option
+@click.option("--role", type=click.Choice(["client", "guardian"]), default="client", show_default=True)
+@click.option("--identity", required=True, help="How staff checked the signer's identity (e.g. 'photo ID').")
+@click.option("--checked-by", required=True, help="Who checked it.")
+@click.option("--minutes", type=click.IntRange(1, 240), default=15, show_default=True, help="How long the link works.")
+@click.option("--url", "base_url", default="http://127.0.0.1:8765", show_default=True,
+              help="The intake server's address as the tablet reaches it.")
+@click.option("--qr", "qr_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write the QR code as SVG.")
+def intake_open(agreement, practice_dir, role, identity, checked_by, minutes, base_url, qr_file) -> None:
+    """Open a one-time intake link for AGREEMENT (prints the link and a QR code)."""
+    from agreements_kit.intake.tickets import TicketStore
+    from agreements_kit.signing.sign import find_agreement
+    from agreements_kit.intake.app import intake_link
+
+    practice = _practice(practice_dir)
+    folder = find_agreement(practice, agreement)
+    if not folder.awaiting_client:
+        raise AgreementsError(f"agreement {folder.id} is not awaiting a client signature")
+    folder.check_pdf()
+    store = TicketStore(practice.root / "intake")
+    store.sweep()  # expired links go, with the hashes of used ones older than a day
+    token, ticket = store.open(folder.id, role, identity, checked_by, minutes)
+    link = intake_link(base_url, token)
+    import segno
+
+    qr = segno.make(link, error="m")
+    if qr_file is not None:
+        import io
+
+        from agreements_kit.store.files import write_new
+
+        buffer = io.BytesIO()
+        qr.save(buffer, kind="svg", scale=6)
+        write_new(qr_file, buffer.getvalue())
+    click.echo(f"one-time link for {folder.id} ({role}), valid until {ticket.expires:%H:%M} UTC:")
+    click.echo(link)
+    if _tty(sys.stdout):
+        qr.terminal(compact=True)
+
+
+@intake.command("serve")
+@practice_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+@click.option("--tls", is_flag=True, help="Serve HTTPS with a certificate from the practice's intake CA.")
+@passphrase_option
+def intake_serve(practice_dir, host, port, tls, passphrase_file) -> None:
+    """Serve the intake pages (client signing, and /staff to open intakes)."""
+    import ipaddress
+    import logging
+    import ssl
+    import tempfile
+
+    from cryptography.hazmat.primitives import serialization
+    from werkzeug.serving import make_server
+
+    from agreements_kit.signing.pki import PKI, load_key
+    from agreements_kit.intake.app import create_app, quiet_request_handler
+
+    practice = _practice(practice_dir)
+    passphrase = _passphrase(passphrase_file, PASSPHRASE_ENV, "Practice passphrase")
+    pki_dir = PKI(practice.root / "pki")
+    load_key(pki_dir.intake_key, passphrase, "intake CA")  # fail now, not at the first signature
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if tls and host in ("0.0.0.0", "::", ""):
+        raise AgreementsError("--tls needs the address tablets use (--host 192.168.1.20, say), not a wildcard: "
+                              "the certificate is issued for it")
+    if not loopback and not tls:
+        click.echo("warning: serving on the network without --tls: names and signatures cross the network "
+                   "unencrypted", err=True)
+    context = None
+    if tls:
+        cert, key = pki_dir.server_certificate([host], passphrase)
+        with tempfile.TemporaryDirectory() as tmp:
+            cert_path, key_path = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+            cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) +
+                                  pki_dir.intake().public_bytes(serialization.Encoding.PEM))
+            # ssl wants files; the key touches the disk only encrypted, with a password kept in memory.
+            secret = os.urandom(32).hex().encode()
+            key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.BestAvailableEncryption(secret)))
+            key_path.chmod(0o600)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert_path, key_path, password=secret)
+    scheme = "https" if tls else "http"
+    # On a wildcard address the links must use the address the staff page was reached at.
+    wildcard = host in ("0.0.0.0", "::", "")
+    from agreements_kit.intake.tickets import TicketStore
+
+    TicketStore(practice.root / "intake").sweep()
+    app = create_app(practice.root, passphrase, secure_cookies=tls,
+                     base_url=None if wildcard else f"{scheme}://{host}:{port}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = make_server(host, port, app, threaded=True, ssl_context=context,
+                         request_handler=quiet_request_handler())
+    click.echo(f"intake server on {scheme}://{host}:{port}/ (staff page: /staff); Ctrl-C to stop", err=True)
+    if tls:
+        click.echo(f"tablets must trust {pki_dir.root_cert} (the practice root) to open it without warnings", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+def demo(directory: Path) -> None:
+    """Create a fictional practice in DIRECTORY and render an agreement for a fictional client."""
+    from agreements_kit.cli.demo import run_demo
+
+    result = run_demo(directory)
+    for line in result.lines:
+        click.echo(line)
+    if not result.verdict.valid:
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""On-disk formats, parsed strictly in one place: the bottom layer."""

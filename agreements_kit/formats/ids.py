@@ -1,0 +1,12 @@
+"""Identifiers that name files and folders: agreement ids.
+
+An id becomes a folder name in the archive, so it is checked in one place: letters,
+digits, '-' and '_', 3 to 64 characters, starting with a letter or digit (no '..', no
+'/', nothing a shell or a file system reads specially).
+"""
+
+from __future__ import annotations
+
+import re
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$")

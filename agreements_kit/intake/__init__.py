@@ -1,0 +1,1 @@
+"""In-person signing at intake: the Flask app and its one-time links."""

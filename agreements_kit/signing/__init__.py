@@ -1,0 +1,1 @@
+"""Signing: the practice CA, CMS signatures, signing acts and their records."""

@@ -1,0 +1,48 @@
+"""The certificate of completion: the receipt signers and auditors expect.
+
+One PDF page (PDF/A-3u, same renderer as agreements) listing every signer, when
+they signed, how their identity was checked, their certificate, and the hashes
+of the PDF, manifest and records. It is derived from the signed records and
+written once, when the agreement is complete; the records stay the evidence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pathlib import Path
+
+from agreements_kit.store.archive import AgreementFolder, sha256_file
+from agreements_kit.store.files import write_new
+from agreements_kit.authoring.html import _environment
+from agreements_kit.formats.jsonio import canonical_json
+from agreements_kit.resources import templates_dir
+
+TEMPLATE = "completion.html.j2"
+
+
+def completion_pdf(folder: AgreementFolder, template_dir: Path | None = None) -> bytes:
+    from agreements_kit.authoring import pdf
+
+    template_dir = template_dir or templates_dir()
+    records = []
+    for name, rec in folder.records:
+        records.append(dict(rec, file=name, record_sha256=sha256_file(folder.path / name)))
+    completed_at = max(r["signed_at"] for r in records)
+    html = _environment(str(template_dir)).get_template(TEMPLATE).render(
+        agreement=folder.manifest["agreement"], practice=folder.manifest["agreement"]["practice"],
+        records=records, pdf_sha256=sha256_file(folder.pdf), manifest_sha256=sha256_file(folder.manifest_path),
+        completed_at=completed_at, complete=folder.complete)
+    summary = canonical_json({"agreement": folder.id, "records": {r["file"]: r["record_sha256"] for r in records}})
+    day = dt.date.fromisoformat(completed_at[:10])
+    return pdf.write_pdf(html, template_dir, summary, day, attachment_name="completion.json")
+
+
+def write_completion(folder: AgreementFolder) -> Path:
+    path = folder.path / "completion.pdf"
+    if not path.exists():
+        write_new(path, completion_pdf(folder))
+    return path
+
+
+

@@ -1,0 +1,1 @@
+"""The store: atomic private files, the archive and its ledger."""

@@ -1,0 +1,1 @@
+"""Verification: one verifier in numbered steps, used by verify and audit alike."""

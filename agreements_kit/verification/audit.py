@@ -1,0 +1,172 @@
+"""Auditing a whole archive: every agreement, the whole ledger, in bounded memory.
+
+The archive is streamed, never loaded: the ledger is read once into a
+temporary SQLite index on disk (chain checked on the way), agreement folders are
+listed in batches and checked in worker processes (one per core) with the fast
+CMS path, and verdicts go back into the same SQLite file, from which the summary
+and the report are produced, problems first. Memory stays flat whatever the
+archive's size; only the temporary index grows, on disk.
+
+Cross-checks beyond each agreement: every archived agreement has its ledger
+entries, and every agreement the ledger says was archived is in the archive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from agreements_kit.verification.ledgercheck import ChainReport, scan
+from agreements_kit.formats.ids import ID_RE
+from agreements_kit.verification.trust import Trust, load_trust
+
+BATCH = 2048
+STATUS_ORDER = {"invalid": 0, "incomplete": 1, "voided": 2, "valid": 3}
+
+
+@dataclass
+class AuditSummary:
+    archive: str
+    agreements: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {k: 0 for k in STATUS_ORDER})
+    ledger_entries: int = 0
+    ledger_problems: list[str] = field(default_factory=list)
+    missing_from_archive: list[str] = field(default_factory=list)
+    drafts_not_archived: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.counts["invalid"] and not self.ledger_problems and not self.missing_from_archive
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"archive": self.archive, "ok": self.ok, "agreements": self.agreements, "counts": self.counts,
+                "ledger": {"entries": self.ledger_entries, "problems": self.ledger_problems},
+                "missing_from_archive": self.missing_from_archive, "drafts_not_archived": self.drafts_not_archived}
+
+
+def _index_ledger(db: sqlite3.Connection, ledger: Path) -> ChainReport:
+    db.execute("CREATE TABLE entries (agreement_id TEXT, line INTEGER, event TEXT, data TEXT)")
+    rows: list[tuple[str, int, str, str]] = []
+
+    def keep(number: int, entry: dict[str, Any], line: bytes) -> None:
+        event = str(entry.get("event"))
+        # Render entries only count drafts; verdicts never read them, so their text is not kept.
+        rows.append((str(entry.get("agreement_id")), number, event, "" if event == "render" else line.decode("utf-8")))
+        if len(rows) >= 2000:
+            db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
+            rows.clear()
+
+    report = scan(ledger, keep)
+    db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
+    db.execute("CREATE INDEX entries_id ON entries (agreement_id)")
+    db.commit()
+    return report
+
+
+# ----------------------------------------------------------------------------- workers
+
+_state: dict[str, Any] = {}
+
+
+def _init_worker(db_path: str, root: str, crl: str | None) -> None:
+    from agreements_kit.verification.cmscheck import CertCache
+
+    _state["db"] = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    _state["trust"] = load_trust(root, crl)
+    _state["cache"] = CertCache()
+
+
+def _check(folder: str) -> tuple[str, str, str]:
+    """(agreement id, status, verdict as JSON): serialized here, in the worker, not in the parent."""
+    from agreements_kit.verification.verify import CannotCheck, Verdict, verify_folder
+
+    name = Path(folder).name
+    entries = [dict(json.loads(d), _line=line) for (line, d) in _state["db"].execute(
+        "SELECT line, data FROM entries WHERE agreement_id = ? AND event != 'render' ORDER BY line", (name,))]
+    try:
+        v = verify_folder(Path(folder), _state["trust"], backend="fast", cache=_state["cache"],
+                          ledger_facts=(None, entries), deep=False)
+    except CannotCheck as exc:  # (verify_folder turns any other damage into an invalid verdict)
+        v = Verdict(name, folder, "invalid")
+        v.add("folder", False, str(exc))
+    agreement_id = v.agreement_id if v.agreement_id == name else name
+    return agreement_id, v.status, json.dumps({
+        "id": agreement_id, "status": v.status, "headline": v.headline(),
+        "failures": [c.as_dict() for c in v.failures], "signers": v.signers})
+
+
+def _folders(archive: Path) -> Iterator[str]:
+    with os.scandir(archive) as it:
+        for entry in it:
+            if entry.is_dir(follow_symlinks=False) and ID_RE.match(entry.name):
+                yield entry.path
+
+
+def _batches(it: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in it:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def count_folders(archive: Path) -> int:
+    return sum(1 for _ in _folders(archive))
+
+
+def audit(archive: Path, trust: Trust, *, workers: int | None = None,
+          progress: Callable[[int], None] | None = None) -> tuple[AuditSummary, Path]:
+    """Check every agreement and the ledger. Returns the summary and the SQLite file of verdicts."""
+    archive = Path(archive)
+    workdir = Path(tempfile.mkdtemp(prefix="agreements-audit-"))
+    db_path = workdir / "audit.sqlite"
+    db = sqlite3.connect(db_path)
+    summary = AuditSummary(str(archive))
+    chain = _index_ledger(db, archive / "ledger.jsonl")
+    summary.ledger_entries = chain.entries
+    summary.ledger_problems = chain.problems
+    db.execute("CREATE TABLE results (id TEXT PRIMARY KEY, rank INTEGER, status TEXT, data TEXT)")
+    workers = max(1, workers or os.cpu_count() or 1)
+    ctx = get_context("fork") if hasattr(os, "fork") else get_context()
+    crl = str(trust.crl_path) if trust.crl_path else None
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(db_path), str(trust.root_path), crl)) as pool:
+        for batch in _batches(_folders(archive), BATCH):
+            rows = []
+            for agreement_id, status, data in pool.imap_unordered(_check, batch, chunksize=32):
+                rows.append((agreement_id, STATUS_ORDER[status], status, data))
+                summary.counts[status] += 1
+                summary.agreements += 1
+                if progress:
+                    progress(1)
+            db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", rows)
+            db.commit()
+    # Agreements the ledger says were archived but whose folder is gone.
+    for (agreement_id,) in db.execute(
+            "SELECT DISTINCT agreement_id FROM entries WHERE event IN ('archive', 'sign', 'void') "
+            "AND agreement_id NOT IN (SELECT id FROM results) ORDER BY agreement_id"):
+        summary.missing_from_archive.append(agreement_id)
+    (summary.drafts_not_archived,) = db.execute(
+        "SELECT COUNT(DISTINCT agreement_id) FROM entries WHERE event = 'render' AND agreement_id NOT IN "
+        "(SELECT agreement_id FROM entries WHERE event != 'render')").fetchone()
+    db.close()
+    return summary, db_path
+
+
+def results(db_path: Path) -> Iterator[dict[str, Any]]:
+    """Verdicts, problems first (invalid, incomplete, voided, valid), then by id: streamed."""
+    db = sqlite3.connect(db_path)
+    try:
+        for (data,) in db.execute("SELECT data FROM results ORDER BY rank, id"):
+            yield json.loads(data)
+    finally:
+        db.close()

@@ -1,9 +1,13 @@
-"""One error hierarchy for everything a user can get wrong.
+"""One error hierarchy for everything a user can get wrong, each error with a code.
 
 Every error a person can cause (bad YAML, an unknown therapist, an output folder
-that already exists) is an :class:`AgreementsError`. The CLI prints its message on
-one line and exits with ``exit_code``; anything else is a bug and keeps its
-traceback.
+that already exists, a damaged signing record) is an :class:`AgreementsError`
+with a ``code``: a short stable string such as ``format.duplicate-key``. The
+code's first part is its *kind* (``usage``, ``format``, ``trust``, ``conflict``,
+``denied``, ``not-found``, ``lint``...). The CLI maps kinds to exit codes and the
+web app maps them to HTTP statuses, both through the tables at the end of this
+module, never by reading the message. Anything that is not an AgreementsError is
+a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,13 +18,28 @@ from pathlib import Path
 class AgreementsError(Exception):
     """Base class: a problem the user can act on, described in one line."""
 
-    exit_code = 2
+    code = "usage.invalid"
 
-    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None):
+    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None,
+                 code: str | None = None):
         self.message = message
         self.path = Path(path) if path is not None else None
         self.line = line
+        if code is not None:
+            self.code = code
         super().__init__(self.__str__())
+
+    @property
+    def kind(self) -> str:
+        return self.code.split(".", 1)[0]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.kind, 2)
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUSES.get(self.kind, 400)
 
     def location(self) -> str:
         if self.path is None:
@@ -34,8 +53,12 @@ class AgreementsError(Exception):
         return f"{where}: {self.message}" if where else self.message
 
 
+# ----------------------------------------------------------------------------- authoring
+
 class LibraryError(AgreementsError):
     """The clause library is malformed or inconsistent."""
+
+    code = "usage.library"
 
 
 class LibraryProblems(LibraryError):
@@ -56,16 +79,102 @@ class LibraryProblems(LibraryError):
 class SpecError(AgreementsError):
     """An agreement spec (command-line values or spec file) is invalid."""
 
+    code = "usage.spec"
+
 
 class PracticeError(AgreementsError):
     """The practice folder is missing or its settings are invalid."""
+
+    code = "usage.practice"
 
 
 class RenderError(AgreementsError):
     """Rendering the agreement failed (template, PDF or output folder)."""
 
+    code = "usage.render"
+
 
 class LintFailure(AgreementsError):
     """``agreements lint`` found problems; exit code 1 like any linter."""
 
-    exit_code = 1
+    code = "lint.failed"
+
+
+# ----------------------------------------------------------------------------- formats
+
+class InvalidFormat(AgreementsError):
+    """A file is not a valid document of its format (the one error of ``agreements_kit.formats``).
+
+    Like sigstore's ``InvalidBundle``: duplicate or unknown keys, wrong types, an
+    encoding other than UTF-8, a byte-order mark, nesting too deep, a file too
+    large, a link or a non-regular file, bytes that are not the canonical form of
+    what they say. ``code`` names which (``format.duplicate-key``, ...); ``path`` and
+    ``line`` say where.
+    """
+
+    code = "format.invalid"
+
+
+class RecordError(InvalidFormat):
+    """A signing record is malformed."""
+
+
+class LedgerError(InvalidFormat):
+    """The ledger is unreadable."""
+
+
+# ----------------------------------------------------------------------------- store, signing
+
+class ArchiveError(AgreementsError):
+    """The archive or one of its agreements is missing, inconsistent or closed."""
+
+    code = "conflict.archive"
+
+
+class PKIError(AgreementsError):
+    """A problem with the practice's certificates or keys."""
+
+    code = "denied.pki"
+
+
+class SigningError(AgreementsError):
+    """This signature cannot be made (missing consent, wrong order, ...)."""
+
+    code = "usage.signing"
+
+
+class IntakeError(AgreementsError):
+    """An intake link or session is unusable."""
+
+    code = "denied.intake"
+
+
+# ----------------------------------------------------------------------------- verification
+
+class TrustError(AgreementsError):
+    """The trust root or CRL cannot be read (exit 2: could not check)."""
+
+    code = "usage.trust"
+
+
+class CannotCheck(AgreementsError):
+    """The input cannot be checked at all (exit 2), as opposed to checked and found wanting."""
+
+    code = "usage.cannot-check"
+
+
+class NotVerified(AgreementsError):
+    """Checked and found wanting (exit 1): used where a whole verification cannot start, e.g. no trusted root."""
+
+    code = "invalid.not-verified"
+
+
+# Kinds -> exit codes (CLI) and HTTP statuses (web app).
+EXIT_CODES: dict[str, int] = {
+    "usage": 2, "format": 2, "conflict": 2, "denied": 2, "not-found": 2, "gone": 2,
+    "lint": 1, "invalid": 1,
+}
+HTTP_STATUSES: dict[str, int] = {
+    "usage": 400, "format": 400, "conflict": 409, "denied": 403, "not-found": 404, "gone": 410,
+    "lint": 422, "invalid": 422,
+}

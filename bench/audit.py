@@ -36,13 +36,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agreements_kit.cli.demo import DEMO_PRACTICE  # noqa: E402
-from agreements_kit.signing.pki import PKI  # noqa: E402
-from agreements_kit.signing.setup import init_practice
 from agreements_kit.authoring.practice import load_practice  # noqa: E402
 from agreements_kit.authoring.render import Job, Renderer  # noqa: E402
-from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapist  # noqa: E402
 from agreements_kit.authoring.spec import make_spec  # noqa: E402
+from agreements_kit.cli.demo import DEMO_PRACTICE  # noqa: E402
+from agreements_kit.signing.pki import PKI  # noqa: E402
+from agreements_kit.signing.setup import init_practice  # noqa: E402
+from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapist  # noqa: E402
 
 PASS = b"bench-passphrase"
 OUT = REPO / "bench" / "out"
@@ -66,8 +66,8 @@ def build(root: Path, n: int) -> Path:
     Every agreement is rendered for real (a one-page template: clause titles and
     summaries, so building 10,000 stays affordable) and signed through the real code.
     """
-    from agreements_kit.signing.renders import log_renders
     from agreements_kit.authoring.render import render_many
+    from agreements_kit.signing.renders import log_renders
 
     done = root / "built.json"
     if done.exists() and json.loads(done.read_text()) == {"n": n, "format": 2}:
@@ -91,7 +91,7 @@ def build(root: Path, n: int) -> Path:
     print(f"  rendered {n} ({n / (time.perf_counter() - t0):.0f}/s)", file=sys.stderr)
     initials = {c.id: "CX" for c in renderer.prepare(specs[0]).clauses if c.initials}
     t0 = time.perf_counter()
-    for i, (spec, draft) in enumerate(zip(specs, drafts)):
+    for i, (spec, draft) in enumerate(zip(specs, drafts, strict=True)):
         sign_client(practice, draft, ClientSigning(name=spec.client, consent=True, initials=initials, intent=True,
                                                    identity_method="photo ID", identity_checked_by="bench"), PASS)
         sign_therapist(practice, spec.id, PASS, completion=False)

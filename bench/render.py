@@ -29,10 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agreements_kit.cli.demo import DEMO_PRACTICE  # noqa: E402
 from agreements_kit.authoring.practice import init_practice  # noqa: E402
 from agreements_kit.authoring.render import Job, Renderer, render_many  # noqa: E402
-from agreements_kit.authoring.spec import make_spec  # noqa: E402
+from agreements_kit.authoring.spec import Spec, make_spec  # noqa: E402
+from agreements_kit.cli.demo import DEMO_PRACTICE  # noqa: E402
 
 
 def specs(n: int, prefix: str):
@@ -61,7 +61,9 @@ def overhead(renderer: Renderer, n: int, out: Path) -> dict[str, float]:
         html = render_html(agreement, renderer.template_dir)
         manifest = canonical_json(build_manifest(agreement, s, renderer.template, pdf.PDF_VARIANT,
                                                  pdf.WEASYPRINT_VERSION))
-        def run_bare() -> None:
+
+        # Both closures run within this iteration; the defaults bind this iteration's values explicitly.
+        def run_bare(manifest: bytes = manifest, html: str = html) -> None:
             t0 = time.perf_counter()
             att = Attachment(string=manifest, name="manifest.json", relationship="Data", url_fetcher=fetcher)
             HTML(string=html, base_url=base_url, url_fetcher=fetcher).write_pdf(
@@ -69,7 +71,7 @@ def overhead(renderer: Renderer, n: int, out: Path) -> dict[str, float]:
                 attachment_relationships=["Data"])
             bare.append(time.perf_counter() - t0)
 
-        def run_ours() -> None:
+        def run_ours(s: Spec = s) -> None:
             t0 = time.perf_counter()
             renderer.render_to(Job(s, out / "ours"))
             ours.append(time.perf_counter() - t0)

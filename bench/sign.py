@@ -27,15 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from agreements_kit.signing import cms
 from agreements_kit import record  # noqa: E402
-from agreements_kit.cli.demo import DEMO_PRACTICE  # noqa: E402
-from agreements_kit.signing.pki import PKI, load_cert, load_key, utcnow  # noqa: E402
-from agreements_kit.signing.setup import init_practice
 from agreements_kit.authoring.practice import load_practice  # noqa: E402
 from agreements_kit.authoring.render import Job, Renderer, render_many  # noqa: E402
-from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapist  # noqa: E402
 from agreements_kit.authoring.spec import make_spec  # noqa: E402
+from agreements_kit.cli.demo import DEMO_PRACTICE  # noqa: E402
+from agreements_kit.signing import cms
+from agreements_kit.signing.pki import PKI, load_cert, load_key, utcnow  # noqa: E402
+from agreements_kit.signing.setup import init_practice
+from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapist  # noqa: E402
 
 PASS = b"bench-passphrase"
 

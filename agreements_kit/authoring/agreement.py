@@ -12,10 +12,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from agreements_kit.errors import SpecError
 from agreements_kit.authoring.library import Clause, Library, type_problem
 from agreements_kit.authoring.practice import Practice, Therapist
 from agreements_kit.authoring.spec import Spec
+from agreements_kit.errors import SpecError
 
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
@@ -69,7 +69,8 @@ def build(spec: Spec, practice: Practice, library: Library) -> Agreement:
     therapist = practice.therapists.get(spec.therapist)
     if therapist is None:
         known = ", ".join(sorted(practice.therapists))
-        raise SpecError(f"{spec.where('therapist')}: unknown therapist '{spec.therapist}' (practice.yaml lists: {known})")
+        raise SpecError(f"{spec.where('therapist')}: unknown therapist '{spec.therapist}' "
+                        f"(practice.yaml lists: {known})")
     jurisdiction = spec.jurisdiction or practice.jurisdiction or library.default_jurisdiction
     if jurisdiction not in library.jurisdictions:
         known = ", ".join(library.jurisdictions)
@@ -96,27 +97,28 @@ def build(spec: Spec, practice: Practice, library: Library) -> Agreement:
         if name not in declared:
             raise SpecError(f"{spec.where('variables.' + name)}: unknown variable '{name}' "
                             "('agreements clauses' lists the variables)")
-    for name, value in practice.variables.items():
+    for name in practice.variables:
         if name not in declared:
             raise SpecError(f"{practice.settings_path}:{practice.variable_lines.get(name, 1)}: "
                             f"unknown variable '{name}' in 'variables'")
     values: dict[str, Any] = {}
     for name, (var, clause) in needed.items():
+        location: str | None  # where the value was given; None for a clause's own default
         if name in spec.variables:
-            value, where = spec.variables[name], spec.where("variables." + name)
+            value, location = spec.variables[name], spec.where("variables." + name)
             if spec.text_values and isinstance(value, str):
                 value = _convert(value, var.type)
         elif name in practice.variables:
             value = practice.variables[name]
-            where = f"{practice.settings_path}:{practice.variable_lines.get(name, 1)}"
+            location = f"{practice.settings_path}:{practice.variable_lines.get(name, 1)}"
         elif var.has_default:
-            value, where = var.default, None
+            value, location = var.default, None
         else:
             raise SpecError(f"{origin}: clause '{clause.id}' needs variable '{name}' ({var.description}); "
                             f"give --set {name}=VALUE or set it under 'variables' in practice.yaml")
         problem = type_problem(var.type, value)
         if problem:
-            raise SpecError(f"{where}: variable '{name}' {problem}")
+            raise SpecError(f"{location}: variable '{name}' {problem}")
         values[name] = value
     return Agreement(id=spec.id, date=spec.date, client_name=spec.client, therapist=therapist, practice=practice,
                      jurisdiction=jurisdiction, jurisdiction_name=library.jurisdictions[jurisdiction],

@@ -94,7 +94,7 @@ def render_html(agreement: Agreement, template_dir: Path) -> str:
     base = agreement.context()
     clauses = render_clauses(agreement, template_dir)
     areas = {a.id: a.title for a in agreement.library.areas}
-    sections = []
+    sections: list[dict[str, Any]] = []
     for clause in clauses:
         if not sections or sections[-1]["id"] != clause["area"]:
             sections.append({"id": clause["area"], "title": areas[clause["area"]], "clauses": []})

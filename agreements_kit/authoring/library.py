@@ -18,16 +18,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from agreements_kit.authoring import yamlfile
-from agreements_kit.errors import LibraryError, LibraryProblems
 from agreements_kit.authoring.yamlfile import LineDict, LineList
+from agreements_kit.errors import LibraryError, LibraryProblems
 
 #: Names every clause body may use without declaring them, and their attributes.
 BUILTINS: dict[str, frozenset[str]] = {
@@ -306,7 +307,9 @@ def _check_body(ck: _Checker, body: str, variables: dict[str, Variable], what: s
         ck.add(f"body of {what} uses undeclared variable '{name}'", path, line)
     for name in sorted(set(variables) - used):
         ck.add(f"variable '{name}' of {what} is declared but never used in its body", path, line)
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+    # find_all yields only the node types asked for; its annotation widens a tuple of them to Expr.
+    found = cast(Iterator[nodes.Getattr | nodes.Getitem], ast.find_all((nodes.Getattr, nodes.Getitem)))
+    for node in found:
         if not (isinstance(node.node, nodes.Name) and node.node.name in BUILTINS):
             continue
         base = node.node.name
@@ -380,9 +383,9 @@ def _load_index(ck: _Checker, root: Path) -> Library | None:
     ok = all([ck.typed(d, "library", str, "the library", path), ck.typed(d, "version", int, "the library", path),
               ck.typed(d, "title", str, "the library", path), ck.typed(d, "language", str, "the library", path),
               ck.typed(d, "default_jurisdiction", str, "the library", path)])
-    jur = ck.mapping(d["jurisdictions"], "'jurisdictions'", path, d.line_of("jurisdictions"))
+    jur = ck.mapping(d["jurisdictions"], "'jurisdictions'", path, d.line_of("jurisdictions")) or LineDict()
     jurisdictions: dict[str, str] = {}
-    for code, name in (jur or {}).items():
+    for code, name in jur.items():
         if not isinstance(code, str) or not JURISDICTION_RE.match(code) or not isinstance(name, str):
             ck.add(f"jurisdiction '{code}' must look like US or US-NY and have a name", path, jur.line_of(code))
             ok = False

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agreements_kit.errors import LibraryError, LibraryProblems
 from agreements_kit.authoring.library import load_library
+from agreements_kit.errors import LibraryError, LibraryProblems
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ class TemplateFolderFetcher(URLFetcher):
 
 
 def _fixed_time(date: dt.date) -> dt.datetime:
-    return dt.datetime(date.year, date.month, date.day, tzinfo=dt.timezone.utc)
+    return dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC)
 
 
 def write_pdf(html: str, template_dir: Path, manifest_bytes: bytes, date: dt.date,

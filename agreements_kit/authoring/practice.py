@@ -19,10 +19,10 @@ from typing import Any
 
 from agreements_kit import resources
 from agreements_kit.authoring import yamlfile
-from agreements_kit.errors import PracticeError
-from agreements_kit.store.files import DIR_MODE, FILE_MODE
-from agreements_kit.formats.text import check_name, check_text
 from agreements_kit.authoring.yamlfile import LineDict
+from agreements_kit.errors import PracticeError
+from agreements_kit.formats.text import check_name, check_text
+from agreements_kit.store.files import DIR_MODE, FILE_MODE
 
 SETTINGS = "practice.yaml"
 THERAPIST_ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -124,8 +124,8 @@ def parse_practice(d: object, root: Path) -> Practice:
             raise PracticeError(f"variable '{name}' {problem}", path=path, line=variables.line_of(name))
     return Practice(
         root=root, name=info["name"], phone=info["phone"], address=info["address"], email=info["email"],
-        jurisdiction=jurisdiction, jurisdiction_line=jurisdiction_line, therapists=therapists, variables=dict(variables),
-        variable_lines=dict(variables.lines),
+        jurisdiction=jurisdiction, jurisdiction_line=jurisdiction_line, therapists=therapists,
+        variables=dict(variables), variable_lines=dict(variables.lines),
         clauses_dir=_folder(d, "clauses", root, path), templates_dir=_folder(d, "templates", root, path),
     )
 

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from agreements_kit.authoring.agreement import Agreement, build
-from agreements_kit.errors import AgreementsError, RenderError, SpecError
-from agreements_kit.store.files import fsync_dir, make_private_dir, rename_noreplace, write_new
 from agreements_kit.authoring.html import render_html, template_digest
 from agreements_kit.authoring.library import Library, load_library
 from agreements_kit.authoring.manifest import build_manifest, with_document
-from agreements_kit.formats.jsonio import canonical_json
 from agreements_kit.authoring.practice import Practice, load_practice
 from agreements_kit.authoring.spec import Spec
+from agreements_kit.errors import AgreementsError, RenderError, SpecError
+from agreements_kit.formats.jsonio import canonical_json
+from agreements_kit.store.files import fsync_dir, make_private_dir, rename_noreplace, write_new
 
 
 @dataclass(frozen=True)

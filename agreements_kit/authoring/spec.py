@@ -3,7 +3,7 @@
 A spec names the client, the therapist, and optionally the agreement id, date,
 jurisdiction, clause selection and clause variable values. It is checked here for
 form only (names, id, date); whether the therapist, clauses and variables exist
-is checked against the practice and library in :mod:`agreements_kit.agreement`.
+is checked against the practice and library in :mod:`agreements_kit.authoring.agreement`.
 
 Spec files, for batches::
 
@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from agreements_kit.authoring import yamlfile
-from agreements_kit.formats.ids import ID_RE
-from agreements_kit.errors import SpecError
-from agreements_kit.formats.text import check_name, check_text
 from agreements_kit.authoring.yamlfile import LineDict, LineList
+from agreements_kit.errors import SpecError
+from agreements_kit.formats.ids import ID_RE
+from agreements_kit.formats.text import check_name, check_text, nfc
 
 _SPEC_KEYS = {"client", "therapist", "id", "date", "jurisdiction", "clauses", "variables"}
 _CSV_FIXED = ("client", "therapist", "id", "date", "jurisdiction")
@@ -88,7 +88,7 @@ def _check_person(value: Any, what: str, origin: str) -> str:
     problem = check_name(value)
     if problem:
         raise SpecError(f"{origin}: {what} {problem}")
-    return " ".join(value.split())
+    return nfc(value)  # names are stored and signed in Unicode NFC
 
 
 def make_spec(*, client: Any, therapist: Any, id: Any = None, date: Any = None, jurisdiction: Any = None,
@@ -104,7 +104,8 @@ def make_spec(*, client: Any, therapist: Any, id: Any = None, date: Any = None, 
     if not isinstance(therapist, str) or not therapist.strip():
         raise SpecError(f"{at('therapist')}: therapist must be a therapist id from practice.yaml")
     agreement_id = check_id(id, at("id")) if id not in (None, "") else new_id()
-    when = parse_date(date, at("date")) if date not in (None, "") else dt.date.today()
+    # An agreement is dated by the practice's local calendar day, so a naive date.today() is meant.
+    when = parse_date(date, at("date")) if date not in (None, "") else dt.date.today()  # noqa: DTZ011
     if jurisdiction in ("",):
         jurisdiction = None
     if jurisdiction is not None and not isinstance(jurisdiction, str):
@@ -142,11 +143,9 @@ def load_spec_file(path: str | Path) -> list[Spec]:
     if path.suffix.lower() == ".csv":
         return _load_csv(path)
     data = yamlfile.load(path, SpecError)
-    items: list[tuple[Any, int]]
-    if isinstance(data, LineList):
-        items = [(item, data.line_of(i)) for i, item in enumerate(data)]
-    else:
-        items = [(data, 1)]
+    items: list[tuple[Any, int]] = (
+        [(item, data.line_of(i)) for i, item in enumerate(data)] if isinstance(data, LineList) else [(data, 1)]
+    )
     if not items:
         raise SpecError("the spec file lists no agreements", path=path, line=1)
     specs = []

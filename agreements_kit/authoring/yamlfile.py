@@ -61,7 +61,7 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode):
         try:
             hash(key)
         except TypeError:
-            raise _DuplicateKey(None, None, "a mapping key must be a plain value", key_node.start_mark)
+            raise _DuplicateKey(None, None, "a mapping key must be a plain value", key_node.start_mark) from None
         if key in data:
             raise _DuplicateKey(None, None, f"duplicate key '{key}'", key_node.start_mark)
         data[key] = loader.construct_object(value_node, deep=False)

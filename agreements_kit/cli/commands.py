@@ -431,34 +431,31 @@ def void(agreement, practice_dir, reason, therapist_id, passphrase_file) -> None
     click.echo(f"voided {result.folder.id}: {result.record_path}")
 
 
-def _trust(trust_path: Path | None, crl: Path | None, archive: Path | None, practice_dir: Path | None):
-    """The trust root, and where it came from: --trust, else the practice's, else the one beside the archive.
-
-    A root found beside the material being checked is only as trustworthy as that
-    material; the verdict says so, with the root's fingerprint, so an auditor can
-    compare it with the root the practice published."""
+def _cwd_practice(practice_dir: Path | None) -> Path | None:
+    """The current folder when it is a practice: where to look a PDF's agreement up (never whom to trust)."""
     from agreements_kit.authoring.practice import SETTINGS, locate
-    from agreements_kit.verification.trust import load_trust
-    from agreements_kit.verification.verify import CannotCheck
 
-    if trust_path is not None:
-        return load_trust(trust_path, crl), "given with --trust"
-    practice_root = locate(practice_dir)
-    candidates = []
-    if (practice_root / SETTINGS).is_file():
-        candidates.append((practice_root / "pki" / "root.pem", "the practice's"))
-    if archive is not None:
-        candidates.append((archive.resolve().parent / "pki" / "root.pem",
-                           "found beside the archive: compare its fingerprint with the published root"))
-    for candidate, source in candidates:
-        if candidate.is_file():
-            return load_trust(candidate, crl), source
-    raise CannotCheck("no trust root: give --trust ROOT.pem (the practice's published root certificate)")
+    root = locate(practice_dir)
+    return root if (root / SETTINGS).is_file() else None
+
+
+def _trust(trust_path: Path | None, trust_sha256: str | None, crl: Path | None, archive: Path | None,
+           practice_dir: Path | None):
+    """The trust root, decided by the library's rules (verification.trust), never by files in the archive."""
+    from agreements_kit.verification.target import explicit_practice
+    from agreements_kit.verification.trust import resolve_trust
+
+    return resolve_trust(trust_file=trust_path, trust_sha256=trust_sha256, crl=crl,
+                         practice=explicit_practice(practice_dir), archive=archive)
 
 
 trust_options = [
     click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
-                 help="The practice root certificate to trust (default: the practice's pki/root.pem)."),
+                 help="The practice root certificate to trust (default: $AGREEMENTS_TRUST, or the pki/root.pem of "
+                      "the practice named with --practice or $AGREEMENTS_PRACTICE)."),
+    click.option("--trust-sha256", "trust_sha256", metavar="HEX",
+                 help="Trust the root certificate with this SHA-256 fingerprint (or $AGREEMENTS_TRUST_SHA256), "
+                      "wherever its file is found."),
     click.option("--crl", type=click.Path(dir_okay=False, path_type=Path),
                  help="CRL file (default: crl.pem beside the trust root)."),
 ]
@@ -479,56 +476,26 @@ def _with(options):
               help="Archive to look the agreement up in (for a PDF; default: the practice's signed/).")
 @_with(trust_options)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable verdict.")
-@click.option("--fast", is_flag=True, help="Use the fast CMS path instead of pyHanko.")
 @click.option("-v", "--verbose", is_flag=True, help="List every check, not only failures.")
 @click.option("--no-ledger", is_flag=True, help="Verify a folder given without its archive's ledger (noted).")
-def verify(path, practice_dir, archive, trust_path, crl, as_json, fast, verbose, no_ledger) -> None:
+def verify(path, practice_dir, archive, trust_path, trust_sha256, crl, as_json, verbose, no_ledger) -> None:
     """Verify an agreement folder, or any PDF, against the archive.
 
-    Exit code 0: valid; 1: not valid (invalid, incomplete or voided); 2: could
-    not check (bad arguments, unreadable files).
+    Exit code 0: valid; 1: not valid (invalid, incomplete or voided, or no trusted
+    root); 2: could not check (bad arguments, unreadable files).
     """
     import json
-    import logging
 
-    from agreements_kit.authoring.practice import locate
-    from agreements_kit.verification.verify import CannotCheck, verify_folder
-    from agreements_kit.formats.pdfattach import embedded_manifest, manifest_from_damaged_pdf
+    from agreements_kit.errors import CannotCheck
+    from agreements_kit.verification.target import explicit_practice, resolve_target
+    from agreements_kit.verification.verify import verify_folder
 
-    # pyHanko logs a traceback for every chain it rejects; the verdict already says why, in words.
-    logging.getLogger("pyhanko").setLevel(logging.CRITICAL)
-    logging.getLogger("pyhanko_certvalidator").setLevel(logging.CRITICAL)
-
-    pdf_path = None
-    if path.is_dir():
-        folder = path
-        archive = archive or folder.resolve().parent
-    else:
-        data = path.read_bytes()
-        raw = embedded_manifest(data)
-        try:
-            manifest = json.loads(raw) if raw else manifest_from_damaged_pdf(data)
-            agreement_id = manifest["agreement"]["id"]
-        except (TypeError, ValueError, KeyError):
-            raise CannotCheck(f"{path} carries no agreements-kit manifest: name the agreement folder instead") \
-                from None
-        from agreements_kit.formats.ids import ID_RE
-
-        if not isinstance(agreement_id, str) or not ID_RE.match(agreement_id):
-            raise CannotCheck(f"{path} carries a manifest whose agreement id is not valid: it is not one of ours")
-        archive = archive or locate(practice_dir) / "signed"
-        folder = archive / agreement_id
-        if not folder.is_dir():
-            raise CannotCheck(f"{path} names agreement {agreement_id}, which is not in the archive {archive}")
-        pdf_path = path
-    trust, source = _trust(trust_path, crl, archive, practice_dir)
-    ledger = archive / "ledger.jsonl"
-    in_archive = ledger.exists() or (archive / ".work").is_dir() or (archive / ".lock").exists()
-    if no_ledger and in_archive:
+    target = resolve_target(path, archive, explicit_practice(practice_dir) or _cwd_practice(practice_dir))
+    trust = _trust(trust_path, trust_sha256, crl, target.archive, practice_dir)
+    if no_ledger and target.in_archive:
         raise CannotCheck("--no-ledger is for a folder outside its archive; this one has its archive beside it")
-    verdict = verify_folder(folder, trust, pdf_path=pdf_path, ledger=None if no_ledger else ledger,
-                            backend="fast" if fast else "pyhanko")
-    verdict.notes.append(f"trust root: {trust.root_path} ({source}), SHA-256 {trust.root_fingerprint.hex()}")
+    verdict = verify_folder(target.folder, trust, pdf_path=target.pdf_path,
+                            ledger=None if no_ledger else target.ledger)
     if as_json:
         click.echo(json.dumps(verdict.as_dict(), indent=2))
     else:
@@ -536,7 +503,7 @@ def verify(path, practice_dir, archive, trust_path, crl, as_json, fast, verbose,
         for check in (verdict.checks if verbose else verdict.failures):
             mark = "ok  " if check.ok else "FAIL"
             subject = f" [{check.subject}]" if check.subject else ""
-            click.echo(f"  {mark} {check.name}{subject}: {check.detail}")
+            click.echo(f"  {mark} {check.step:>2} {check.name}{subject}: {check.detail} [{check.code}]")
         for note in verdict.notes:
             click.echo(f"  note: {note}")
     sys.exit(0 if verdict.valid else 1)
@@ -549,7 +516,7 @@ def verify(path, practice_dir, archive, trust_path, crl, as_json, fast, verbose,
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (summary and every verdict).")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write FILE.html or FILE.pdf.")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default: all cores).")
-def audit(archive, practice_dir, trust_path, crl, as_json, report, workers) -> None:
+def audit(archive, practice_dir, trust_path, trust_sha256, crl, as_json, report, workers) -> None:
     """Check every agreement of an archive and its whole ledger.
 
     Exit code 0: no problems (incomplete and voided agreements are listed, not
@@ -561,7 +528,7 @@ def audit(archive, practice_dir, trust_path, crl, as_json, report, workers) -> N
     from agreements_kit.authoring.practice import locate
 
     archive = archive or locate(practice_dir) / "signed"
-    trust, _ = _trust(trust_path, crl, archive, practice_dir)
+    trust = _trust(trust_path, trust_sha256, crl, archive, practice_dir)
     if report is not None and report.exists():
         raise AgreementsError(f"{report} already exists; choose a new report file")
     if report is not None and report.suffix.lower() not in (".html", ".htm", ".pdf"):
@@ -583,6 +550,7 @@ def audit(archive, practice_dir, trust_path, crl, as_json, report, workers) -> N
             click.echo(f"{'ok' if summary.ok else 'PROBLEMS'}: {summary.agreements} agreements: {c['valid']} valid, "
                        f"{c['invalid']} invalid, {c['incomplete']} incomplete, {c['voided']} voided; "
                        f"ledger {summary.ledger_entries} entries, {len(summary.ledger_problems)} problem(s)")
+            click.echo(f"  {trust.describe()}")
             for problem in summary.ledger_problems:
                 click.echo(f"  ledger: {problem}")
             for agreement_id in summary.missing_from_archive:
@@ -593,7 +561,7 @@ def audit(archive, practice_dir, trust_path, crl, as_json, report, workers) -> N
                 click.echo(f"  {row['headline']}")
                 for f in row["failures"]:
                     subject = f" [{f['subject']}]" if f["subject"] else ""
-                    click.echo(f"    {f['name']}{subject}: {f['detail']}")
+                    click.echo(f"    {f['step']:>2} {f['name']}{subject}: {f['detail']} [{f['code']}]")
             if report is not None:
                 click.echo(f"report: {report}")
     finally:

@@ -1,19 +1,122 @@
-"""JSON bytes: canonical forms.
+"""JSON bytes in and out: one strict reader, and the canonical forms documents are written in.
 
-Legacy (format version 1) manifests and records are "sorted keys, two-space indent,
-UTF-8, final newline"; this module is the one place those bytes are made.
+Why strict: OpenSSL checks a signature over bytes, our verifier reads values from
+them. If two readers could see two documents in the same bytes (a key given twice,
+a byte-order mark, UTF-16, a number written two ways), a forger could show OpenSSL
+one thing and us another. So every document is parsed here, and a document is
+accepted only when its bytes are exactly the canonical form of what was parsed.
+
+Canonical forms, by format version:
+
+- ``rfc8785``: RFC 8785 JSON Canonicalization Scheme (the ``rfc8785`` package):
+  signing records and ledger entries of format version 2.
+- ``pretty``: sorted keys, two-space indent, UTF-8, final newline: manifests, and
+  signing records of the legacy format version 1.
+- ``compact``: sorted keys, no spaces, UTF-8: ledger lines of the legacy version 1.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
+
+import rfc8785
+
+from agreements_kit.errors import InvalidFormat
+
+MAX_DEPTH = 8
+BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 
 
 def canonical_json(data: Any) -> bytes:
+    """The ``pretty`` canonical form: sorted keys, two-space indent, UTF-8, final newline."""
     return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def canonical(data: dict[str, Any]) -> bytes:
-    """Records use the manifest's canonical JSON."""
+    """Legacy name for :func:`canonical_json` (records of format version 1)."""
     return canonical_json(data)
+
+
+def compact_json(data: Any) -> bytes:
+    """The ``compact`` canonical form of legacy ledger lines."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def jcs(data: Any) -> bytes:
+    """RFC 8785 canonical bytes (no final newline)."""
+    return bytes(rfc8785.dumps(data))
+
+
+CANONICAL: dict[str, Callable[[Any], bytes]] = {"pretty": canonical_json, "compact": compact_json, "rfc8785": jcs}
+
+
+def _pairs(where: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise InvalidFormat(f"the key '{key[:40]}' appears twice: two readers could see two different "
+                                    "documents", path=where, code="format.duplicate-key")
+            out[key] = value
+        return out
+    return hook
+
+
+def _constant(where: str) -> Callable[[str], Any]:
+    def hook(name: str) -> Any:
+        raise InvalidFormat(f"'{name}' is not a JSON number", path=where, code="format.bad-value")
+    return hook
+
+
+def _depth(value: Any, limit: int, where: str, level: int = 1) -> None:
+    if isinstance(value, dict):
+        children: Any = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return
+    if level > limit:
+        raise InvalidFormat(f"nested deeper than {limit} levels", path=where, code="format.too-deep")
+    for child in children:
+        _depth(child, limit, where, level + 1)
+
+
+def parse(data: bytes, where: str, *, max_bytes: int, max_depth: int = MAX_DEPTH,
+          canonical_form: str | None = None) -> Any:
+    """Parse ``data`` strictly; with ``canonical_form``, the bytes must be that form of the result.
+
+    Raises :class:`InvalidFormat` (never anything else) for: too many bytes, a
+    byte-order mark, bytes that are not UTF-8 (UTF-16, Latin-1...), malformed JSON,
+    a key given twice, NaN or Infinity, nesting past ``max_depth``, and bytes that
+    differ from the canonical form.
+    """
+    if len(data) > max_bytes:
+        raise InvalidFormat(f"larger than {max_bytes} bytes", path=where, code="format.too-large")
+    if data.startswith(BOMS):
+        raise InvalidFormat("starts with a byte-order mark: documents are UTF-8 without one", path=where,
+                            code="format.encoding")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidFormat("not UTF-8 text (another encoding, or damaged)", path=where,
+                            code="format.encoding") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_pairs(where), parse_constant=_constant(where))
+    except json.JSONDecodeError as exc:
+        raise InvalidFormat(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", path=where,
+                            line=exc.lineno, code="format.not-json") from None
+    except RecursionError:
+        raise InvalidFormat(f"nested deeper than {max_depth} levels", path=where, code="format.too-deep") from None
+    _depth(value, max_depth, where)
+    if canonical_form is not None:
+        try:
+            expected = CANONICAL[canonical_form](value)
+        except (TypeError, ValueError, rfc8785.CanonicalizationError):
+            raise InvalidFormat("holds a value that has no canonical form (a number out of range?)", path=where,
+                                code="format.not-canonical") from None
+        if expected != data:
+            raise InvalidFormat(f"its bytes are not the canonical ({canonical_form}) form of its content: it was "
+                                "edited by hand or by another program", path=where, code="format.not-canonical")
+    return value

@@ -1,35 +1,41 @@
 """Signing records: the exact bytes a signer's CMS signature covers.
 
-A record is a JSON document (canonical: sorted keys, two-space indent, UTF-8,
-final newline) saved as the very bytes that were signed, so that anyone can read
-what was attested and check it with ``openssl cms -verify -content RECORD``.
-The format is documented in docs/archive.md.
+A record is a JSON document saved as the very bytes that were signed, so that
+anyone can read what was attested and check it with ``openssl cms -verify
+-content RECORD``. Format version 2 is RFC 8785 canonical JSON; the legacy version 1
+is sorted keys, two-space indent, final newline. Either way the bytes must be the
+canonical form of what they say, so no two readers can see two records. There are
+four kinds: client, guardian and therapist signatures, and voids; each has exactly
+its own members (docs/archive.md, docs/schemas/signing-record.schema.json).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agreements_kit import resources
-from agreements_kit.errors import AgreementsError
-from agreements_kit.formats.jsonio import canonical  # noqa: F401  (records are canonical JSON)
+from agreements_kit.errors import AgreementsError, RecordError
+from agreements_kit.formats import jsonio, shape
+from agreements_kit.formats.jsonio import canonical  # noqa: F401  (legacy callers)
 
 FORMAT = "agreements-kit/signing-record"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LEGACY_VERSION = 1
 ROLES = ("client", "guardian", "therapist")
+VOID_ROLES = ("therapist", "administrator")
+KINDS = ("client", "guardian", "therapist", "void")
+MAX_BYTES = 64 * 1024
+RELATIONS = ("parent", "legal guardian", "conservator", "health care agent", "other legal representative")
+CANONICAL_FORM = {1: "pretty", 2: "rfc8785"}
 CLIENT_ROLES = ("client", "guardian")
 INTENT = ("I have read this agreement. By adopting my typed name as my signature, "
           "I intend to sign it electronically, with the same effect as a handwritten signature.")
 VOID_INTENT = "I void this agreement for the reason stated; it is no longer in effect."
-
-
-class RecordError(AgreementsError):
-    """A signing record is malformed."""
 
 
 @dataclass(frozen=True)
@@ -58,14 +64,127 @@ def record_name(sequence: int, kind: str) -> str:
     return f"{sequence:02d}-{kind}.json"
 
 
-def parse(data: bytes, where: str) -> dict[str, Any]:
-    """Parse a record's bytes; it must be canonical JSON of this format."""
+def encode(data: dict[str, Any]) -> bytes:
+    """The bytes a new (format version 2) record is signed and stored as: RFC 8785."""
+    return jsonio.jcs(data)
+
+
+@dataclass(frozen=True)
+class SigningRecord:
+    """One parsed signing record: what a signer attested, and the exact bytes that were signed."""
+
+    raw: bytes
+    data: dict[str, Any]
+    version: int
+    kind: str  # client, guardian, therapist or void
+    agreement_id: str
+    sequence: int
+    signed_at: dt.datetime
+    document_sha256: str
+    manifest_sha256: str
+    certificate_sha256: str
+    ledger_head: str
+    role: str  # the signer's role (for a void: therapist or administrator)
+    name: str
+
+    @property
+    def is_void(self) -> bool:
+        return self.kind == "void"
+
+    @property
+    def client_side(self) -> bool:
+        return self.kind in CLIENT_ROLES
+
+    @property
+    def signer(self) -> dict[str, Any]:
+        return self.data["signer"]  # type: ignore[no-any-return]
+
+    @property
+    def file_name(self) -> str:
+        return record_name(self.sequence, self.kind)
+
+
+_s = shape.string
+_NAME = _s(200)
+_COMMON: dict[str, shape.Checker] = {
+    "format": shape.const(FORMAT),
+    "format_version": shape.integer(1, 2),
+    "kind": _s(20, choices=("signature", "void")),
+    "agreement_id": _s(64),
+    "sequence": shape.integer(1, 99),
+    "ledger_head": shape.sha256,
+    "certificate": shape.obj({"sha256": shape.sha256, "subject": _s(1000), "issuer": _s(1000),
+                              "serial": _s(64)}),
+    "signed_at": shape.timestamp,
+    "document": shape.obj({"file": shape.const("agreement.pdf"), "sha256": shape.sha256}),
+    "manifest": shape.obj({"file": shape.const("manifest.json"), "sha256": shape.sha256}),
+    "signer": shape.anything,  # checked per kind below
+    "intent": shape.obj({"statement": _s(1000), "adopted": shape.true}),
+}
+_SIGNATURE = {
+    **_COMMON,
+    "esign": shape.anything,
+    "initials": shape.mapping_of(_s(5)),
+    "method": shape.obj({"typed_name": _NAME, "drawn_signature_png_sha256": shape.nullable(shape.sha256),
+                         "drawn_signature_file": shape.nullable(_s(40))}),
+    "identity": shape.obj({"method": _s(200), "checked_by": _s(200)}),
+}
+_VOID = {**_COMMON, "reason": _s(500)}
+_ESIGN = shape.obj({"disclosure_version": _s(40), "disclosure_sha256": shape.sha256,
+                    "disclosure_accepted": shape.true, "consent_to_electronic_records": shape.true})
+_SIGNERS: dict[str, shape.Checker] = {
+    "client": shape.obj({"role": shape.const("client"), "name": _NAME}),
+    "guardian": shape.obj({"role": shape.const("guardian"), "name": _NAME, "on_behalf_of": _NAME},
+                          {"relation": _s(40, choices=RELATIONS)}),
+    "therapist": shape.obj({"role": shape.const("therapist"), "name": _NAME, "therapist_id": _s(32)}),
+    "administrator": shape.obj({"role": shape.const("administrator"), "name": _NAME, "administrator_id": _s(32)}),
+}
+
+
+def _time(value: str) -> dt.datetime:
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+
+
+def parse_record(data: bytes, where: str) -> SigningRecord:
+    """Parse a record strictly; raises :class:`InvalidFormat` (``RecordError``) with a code on any deviation."""
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordError(f"{where}: not a JSON signing record ({exc})") from None
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise RecordError(f"{where}: not an agreements-kit signing record")
-    if obj.get("format_version") != FORMAT_VERSION:
-        raise RecordError(f"{where}: unsupported record format version {obj.get('format_version')!r}")
-    return obj
+        value = jsonio.parse(data, where, max_bytes=MAX_BYTES, max_depth=4)
+        if not isinstance(value, dict):
+            raise RecordError("not a signing record (not a JSON object)", path=where, code="format.bad-type")
+        if value.get("format") != FORMAT:
+            raise RecordError("not an agreements-kit signing record", path=where, code="format.unknown-format")
+        version = value.get("format_version")
+        if version not in CANONICAL_FORM:
+            raise RecordError(f"unsupported record format version {str(version)[:20]!r}", path=where,
+                              code="format.version")
+        jsonio.parse(data, where, max_bytes=MAX_BYTES, max_depth=4, canonical_form=CANONICAL_FORM[version])
+        kind = value.get("kind")
+        checked = shape.fields(value, where, _VOID if kind == "void" else _SIGNATURE)
+        role = checked["signer"].get("role") if isinstance(checked["signer"], dict) else None
+        allowed = VOID_ROLES if kind == "void" else ROLES
+        if role not in allowed:
+            raise RecordError(f"a {'void' if kind == 'void' else 'signature'} record cannot have the signer role "
+                              f"{str(role)[:20]!r}", path=where, code="format.unknown-kind")
+        if version == LEGACY_VERSION and role == "administrator":
+            raise RecordError("format version 1 has no administrator role", path=where, code="format.unknown-kind")
+        _SIGNERS[str(role)](checked["signer"], "signer", where)
+        if kind == "signature":
+            if role in CLIENT_ROLES:
+                _ESIGN(checked["esign"], "esign", where)
+            elif checked["esign"] is not None:
+                raise RecordError("'esign' must be null in a therapist's record", path=where, code="format.bad-value")
+    except RecordError:
+        raise
+    except AgreementsError as exc:  # InvalidFormat from the shared checkers: re-raise as this format's error
+        raise RecordError(exc.message, path=where, code=exc.code) from None
+    return SigningRecord(
+        raw=data, data=checked, version=int(version), kind="void" if kind == "void" else str(role),
+        agreement_id=checked["agreement_id"], sequence=checked["sequence"], signed_at=_time(checked["signed_at"]),
+        document_sha256=checked["document"]["sha256"], manifest_sha256=checked["manifest"]["sha256"],
+        certificate_sha256=checked["certificate"]["sha256"], ledger_head=checked["ledger_head"], role=str(role),
+        name=checked["signer"]["name"])
+
+
+def parse(data: bytes, where: str) -> dict[str, Any]:
+    """The record's content as a dict, after strict parsing (for callers that only read it)."""
+    return parse_record(data, where).data

@@ -55,7 +55,26 @@ def check_name(value: str) -> str | None:
             return f"name contains '{ch}', which is not part of a person's name"
     if not any(unicodedata.category(ch).startswith("L") for ch in stripped):
         return "name has no letters"
+    for word in stripped.split():
+        scripts = {_script(ch) for ch in word if unicodedata.category(ch).startswith("L")}
+        if len(scripts & _CONFUSABLE) > 1:
+            return (f"name mixes {' and '.join(sorted(s.title() for s in scripts & _CONFUSABLE))} letters in one word "
+                    "(look-alike letters, such as a Cyrillic 'а' in 'Jane', make one name look like another)")
     return None
+
+
+# Scripts whose letters look alike; a word mixing two of them is a spoofing tell (UTS #39's "mixed script").
+_CONFUSABLE = {"LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC"}
+
+
+def _script(ch: str) -> str:
+    """The script of a letter, from its Unicode name ("LATIN SMALL LETTER A" -> "LATIN")."""
+    return unicodedata.name(ch, "UNKNOWN").split(" ", 1)[0]
+
+
+def nfc(value: str) -> str:
+    """A name as it is stored and signed: Unicode NFC, spaces collapsed."""
+    return " ".join(unicodedata.normalize("NFC", value).split())
 
 
 def same_name(a: str, b: str) -> bool:

@@ -7,7 +7,7 @@ opens a session bound to one agreement and one role; no page names or lists
 agreements to a client, and no URL carries an id or a name. Staff open intakes
 from ``agreements intake open`` or from ``/staff`` (practice passphrase).
 
-The signature itself is :func:`agreements_kit.sign.sign_client`, the same code
+The signature itself is :func:`agreements_kit.signing.sign.sign_client`, the same code
 as ``agreements sign``. Every form carries a CSRF token; every HTML page is sent
 with a strict Content-Security-Policy (scripts only from this server, none
 inline); token guesses and staff logins are rate-limited per address.
@@ -27,14 +27,15 @@ from typing import Any
 from flask import Flask, Response, abort, make_response, redirect, render_template, request, send_file, url_for
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Response as BaseResponse
 
-from agreements_kit.formats import record
-from agreements_kit.store.archive import load_folder
-from agreements_kit.errors import AgreementsError
-from agreements_kit.intake.tickets import IntakeError, RateLimiter, Sessions, TicketStore
 from agreements_kit.authoring.practice import Practice, load_practice
+from agreements_kit.errors import AgreementsError
+from agreements_kit.formats import record
+from agreements_kit.intake.tickets import IntakeError, RateLimiter, Sessions, TicketStore
 from agreements_kit.resources import templates_dir
 from agreements_kit.signing.sign import ClientSigning, sign_client
+from agreements_kit.store.archive import load_folder
 
 COOKIE = "intake_session"
 STAFF_COOKIE = "intake_staff"
@@ -70,7 +71,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
     def message(title: str, text: str, status: int) -> Response:
         return page("message.html.j2", status, title=title, message=text)
 
-    def cookie(response: Response, name: str, value: str) -> None:
+    def cookie(response: BaseResponse, name: str, value: str) -> None:
         response.set_cookie(name, value, httponly=True, samesite="Strict", secure=secure_cookies, path="/")
 
     def current():
@@ -127,8 +128,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             ticket = tickets.claim(token)
         except IntakeError as exc:
             guesses.fail(address)
-            return message("Link not valid", f"{exc.message.capitalize()}.", 410 if "used" in exc.message or
-                           "expired" in exc.message else 404)
+            return message("Link not valid", f"{exc.message.capitalize()}.", exc.http_status)
         s = sessions.create(ticket)
         log.info("intake session opened")
         response = redirect(url_for("consent"))
@@ -405,9 +405,9 @@ def qr_data_uri(link: str) -> Markup:
 
 def quiet_request_handler():
     """A werkzeug request handler whose access log never shows a path (tokens live in paths)."""
-    from werkzeug.serving import WSGIRequestHandler
-
     from urllib.parse import unquote, urlsplit
+
+    from werkzeug.serving import WSGIRequestHandler
 
     known = {"/", "/sign/consent", "/sign/agreement", "/sign/signature", "/sign/done", "/sign/document.pdf",
              "/sign/copy/agreement.pdf", "/sign/copy/receipt.pdf", "/sign/finish", "/staff", "/staff/login",

@@ -23,21 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agreements_kit.errors import AgreementsError
-from agreements_kit.store.files import make_private_dir, write_new
+from agreements_kit.errors import IntakeError
 from agreements_kit.formats.record import CLIENT_ROLES
 from agreements_kit.formats.text import check_text
+from agreements_kit.store.files import make_private_dir, write_new
 
 TOKEN_MINUTES = 15
 SESSION_MINUTES = 45
 
 
-class IntakeError(AgreementsError):
-    """An intake link or session is invalid, used or expired."""
-
-
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _digest(token: str) -> str:
@@ -104,18 +100,19 @@ class TicketStore:
     def claim(self, token: str) -> Ticket:
         """Use a token: exactly once, before it expires. Raises IntakeError otherwise."""
         if not token or len(token) > 128 or not all(c.isalnum() or c in "-_" for c in token):
-            raise IntakeError("this link is not valid")
+            raise IntakeError("this link is not valid", code="not-found.link")
         name = f"{_digest(token)}.json"
         source, target = self.pending / name, self.claimed / name
         try:
             os.rename(source, target)  # atomic: of two concurrent claims, one wins
         except FileNotFoundError:
             if target.exists():
-                raise IntakeError("this link was already used; ask the front desk for a new one") from None
-            raise IntakeError("this link is not valid") from None
+                raise IntakeError("this link was already used; ask the front desk for a new one",
+                                  code="gone.link-used") from None
+            raise IntakeError("this link is not valid", code="not-found.link") from None
         ticket = Ticket.from_json(target.read_bytes())
         if ticket.expires <= _now():
-            raise IntakeError("this link has expired; ask the front desk for a new one")
+            raise IntakeError("this link has expired; ask the front desk for a new one", code="gone.link-expired")
         return ticket
 
     def sweep(self, keep_days: int = 1) -> None:

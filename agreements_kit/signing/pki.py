@@ -30,19 +30,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agreements_kit.errors import AgreementsError
+from agreements_kit.errors import PKIError
 from agreements_kit.store.files import make_private_dir, write_new
-
-
-class PKIError(AgreementsError):
-    """A problem with the practice's certificates or keys."""
 
 
 # Organizational units name what a certificate is for; verifiers bind roles to them.
 OU_ROOT = "agreements-kit root"
 OU_INTAKE = "agreements-kit intake"
 OU_CLIENT = "client"
+OU_GUARDIAN = "guardian"
 OU_THERAPIST = "therapist"
+AGREEMENT_URN = "urn:agreements-kit:agreement:"  # + "ID:ROLE" in a one-time certificate's SAN
 
 ROOT_YEARS = 30
 INTAKE_YEARS = 20
@@ -50,6 +48,10 @@ CLINICIAN_DAYS = 730
 ONE_TIME = dt.timedelta(days=1)
 CRL_DAYS = 3650
 MIN_PASSPHRASE = 8
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def utcnow() -> dt.datetime:
@@ -83,7 +85,7 @@ def _ca_extensions(builder: x509.CertificateBuilder, key: ec.EllipticCurvePrivat
 
 
 def _leaf(subject: x509.Name, public_key, issuer: x509.Certificate, issuer_key, not_before: dt.datetime,
-          not_after: dt.datetime) -> x509.Certificate:
+          not_after: dt.datetime, uri: str | None = None) -> x509.Certificate:
     builder = (x509.CertificateBuilder()
                .subject_name(subject).issuer_name(issuer.subject).public_key(public_key)
                .serial_number(x509.random_serial_number())
@@ -97,6 +99,9 @@ def _leaf(subject: x509.Name, public_key, issuer: x509.Certificate, issuer_key, 
                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
                               critical=False))
+    if uri is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]),
+                                        critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -214,7 +219,43 @@ class PKI:
         write_new(self.intake_key, _encrypted(intake_key, passphrase))
         write_new(self.intake_cert, _pem(intake))
         self._write_crls(root, root_key, intake, intake_key, revoked=[], now=now, replace=False)
+        self.register(root, "root", root, now)
+        self.register(intake, "intake", root, now)
+        self.log_crls(now, [])
         write_new(self.root_cert, _pem(root))  # last: its presence means the PKI is complete
+
+    # ------------------------------------------------------------------ the register, in the ledger
+
+    def archive_dir(self) -> Path:
+        """The practice's archive, whose ledger holds the register of certificates and CRLs."""
+        return self.root_dir.parent / "signed"
+
+    def register_fields(self, cert: x509.Certificate, role: str, issuer: x509.Certificate, now: dt.datetime,
+                        source: str = "issued", **ids: str) -> dict:
+        """The ledger entry that enters ``cert`` in the register of issued certificates (no names)."""
+        return {"event": "certificate", "certificate_sha256": fingerprint(cert), "serial": f"{cert.serial_number:x}",
+                "role": role, "issuer_sha256": fingerprint(issuer), "source": source, "time": _iso(now),
+                "not_before": _iso(cert.not_valid_before_utc), "not_after": _iso(cert.not_valid_after_utc), **ids}
+
+    def register(self, cert: x509.Certificate, role: str, issuer: x509.Certificate, now: dt.datetime,
+                 **ids: str) -> None:
+        """Enter a certificate this PKI issued in the register (the archive's ledger), under its lock."""
+        from agreements_kit.store.archive import Archive
+
+        archive = Archive(self.archive_dir())
+        with archive.locked():
+            archive.log(self.register_fields(cert, role, issuer, now, **ids))
+
+    def log_crls(self, now: dt.datetime, revoked: list[x509.Certificate]) -> None:
+        """Enter the CRL set just published in the ledger: its number, each CRL's hash, what it revokes."""
+        from agreements_kit.formats.crlset import parse_crl_set
+        from agreements_kit.store.archive import Archive
+
+        crls = parse_crl_set(self.crl.read_bytes(), str(self.crl))
+        archive = Archive(self.archive_dir())
+        with archive.locked():
+            archive.log({"event": "crl", "crl_number": crls.number, "crls": crls.digests(), "time": _iso(now),
+                         "revoked": [fingerprint(c) for c in revoked]})
 
     def _write_crls(self, root, root_key, intake, intake_key, revoked: list[tuple[int, dt.datetime]],
                     now: dt.datetime, replace: bool) -> None:
@@ -270,6 +311,7 @@ class PKI:
             raise PKIError(f"certificate {cert.serial_number:x} is already revoked")
         entries = [(s, t) for s, t in revoked.items()] + [(cert.serial_number, now)]
         self._write_crls(root, root_key, intake, intake_key, entries, now, replace=True)
+        self.log_crls(now, [cert])
 
     # ------------------------------------------------------------------ issuing
 
@@ -295,14 +337,21 @@ class PKI:
                      now - dt.timedelta(minutes=5), now + dt.timedelta(days=days))
         write_new(self.therapist_key(tid), _encrypted(key, key_passphrase))
         write_new(current, _pem(cert))
+        self.register(cert, "therapist", self.root(), now, therapist_id=tid)
         return cert
 
     def one_time_client(self, name: str, practice_name: str, intake_key: ec.EllipticCurvePrivateKey,
-                        now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        """A certificate for one signature; its private key never leaves memory."""
+                        now: dt.datetime, agreement_id: str, role: str = "client"
+                        ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        """A certificate for one signature by the client (or guardian) of one agreement.
+
+        Its OU names the role and its SAN the agreement (``urn:agreements-kit:agreement:ID:ROLE``),
+        so it cannot be used for another agreement or role; its private key never leaves memory."""
+        if role not in (OU_CLIENT, OU_GUARDIAN):
+            raise PKIError(f"one-time certificates are for a client or guardian, not '{role}'")
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = _leaf(_name(name[:64], practice_name, OU_CLIENT), key.public_key(), self.intake(), intake_key,
-                     now - dt.timedelta(minutes=5), now + ONE_TIME)
+        cert = _leaf(_name(name[:64], practice_name, role), key.public_key(), self.intake(), intake_key,
+                     now - dt.timedelta(minutes=5), now + ONE_TIME, uri=f"{AGREEMENT_URN}{agreement_id}:{role}")
         return cert, key
 
     def server_certificate(self, hostnames: list[str], ca_passphrase: bytes, days: int = 30
@@ -332,6 +381,7 @@ class PKI:
                                              crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
                 .sign(intake_key, hashes.SHA256()))
+        self.register(cert, "server", intake, now)
         return cert, key
 
     # ------------------------------------------------------------------ listing

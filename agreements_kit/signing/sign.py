@@ -24,19 +24,15 @@ from cryptography.exceptions import InvalidSignature
 from agreements_kit.signing import cms
 from agreements_kit.formats import record
 from agreements_kit.store.archive import AgreementFolder, Archive, ArchiveError, _crashpoint, load_folder, sha256_file
-from agreements_kit.errors import AgreementsError
+from agreements_kit.errors import SigningError
 from agreements_kit.signing.pki import PKI, PKIError, common_name, fingerprint, load_cert, load_key, utcnow
 from agreements_kit.authoring.practice import Practice
 from agreements_kit.formats.ids import ID_RE
-from agreements_kit.formats.text import check_name, check_text, same_name
+from agreements_kit.formats.text import check_name, check_text, nfc, same_name
 
 MAX_PNG = 512 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 INITIALS_RE = re.compile(r"^[^\W\d_]{1,5}$")
-
-
-class SigningError(AgreementsError):
-    """This signature cannot be made (missing consent, wrong order, ...)."""
 
 
 @dataclass
@@ -143,7 +139,7 @@ def _commit(archive: Archive, folder: AgreementFolder, kind: str, body: dict[str
     data = dict(body, format=record.FORMAT, format_version=record.FORMAT_VERSION, agreement_id=folder.id,
                 sequence=sequence, ledger_head=archive.ledger.head(), certificate=_certificate(cert),
                 signed_at=iso(now), **_documents(folder))
-    record_bytes = record.canonical(data)
+    record_bytes = record.encode(data)
     signature = cms.sign_detached(record_bytes, cert, key, intermediates)
     files = {name: record_bytes, f"{name}.p7s": signature, **(extra or {})}
     archive.commit(folder, name, files, {
@@ -167,6 +163,13 @@ def check_client_request(folder: AgreementFolder, s: ClientSigning) -> dict[str,
         raise SigningError(f"typed {problem}")
     if s.role == "client" and not same_name(s.name, folder.client_name):
         raise SigningError("the typed name does not match the client's name on the agreement")
+    if s.role == "guardian":
+        guardian = folder.manifest["agreement"].get("guardian")
+        if not guardian:
+            raise SigningError("this agreement names no guardian: render it with --guardian NAME --relation "
+                               "RELATION, so the guardian is part of the document they sign")
+        if not same_name(s.name, guardian["name"]):
+            raise SigningError("the typed name does not match the guardian named on the agreement")
     needed = [c["id"] for c in folder.manifest["clauses"] if c.get("initials")]
     initials = {}
     for cid in needed:
@@ -212,7 +215,10 @@ def sign_client(practice: Practice, ref: str | Path, s: ClientSigning, ca_passph
         done = [r for r in folder.signed_roles() if r in record.CLIENT_ROLES]
         if done:
             raise SigningError(f"agreement {folder.id} is already signed on the client's side ({done[0]})")
-        cert, key = pki.one_time_client(" ".join(s.name.split()), practice.name, intake_key, now)
+        name = nfc(s.name)
+        cert, key = pki.one_time_client(name, practice.name, intake_key, now, folder.id, s.role)
+        intake = pki.intake()
+        archive.log(pki.register_fields(cert, s.role, intake, now, agreement_id=folder.id))
         extra: dict[str, bytes] = {}
         png_sha = None
         sequence = len(folder.records) + 1
@@ -221,17 +227,19 @@ def sign_client(practice: Practice, ref: str | Path, s: ClientSigning, ca_passph
             extra[f"{sequence:02d}-{s.role}.png"] = s.drawn_png
         body = {
             "kind": "signature",
-            "signer": {"role": s.role, "name": " ".join(s.name.split()),
-                       **({"on_behalf_of": folder.client_name} if s.role == "guardian" else {})},
+            "signer": {"role": s.role, "name": name,
+                       **({"on_behalf_of": folder.client_name,
+                           "relation": folder.manifest["agreement"]["guardian"]["relation"]}
+                          if s.role == "guardian" else {})},
             "intent": {"statement": record.INTENT, "adopted": True},
             "esign": {"disclosure_version": disclosure.version, "disclosure_sha256": disclosure.sha256,
                       "disclosure_accepted": True, "consent_to_electronic_records": True},
             "initials": initials,
-            "method": {"typed_name": " ".join(s.name.split()), "drawn_signature_png_sha256": png_sha,
+            "method": {"typed_name": name, "drawn_signature_png_sha256": png_sha,
                        "drawn_signature_file": next(iter(extra), None)},
             "identity": {"method": s.identity_method.strip(), "checked_by": s.identity_checked_by.strip()},
         }
-        result = _commit(archive, folder, s.role, body, cert, key, [pki.intake()], now, extra)
+        result = _commit(archive, folder, s.role, body, cert, key, [intake], now, extra)
     return result
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from agreements_kit.errors import AgreementsError
+from agreements_kit.errors import ArchiveError
 from agreements_kit.store.files import fsync_dir, make_private_dir, rename_noreplace, write_new
 from agreements_kit.store.ledger import Ledger
 from agreements_kit.formats.record import CLIENT_ROLES, parse as parse_record
@@ -45,10 +45,6 @@ from agreements_kit.formats.ids import ID_RE
 
 LOCK_TIMEOUT = 60.0
 PENDING = ".pending"
-
-
-class ArchiveError(AgreementsError):
-    """The archive or one of its agreements is missing, inconsistent or closed."""
 
 
 def sha256_file(path: Path) -> str:

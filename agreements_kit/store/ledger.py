@@ -1,35 +1,31 @@
 """The archive's ledger: an append-only hash chain of renders, signatures and voids.
 
-``ledger.jsonl`` holds one compact, key-sorted JSON object per line. Each entry
-has a sequence number and ``prev``, the SHA-256 of the previous line's bytes
-(64 zeros for the first), so deleting, inserting, editing or reordering a line
-breaks the chain at that point. The ledger holds ids and hashes only, never a
-client's name: it is a log. Appends happen under the archive lock; a line cut
+``ledger.jsonl`` holds one JSON object per line (the format, strictly parsed, is
+:mod:`agreements_kit.formats.ledger`). Each entry has a sequence number and
+``prev``, the SHA-256 of the previous line's bytes (64 zeros for the first), so
+deleting, inserting, editing or reordering a line breaks the chain at that point.
+The ledger holds ids and hashes only, never a client's name: it is a log. Appends happen under the archive lock; a line cut
 short by a crash was never committed and is removed by ``repair``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agreements_kit.errors import AgreementsError
+from agreements_kit.errors import LedgerError
+from agreements_kit.formats.ledger import FORMAT, GENESIS, LedgerEntry, encode, parse_entry
 from agreements_kit.store.files import FILE_MODE
 
-GENESIS = "0" * 64
-FORMAT = "agreements-kit/ledger"
-
-
-class LedgerError(AgreementsError):
-    """The ledger is unreadable or its chain is broken."""
+__all__ = ["FORMAT", "GENESIS", "Ledger", "LedgerEntry", "entry_hash", "line_bytes"]
 
 
 def line_bytes(entry: dict[str, Any]) -> bytes:
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """A new line's bytes (format version 2: RFC 8785)."""
+    return encode({k: v for k, v in entry.items() if k not in ("format", "format_version")})
 
 
 def entry_hash(line: bytes) -> str:
@@ -53,12 +49,13 @@ class Ledger:
                 yield number, raw[:-1]
 
     def entries(self) -> Iterator[tuple[int, dict[str, Any], bytes]]:
+        """Every committed entry, strictly parsed (LedgerError on the first bad line)."""
         for number, line in self.lines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                raise LedgerError(f"{self.path}:{number}: not a JSON ledger entry") from None
-            yield number, entry, line
+            yield number, parse_entry(line, str(self.path), number).data, line
+
+    def parsed(self) -> Iterator[LedgerEntry]:
+        for number, line in self.lines():
+            yield parse_entry(line, str(self.path), number)
 
     def last(self) -> tuple[dict[str, Any] | None, str]:
         """The last committed entry and its hash (the head), reading only the file's end."""
@@ -83,9 +80,10 @@ class Ledger:
             return None, GENESIS
         line = data[begin:end]
         try:
-            return json.loads(line), entry_hash(line)
-        except json.JSONDecodeError:
-            raise LedgerError(f"{self.path}: the last entry is not JSON") from None
+            return parse_entry(line, str(self.path), 0).data, entry_hash(line)
+        except LedgerError:
+            raise LedgerError("the last entry is not a valid ledger entry; run 'agreements audit'",
+                              path=self.path, code="format.ledger-tail") from None
 
     def head(self) -> str:
         return self.last()[1]
@@ -122,8 +120,9 @@ class Ledger:
     def append(self, fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """Append an entry chained to the current head; returns it and its hash. Call under lock."""
         last, head = self.last()
-        entry = dict(fields, seq=(last["seq"] + 1) if last else 1, prev=head, format=FORMAT)
+        entry = dict(fields, seq=(last["seq"] + 1) if last else 1, prev=head)
         line = line_bytes(entry)
+        entry = parse_entry(line, str(self.path), 0).data  # what every reader will see; refuses a malformed entry
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:
             os.write(fd, line + b"\n")

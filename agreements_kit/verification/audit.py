@@ -2,9 +2,11 @@
 
 The archive is streamed, never loaded: the ledger is read once into a
 temporary SQLite index on disk (chain checked on the way), agreement folders are
-listed in batches and checked in worker processes (one per core) with the fast
-CMS path, and verdicts go back into the same SQLite file, from which the summary
-and the report are produced, problems first. Memory stays flat whatever the
+listed in batches and checked in worker processes (one per core) by the same
+:class:`~agreements_kit.verification.verify.Verifier` as ``agreements verify``
+(every step, nothing skipped; only parsed certificates and validated paths are
+cached, by the SHA-256 of their DER), and verdicts go back into the same SQLite
+file, from which the summary and the report are produced, problems first. Memory stays flat whatever the
 archive's size; only the temporary index grows, on disk.
 
 Cross-checks beyond each agreement: every archived agreement has its ledger
@@ -13,6 +15,7 @@ entries, and every agreement the ledger says was archived is in the archive.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sqlite3
@@ -23,9 +26,16 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from agreements_kit.verification.ledgercheck import ChainReport, scan
+from agreements_kit.errors import CannotCheck
 from agreements_kit.formats.ids import ID_RE
-from agreements_kit.verification.trust import Trust, load_trust
+from agreements_kit.verification.ledgerview import LedgerIndex, LedgerReport, build_index
+from agreements_kit.verification.steps import Verdict
+from agreements_kit.verification.trust import Trust
+from agreements_kit.verification.verify import Verifier
+
+# Ledger problems of the whole archive: the summary lists them once.
+_ARCHIVE_WIDE = {"ledger.chain", "ledger.deleted", "ledger.reordered", "ledger.duplicate", "ledger.backdated",
+                 "ledger.malformed", "ledger.incomplete", "ledger.legacy", "ledger.version-mix"}
 
 BATCH = 2048
 STATUS_ORDER = {"invalid": 0, "incomplete": 1, "voided": 2, "valid": 3}
@@ -38,6 +48,7 @@ class AuditSummary:
     counts: dict[str, int] = field(default_factory=lambda: {k: 0 for k in STATUS_ORDER})
     ledger_entries: int = 0
     ledger_problems: list[str] = field(default_factory=list)
+    ledger_codes: list[str] = field(default_factory=list)
     missing_from_archive: list[str] = field(default_factory=list)
     drafts_not_archived: int = 0
 
@@ -47,27 +58,9 @@ class AuditSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {"archive": self.archive, "ok": self.ok, "agreements": self.agreements, "counts": self.counts,
-                "ledger": {"entries": self.ledger_entries, "problems": self.ledger_problems},
+                "ledger": {"entries": self.ledger_entries, "problems": self.ledger_problems,
+                           "codes": self.ledger_codes},
                 "missing_from_archive": self.missing_from_archive, "drafts_not_archived": self.drafts_not_archived}
-
-
-def _index_ledger(db: sqlite3.Connection, ledger: Path) -> ChainReport:
-    db.execute("CREATE TABLE entries (agreement_id TEXT, line INTEGER, event TEXT, data TEXT)")
-    rows: list[tuple[str, int, str, str]] = []
-
-    def keep(number: int, entry: dict[str, Any], line: bytes) -> None:
-        event = str(entry.get("event"))
-        # Render entries only count drafts; verdicts never read them, so their text is not kept.
-        rows.append((str(entry.get("agreement_id")), number, event, "" if event == "render" else line.decode("utf-8")))
-        if len(rows) >= 2000:
-            db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
-            rows.clear()
-
-    report = scan(ledger, keep)
-    db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
-    db.execute("CREATE INDEX entries_id ON entries (agreement_id)")
-    db.commit()
-    return report
 
 
 # ----------------------------------------------------------------------------- workers
@@ -75,27 +68,23 @@ def _index_ledger(db: sqlite3.Connection, ledger: Path) -> ChainReport:
 _state: dict[str, Any] = {}
 
 
-def _init_worker(db_path: str, root: str, crl: str | None) -> None:
-    from agreements_kit.verification.cmscheck import CertCache
-
-    _state["db"] = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    _state["trust"] = load_trust(root, crl)
-    _state["cache"] = CertCache()
+def _init_worker(db_path: str, report: LedgerReport, trust: Trust, now: dt.datetime) -> None:
+    _state["verifier"] = Verifier(trust, LedgerIndex.open(db_path, report), now)
 
 
 def _check(folder: str) -> tuple[str, str, str]:
-    """(agreement id, status, verdict as JSON): serialized here, in the worker, not in the parent."""
-    from agreements_kit.verification.verify import CannotCheck, Verdict, verify_folder
-
+    """(agreement id, status, verdict as JSON): the one verifier's steps, serialized here, in the worker."""
     name = Path(folder).name
-    entries = [dict(json.loads(d), _line=line) for (line, d) in _state["db"].execute(
-        "SELECT line, data FROM entries WHERE agreement_id = ? AND event != 'render' ORDER BY line", (name,))]
+    verifier: Verifier = _state["verifier"]
     try:
-        v = verify_folder(Path(folder), _state["trust"], backend="fast", cache=_state["cache"],
-                          ledger_facts=(None, entries), deep=False)
-    except CannotCheck as exc:  # (verify_folder turns any other damage into an invalid verdict)
+        v = verifier.verify(Path(folder))
+    except CannotCheck as exc:
         v = Verdict(name, folder, "invalid")
-        v.add("folder", False, str(exc))
+        v.fail("folder", exc.code, str(exc))
+    # Archive-wide ledger problems are reported once, in the summary, not in every verdict.
+    v.checks = [c for c in v.checks if not (c.name == "ledger" and not c.subject and c.code in _ARCHIVE_WIDE)]
+    if not v.failures and v.status == "invalid":
+        v.status = "valid"
     agreement_id = v.agreement_id if v.agreement_id == name else name
     return agreement_id, v.status, json.dumps({
         "id": agreement_id, "status": v.status, "headline": v.headline(),
@@ -130,16 +119,19 @@ def audit(archive: Path, trust: Trust, *, workers: int | None = None,
     archive = Path(archive)
     workdir = Path(tempfile.mkdtemp(prefix="agreements-audit-"))
     db_path = workdir / "audit.sqlite"
-    db = sqlite3.connect(db_path)
+    index = build_index(str(archive / "ledger.jsonl"), str(db_path))
+    report = index.report
     summary = AuditSummary(str(archive))
-    chain = _index_ledger(db, archive / "ledger.jsonl")
-    summary.ledger_entries = chain.entries
-    summary.ledger_problems = chain.problems
+    summary.ledger_entries = report.entries
+    summary.ledger_problems = [p.message for p in report.problems]
+    summary.ledger_codes = [p.code for p in report.problems]
+    db = index.db
     db.execute("CREATE TABLE results (id TEXT PRIMARY KEY, rank INTEGER, status TEXT, data TEXT)")
+    db.commit()
     workers = max(1, workers or os.cpu_count() or 1)
     ctx = get_context("fork") if hasattr(os, "fork") else get_context()
-    crl = str(trust.crl_path) if trust.crl_path else None
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(db_path), str(trust.root_path), crl)) as pool:
+    now = dt.datetime.now(dt.timezone.utc)
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(db_path), report, trust, now)) as pool:
         for batch in _batches(_folders(archive), BATCH):
             rows = []
             for agreement_id, status, data in pool.imap_unordered(_check, batch, chunksize=32):
@@ -155,9 +147,7 @@ def audit(archive: Path, trust: Trust, *, workers: int | None = None,
             "SELECT DISTINCT agreement_id FROM entries WHERE event IN ('archive', 'sign', 'void') "
             "AND agreement_id NOT IN (SELECT id FROM results) ORDER BY agreement_id"):
         summary.missing_from_archive.append(agreement_id)
-    (summary.drafts_not_archived,) = db.execute(
-        "SELECT COUNT(DISTINCT agreement_id) FROM entries WHERE event = 'render' AND agreement_id NOT IN "
-        "(SELECT agreement_id FROM entries WHERE event != 'render')").fetchone()
+    summary.drafts_not_archived = index.drafts_not_archived()
     db.close()
     return summary, db_path
 

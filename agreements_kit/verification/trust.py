@@ -1,83 +1,170 @@
-"""What a verifier trusts: the practice root certificate and its CRLs.
+"""What a verifier trusts, decided only from outside the archive being verified.
 
-An auditor names the root (``--trust ROOT.pem``); the CRL file published beside
-it (``crl.pem``) is found automatically, or named with ``--crl``. Without a CRL
-revocation cannot be checked, and the verdict says so instead of guessing.
+The trust root is the practice's root certificate, chosen by the auditor:
+
+1. ``--trust ROOT.pem`` (or ``AGREEMENTS_TRUST``): that file;
+2. ``--trust-sha256 HEX`` (or ``AGREEMENTS_TRUST_SHA256``): a pinned fingerprint; the
+   root file may then come from anywhere (beside the archive, say), since it is
+   accepted only if its SHA-256 is the pinned one;
+3. the practice named explicitly (``--practice`` or ``AGREEMENTS_PRACTICE``): its own
+   ``pki/root.pem``, on the practice's machine.
+
+A root found only beside the material being checked (a copy of an archive with its
+``pki/`` folder) decides nothing: anyone can put a self-made root there. Then the
+verdict is "not verified: no trusted root", with that root's fingerprint, for the
+auditor to compare with the one the practice published.
+
+CRLs need no such care: each is signed by its CA and each set the practice publishes
+is entered in the ledger, so any copy will do; the newest found is used.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, field
-from functools import cached_property
+import hashlib
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 
-from agreements_kit.errors import AgreementsError
+from agreements_kit.errors import InvalidFormat, NotVerified, TrustError
+from agreements_kit.formats.crlset import CrlSet, parse_crl_set
+from agreements_kit.formats.folder import read_file
 
-
-class TrustError(AgreementsError):
-    """The trust root or CRL cannot be read (exit 2: could not check)."""
+MAX_PEM = 64 * 1024
 
 
 @dataclass
 class Trust:
     root: x509.Certificate
-    root_path: Path
-    crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+    root_path: Path | None
+    source: str
+    crls: CrlSet | None = None
     crl_path: Path | None = None
-    # issuer fingerprint -> {serial: revocation time}, for CRLs whose signature checked out.
-    _revoked: dict[bytes, dict[int, dt.datetime] | None] = field(default_factory=dict, repr=False)  # by issuer DER
+    crl_problem: str | None = None
 
     @property
     def root_der(self) -> bytes:
         return self.root.public_bytes(serialization.Encoding.DER)
 
-    @cached_property
+    @property
     def root_fingerprint(self) -> bytes:
-        return self.root.fingerprint(hashes.SHA256())
+        return hashlib.sha256(self.root_der).digest()
 
-    def crl_for(self, issuer: x509.Certificate) -> x509.CertificateRevocationList | None:
-        for crl in self.crls:
-            if crl.issuer == issuer.subject:
-                try:
-                    if crl.is_signature_valid(issuer.public_key()):
-                        return crl
-                except TypeError:
-                    continue
-        return None
+    @property
+    def fingerprint_hex(self) -> str:
+        return self.root_fingerprint.hex()
 
-    def revocation(self, cert: x509.Certificate, issuer: x509.Certificate) -> tuple[bool, dt.datetime | None]:
-        """(CRL available for the issuer, revocation time or None). Each CRL is checked once."""
-        key = issuer.public_bytes(serialization.Encoding.DER) if issuer is not self.root else b"root"
-        if key not in self._revoked:
-            crl = self.crl_for(issuer)
-            self._revoked[key] = None if crl is None else {r.serial_number: r.revocation_date_utc for r in crl}
-        revoked = self._revoked[key]
-        if revoked is None:
-            return False, None
-        return True, revoked.get(cert.serial_number)
+    def describe(self) -> str:
+        return f"trust root: {self.root_path or '(pinned)'} ({self.source}), SHA-256 {self.fingerprint_hex}"
 
 
-def load_trust(root: str | Path, crl: str | Path | None = None) -> Trust:
-    root = Path(root)
+def _load_root(path: Path) -> x509.Certificate:
     try:
-        cert = x509.load_pem_x509_certificate(root.read_bytes())
+        data = read_file(str(path), MAX_PEM)
     except FileNotFoundError:
-        raise TrustError(f"trust root not found: {root}") from None
+        raise TrustError(f"trust root not found: {path}") from None
+    except InvalidFormat as exc:
+        raise TrustError(f"trust root {path} {exc.message}") from None
+    try:
+        return x509.load_pem_x509_certificate(data)
     except ValueError:
-        raise TrustError(f"{root} is not a PEM certificate") from None
-    crl_path = Path(crl) if crl else root.with_name("crl.pem")
-    crls: list[x509.CertificateRevocationList] = []
-    if crl_path.is_file():
-        from agreements_kit.signing.pki import parse_crls
+        raise TrustError(f"{path} is not a PEM certificate") from None
 
+
+def load_crls(path: Path) -> CrlSet:
+    try:
+        return parse_crl_set(read_file(str(path), 4 * 1024 * 1024), str(path))
+    except FileNotFoundError:
+        raise TrustError(f"CRL file not found: {path}") from None
+    except InvalidFormat as exc:
+        raise TrustError(f"{path}: {exc.message}", code="usage.trust") from None
+
+
+def load_trust(root: str | Path, crl: str | Path | None = None, source: str = "given with --trust") -> Trust:
+    """A trust root from a file the auditor named, with the CRL set beside it (or ``crl``)."""
+    root = Path(root)
+    cert = _load_root(root)
+    trust = Trust(cert, root, source)
+    attach_crls(trust, [Path(crl)] if crl else [root.with_name("crl.pem")], required=crl is not None)
+    return trust
+
+
+def attach_crls(trust: Trust, candidates: list[Path], required: bool = False) -> None:
+    """Use the CRL set with the highest number among ``candidates`` (damaged ones are noted)."""
+    best: tuple[CrlSet, Path] | None = None
+    for path in candidates:
+        if not path.is_file():
+            if required:
+                raise TrustError(f"CRL file not found: {path}")
+            continue
         try:
-            crls = parse_crls(crl_path.read_bytes())
-        except ValueError:
-            raise TrustError(f"{crl_path} is not a PEM CRL file") from None
-    elif crl:
-        raise TrustError(f"CRL file not found: {crl_path}")
-    return Trust(cert, root, crls, crl_path if crls else None)
+            crls = load_crls(path)
+        except TrustError as exc:
+            if required:
+                raise
+            trust.crl_problem = exc.message
+            continue
+        if best is None or crls.number > best[0].number:
+            best = (crls, path)
+    if best is not None:
+        trust.crls, trust.crl_path = best
+
+
+def resolve_trust(*, trust_file: Path | None = None, trust_sha256: str | None = None, crl: Path | None = None,
+                  practice: Path | None = None, archive: Path | None = None) -> Trust:
+    """The trust root by the rules of the module docstring; NotVerified (exit 1) when there is none."""
+    trust_file = trust_file or (Path(os.environ["AGREEMENTS_TRUST"]) if os.environ.get("AGREEMENTS_TRUST") else None)
+    trust_sha256 = trust_sha256 or os.environ.get("AGREEMENTS_TRUST_SHA256") or None
+    beside = archive.resolve().parent / "pki" if archive is not None else None
+    crl_candidates = [p for p in (crl,) if p is not None]
+    if trust_file is not None:
+        trust = load_trust(trust_file, crl, "given with --trust")
+        if trust_sha256 and trust.fingerprint_hex != _pin(trust_sha256):
+            raise NotVerified(f"not verified: the trust root {trust_file} has SHA-256 {trust.fingerprint_hex}, not "
+                              f"the pinned {_pin(trust_sha256)}")
+    elif trust_sha256:
+        pin = _pin(trust_sha256)
+        candidates = [p / "root.pem" for p in ((practice / "pki") if practice else None, beside) if p is not None]
+        trust = None
+        for path in candidates:
+            if path.is_file():
+                cert = _load_root(path)
+                if hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest() == pin:
+                    trust = Trust(cert, path, "pinned by --trust-sha256")
+                    break
+        if trust is None:
+            raise NotVerified(f"not verified: no root certificate with the pinned SHA-256 {pin} was found "
+                              f"(looked at {', '.join(str(p) for p in candidates) or 'nothing'}); give it with --trust")
+        crl_candidates += [trust.root_path.with_name("crl.pem")] if trust.root_path else []
+    elif practice is not None and (practice / "pki" / "root.pem").is_file():
+        trust = Trust(_load_root(practice / "pki" / "root.pem"), practice / "pki" / "root.pem",
+                      "the practice's own, named with --practice or AGREEMENTS_PRACTICE")
+        crl_candidates.append(practice / "pki" / "crl.pem")
+    else:
+        found = beside / "root.pem" if beside is not None and (beside / "root.pem").is_file() else None
+        if found is not None:
+            try:
+                fp = hashlib.sha256(_load_root(found).public_bytes(serialization.Encoding.DER)).hexdigest()
+            except TrustError:
+                fp = "(unreadable)"
+            raise NotVerified(f"not verified: no trusted root. {found} lies beside the archive, so it proves nothing; "
+                              f"its SHA-256 is {fp}: if that is the root the practice published, pass "
+                              f"--trust-sha256 {fp} (or --trust FILE)", code="invalid.no-trusted-root")
+        raise NotVerified("not verified: no trusted root: give --trust ROOT.pem or --trust-sha256 HEX (the root "
+                          "the practice published)", code="invalid.no-trusted-root")
+    if crl is None:
+        if beside is not None:
+            crl_candidates.append(beside / "crl.pem")
+        if trust.root_path is not None:
+            crl_candidates.append(trust.root_path.with_name("crl.pem"))
+        attach_crls(trust, list(dict.fromkeys(crl_candidates)))
+    return trust
+
+
+def _pin(value: str) -> str:
+    pin = value.strip().lower().replace(":", "")
+    if len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin):
+        raise TrustError(f"--trust-sha256 {value!r} is not a SHA-256 fingerprint (64 hex digits)")
+    return pin

@@ -1,0 +1,80 @@
+"""The CRL set format: ``crl.pem``, the practice's published revocation lists.
+
+One PEM file holding exactly one CRL per issuing CA (the root's and the intake
+CA's), all with the same CRL number (RFC 5280 5.2.3), which grows by one each time
+the practice publishes. Anything else is refused: two CRLs from one issuer (an
+older one prepended or appended: which would a reader take?), a CRL without a
+number, numbers that differ, text between the PEM blocks, a file too large.
+Each set the practice issues is entered in the ledger (number and each CRL's
+SHA-256), so a verifier can tell a current set from an older one put back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from agreements_kit.errors import InvalidFormat
+
+MAX_BYTES = 4 * 1024 * 1024
+_BLOCK = re.compile(rb"-----BEGIN X509 CRL-----\r?\n[A-Za-z0-9+/=\r\n]+-----END X509 CRL-----\r?\n?")
+
+
+@dataclass(frozen=True)
+class CrlSet:
+    raw: bytes
+    number: int
+    crls: tuple[x509.CertificateRevocationList, ...]
+
+    def digests(self) -> dict[str, str]:
+        """SHA-256 of each issuer's name (DER) -> SHA-256 of its CRL (DER): what the ledger records."""
+        return {issuer_key(c.issuer): hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).hexdigest()
+                for c in self.crls}
+
+    def for_issuer(self, name: x509.Name) -> x509.CertificateRevocationList | None:
+        return next((c for c in self.crls if c.issuer == name), None)
+
+
+def issuer_key(name: x509.Name) -> str:
+    return hashlib.sha256(name.public_bytes()).hexdigest()
+
+
+def crl_number(crl: x509.CertificateRevocationList) -> int | None:
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except x509.ExtensionNotFound:
+        return None
+
+
+def parse_crl_set(data: bytes, where: str) -> CrlSet:
+    """Parse ``crl.pem`` strictly; raises :class:`InvalidFormat` with a code."""
+    if len(data) > MAX_BYTES:
+        raise InvalidFormat(f"larger than {MAX_BYTES} bytes", path=where, code="format.too-large")
+    blocks = list(_BLOCK.finditer(data))
+    rest = _BLOCK.sub(b"", data).strip()
+    if not blocks or rest:
+        raise InvalidFormat("not a file of PEM CRLs (no CRL, or other text between them)", path=where,
+                            code="format.not-pem")
+    crls = []
+    for block in blocks:
+        try:
+            crl = x509.load_pem_x509_crl(block.group(0))
+            crl.issuer  # noqa: B018 - parsed lazily: touch it so damage shows here
+        except ValueError:
+            raise InvalidFormat("a CRL in it cannot be read (damaged)", path=where, code="format.bad-crl") from None
+        crls.append(crl)
+    issuers = [c.issuer for c in crls]
+    if len(set(issuers)) != len(issuers):
+        raise InvalidFormat("holds two CRLs from the same issuer: an older CRL was added to it", path=where,
+                            code="format.duplicate-crl")
+    numbers = {crl_number(c) for c in crls}
+    if None in numbers:
+        raise InvalidFormat("a CRL in it has no CRL number", path=where, code="format.bad-crl")
+    if len(numbers) != 1:
+        raise InvalidFormat("its CRLs have different CRL numbers: CRLs from different publications were mixed",
+                            path=where, code="format.mixed-crl")
+    return CrlSet(data, int(numbers.pop() or 0), tuple(crls))

@@ -1,0 +1,163 @@
+"""The agreement folder layout, read safely.
+
+An agreement folder holds exactly these files, each a regular file inside it::
+
+    agreement.pdf            the PDF as rendered
+    manifest.json            its manifest (agreements_kit.formats.manifest)
+    NN-ROLE.json             signing records, NN = 01, 02, ...; ROLE = client, guardian,
+    NN-ROLE.json.p7s           therapist or void; each with its detached CMS signature (DER)
+    NN-ROLE.png              a drawn signature, when one was given
+    completion.pdf           the certificate of completion, once complete
+
+Reading never follows a link, never opens a FIFO, device or socket (it would hang
+or stream forever), and never reads more than a format's size limit, so a hostile
+folder can make verification fail, never hang or exhaust memory. Anything else in
+the folder is named as unexpected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+
+from agreements_kit.errors import InvalidFormat
+
+RECORD_RE = re.compile(r"^(\d\d)-(client|guardian|therapist|void)\.json$")
+PNG_RE = re.compile(r"^(\d\d)-(client|guardian)\.png$")
+LIMITS = {"agreement.pdf": 64 * 1024 * 1024, "manifest.json": 1024 * 1024, "completion.pdf": 16 * 1024 * 1024,
+          ".json": 64 * 1024, ".p7s": 64 * 1024, ".png": 512 * 1024}
+MAX_ENTRIES = 400
+
+
+def limit_for(name: str) -> int:
+    return LIMITS.get(name) or LIMITS[os.path.splitext(name)[1]]
+
+
+def read_file(path: str, limit: int, where: str | None = None) -> bytes:
+    """A regular file's bytes, refusing links, special files and files over ``limit`` bytes."""
+    where = where or path
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if os.path.islink(path):
+            raise InvalidFormat("is a symbolic link: agreement files must be regular files", path=where,
+                                code="format.link") from None
+        raise InvalidFormat(f"cannot be read ({exc.strerror})", path=where, code="format.unreadable") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidFormat("is not a regular file (a FIFO, device or folder)", path=where,
+                                code="format.not-regular")
+        if info.st_size > limit:
+            raise InvalidFormat(f"is larger than {limit} bytes", path=where, code="format.too-large")
+        chunks = []
+        left = limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > limit:
+            raise InvalidFormat(f"is larger than {limit} bytes", path=where, code="format.too-large")
+        return data
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class RecordFiles:
+    name: str
+    sequence: int
+    kind: str
+    raw: bytes
+    p7s: bytes | None
+
+
+@dataclass
+class FolderFiles:
+    """What an agreement folder holds, read once. ``problems`` are layout faults (name, code, sentence)."""
+
+    path: str
+    manifest: bytes | None = None
+    pdf: bytes | None = None
+    records: list[RecordFiles] = field(default_factory=list)
+    pngs: dict[str, bytes] = field(default_factory=dict)
+    has_completion: bool = False
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def read_folder(path: str, *, read_pdf: bool = True) -> FolderFiles:
+    """Read an agreement folder (``path`` must be a real folder, not a link to one)."""
+    out = FolderFiles(path)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise InvalidFormat("no such agreement folder", path=path, code="format.missing") from None
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise InvalidFormat("is not a folder (or is a link to one)", path=path, code="format.not-regular")
+    with os.scandir(path) as it:
+        entries = []
+        for i, entry in enumerate(it):
+            if i >= MAX_ENTRIES:
+                raise InvalidFormat(f"holds more than {MAX_ENTRIES} files", path=path, code="format.too-large")
+            entries.append(entry.name)
+    names = set(entries)
+    records: dict[str, RecordFiles] = {}
+    for name in sorted(names):
+        full = os.path.join(path, name)
+        if name.startswith("."):
+            if name.endswith(".pending"):
+                continue  # an interrupted commit: recovery's business, not part of the agreement
+            out.problems.append((name, "layout.unexpected-file", f"{name} does not belong in an agreement folder"))
+            continue
+        m = RECORD_RE.match(name)
+        try:
+            if name == "manifest.json":
+                out.manifest = read_file(full, limit_for(name), name)
+            elif name == "agreement.pdf":
+                out.pdf = read_file(full, limit_for(name), name) if read_pdf else b""
+                if not read_pdf:
+                    _check_regular(full, name)
+            elif name == "completion.pdf":
+                _check_regular(full, name)
+                out.has_completion = True
+            elif m:
+                records[name] = RecordFiles(name, int(m.group(1)), m.group(2), read_file(full, limit_for(name), name),
+                                            None)
+            elif name.endswith(".json.p7s") and RECORD_RE.match(name[:-4]):
+                continue  # read with its record below
+            elif PNG_RE.match(name):
+                out.pngs[name] = read_file(full, limit_for(name), name)
+            else:
+                out.problems.append((name, "layout.unexpected-file",
+                                     f"{name} does not belong in an agreement folder (added by hand?)"))
+        except InvalidFormat as exc:
+            out.problems.append((name, exc.code, f"{name} {exc.message}"))
+    for name, rec in sorted(records.items()):
+        sig = name + ".p7s"
+        if sig in names:
+            try:
+                rec.p7s = read_file(os.path.join(path, sig), limit_for(sig), sig)
+            except InvalidFormat as exc:
+                out.problems.append((sig, exc.code, f"{sig} {exc.message}"))
+        out.records.append(rec)
+    for name in sorted(names):
+        if name.endswith(".json.p7s") and RECORD_RE.match(name[:-4]) and name[:-4] not in records \
+                and name[:-4] in names:
+            continue
+        if name.endswith(".json.p7s") and name[:-4] not in names:
+            out.problems.append((name, "layout.orphan-signature",
+                                 f"{name} has no record beside it: a record was deleted"))
+    return out
+
+
+def _check_regular(path: str, where: str) -> None:
+    info = os.lstat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidFormat("is not a regular file (a link, FIFO or device)", path=where, code="format.not-regular")

@@ -1,0 +1,127 @@
+"""The ledger entry format: one line of ``ledger.jsonl``.
+
+Each line is one JSON object with ``seq`` (1, 2, ...), ``prev`` (the SHA-256 of
+the previous line's bytes, 64 zeros for the first) and an ``event``:
+
+- ``render``, ``archive``: a draft rendered, an agreement admitted to the archive
+  (PDF and manifest hashes);
+- ``sign``, ``void``: a record committed (its files' hashes, role, certificate);
+- ``certificate``: the practice's register of issued certificates: every
+  certificate its CAs issue, by SHA-256, with its role (and therapist id, or
+  agreement id for a one-time certificate), never a name;
+- ``crl``: a CRL set the practice published: its number, each CRL's SHA-256, and
+  the certificates it newly revokes;
+- ``migrate``: the archive was converted from a legacy format version.
+
+Format version 2 lines carry ``"format_version": 2`` and are RFC 8785 canonical
+JSON. Legacy lines (version 1, no ``format_version``) are compact sorted JSON,
+with only the events render, archive, sign and void. docs/archive.md and
+docs/schemas/ledger-entry.schema.json describe every member.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from agreements_kit.errors import AgreementsError, LedgerError
+from agreements_kit.formats import jsonio, shape
+from agreements_kit.formats.ids import ID_RE
+
+FORMAT = "agreements-kit/ledger"
+FORMAT_VERSION = 2
+GENESIS = "0" * 64
+MAX_LINE = 64 * 1024
+CERT_ROLES = ("root", "intake", "therapist", "administrator", "client", "guardian", "server")
+EVENTS = ("render", "archive", "sign", "void", "certificate", "crl", "migrate")
+LEGACY_EVENTS = ("render", "archive", "sign", "void")
+
+_s = shape.string
+_ID = _s(64, ID_RE)
+_BASE: dict[str, shape.Checker] = {"seq": shape.integer(1, 10**12), "prev": shape.sha256,
+                                   "format": shape.const(FORMAT), "event": _s(20, choices=EVENTS),
+                                   "time": shape.timestamp}
+_DOCS = {"agreement_id": _ID, "pdf_sha256": shape.sha256, "manifest_sha256": shape.sha256}
+_RECORD = {"agreement_id": _ID, "record": _s(40), "files": shape.mapping_of(shape.sha256, 10),
+           "role": _s(20), "certificate_sha256": shape.sha256, "pdf_sha256": shape.sha256}
+EVENT_FIELDS: dict[str, tuple[dict[str, shape.Checker], dict[str, shape.Checker]]] = {
+    "render": (_DOCS, {}),
+    "archive": (_DOCS, {}),
+    "sign": (_RECORD, {}),
+    "void": (_RECORD, {}),
+    "certificate": ({"certificate_sha256": shape.sha256, "serial": _s(64), "role": _s(20, choices=CERT_ROLES),
+                     "issuer_sha256": shape.sha256, "not_before": shape.timestamp, "not_after": shape.timestamp,
+                     "source": _s(20, choices=("issued", "migration"))},
+                    {"therapist_id": _s(32), "administrator_id": _s(32), "agreement_id": _ID}),
+    "crl": ({"crl_number": shape.integer(1, 10**12), "crls": shape.mapping_of(shape.sha256, 10),
+             "revoked": shape.list_of(shape.sha256, 10_000)}, {}),
+    "migrate": ({"from_version": shape.integer(1, 1), "to_version": shape.const(FORMAT_VERSION),
+                 "agreements": shape.integer(0, 10**9)}, {}),
+}
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    raw: bytes
+    data: dict[str, Any]
+    line: int
+    version: int
+
+    @property
+    def seq(self) -> int:
+        return self.data["seq"]  # type: ignore[no-any-return]
+
+    @property
+    def prev(self) -> str:
+        return self.data["prev"]  # type: ignore[no-any-return]
+
+    @property
+    def event(self) -> str:
+        return self.data["event"]  # type: ignore[no-any-return]
+
+    @property
+    def agreement_id(self) -> str | None:
+        return self.data.get("agreement_id")
+
+    @property
+    def time(self) -> dt.datetime:
+        return dt.datetime.strptime(self.data["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+def encode(fields: dict[str, Any]) -> bytes:
+    """A new (version 2) ledger line's bytes, without the newline."""
+    return jsonio.jcs(dict(fields, format=FORMAT, format_version=FORMAT_VERSION))
+
+
+def parse_entry(line: bytes, where: str, number: int) -> LedgerEntry:
+    """Parse one ledger line strictly; raises :class:`LedgerError` with a code and the line number."""
+    at = f"{where}:{number}"
+    try:
+        value = jsonio.parse(line, at, max_bytes=MAX_LINE, max_depth=3)
+        if not isinstance(value, dict):
+            raise LedgerError("not a ledger entry (not a JSON object)", path=where, line=number,
+                              code="format.bad-type")
+        version = value.get("format_version", 1)
+        if version not in (1, FORMAT_VERSION) or isinstance(version, bool):
+            raise LedgerError(f"unsupported ledger format version {str(version)[:20]!r}", path=where, line=number,
+                              code="format.version")
+        jsonio.parse(line, at, max_bytes=MAX_LINE, max_depth=3,
+                     canonical_form="rfc8785" if version == FORMAT_VERSION else "compact")
+        event = value.get("event")
+        if version == 1 and event not in LEGACY_EVENTS:
+            raise LedgerError(f"legacy ledger lines have no event {str(event)[:20]!r}", path=where, line=number,
+                              code="format.unknown-kind")
+        required, optional = EVENT_FIELDS.get(str(event), ({}, {}))
+        base = dict(_BASE)
+        if version == FORMAT_VERSION:
+            base["format_version"] = shape.const(FORMAT_VERSION)
+        checked = shape.fields(value, at, {**base, **required}, optional)
+    except LedgerError:
+        raise
+    except AgreementsError as exc:
+        raise LedgerError(exc.message, path=where, line=number, code=exc.code) from None
+    return LedgerEntry(line, checked, number, int(version))

@@ -1,0 +1,173 @@
+"""Step: one detached CMS signature (RFC 5652) over one record, read with asn1crypto.
+
+What is checked, and refused with a reason code:
+
+- ``cms.structure``: DER ContentInfo holding SignedData (no trailing bytes), detached
+  content of type id-data, exactly one SignerInfo identified by issuer and serial,
+  digest SHA-256, signature ECDSA with SHA-256, the signer's certificate inside;
+- ``cms.attributes``: signed attributes present, each attribute type once with one
+  value (a second messageDigest is how a signature is made to mean two things),
+  contentType id-data, messageDigest equal to the record's SHA-256, signingTime;
+- ``cms.signature``: the ECDSA signature over the DER of the signed attributes
+  (re-tagged as SET OF, RFC 5652 5.4) verifies with the signer's key.
+
+Certificates are parsed with ``cryptography`` and cached by the SHA-256 of their
+DER, so an audit parses each therapist's and CA's certificate once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+ID_DATA = "1.2.840.113549.1.7.1"
+ID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+CONTENT_TYPE = "1.2.840.113549.1.9.3"
+MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+SIGNING_TIME = "1.2.840.113549.1.9.5"
+SHA256 = "2.16.840.1.101.3.4.2.1"
+ECDSA_SHA256 = "1.2.840.10045.4.3.2"
+ALLOWED_ATTRIBUTES = {CONTENT_TYPE, MESSAGE_DIGEST, SIGNING_TIME, "1.2.840.113549.1.9.15"}  # + smimeCapabilities
+
+
+class CmsProblem(Exception):
+    def __init__(self, code: str, message: str):
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass
+class SignatureFacts:
+    """What a signature says once it checked out: who signed (certificate) and when they claimed to."""
+
+    signer: x509.Certificate
+    signer_sha256: str
+    certificates: list[x509.Certificate] = field(default_factory=list)
+    signing_time: dt.datetime | None = None
+
+
+class CertCache:
+    """Certificates parsed once, by the SHA-256 of their DER (least recently used dropped first)."""
+
+    def __init__(self, limit: int = 1024):
+        self.parsed: OrderedDict[bytes, tuple[x509.Certificate, str]] = OrderedDict()
+        self.limit = limit
+
+    def load(self, der: bytes) -> tuple[x509.Certificate, str]:
+        digest = hashlib.sha256(der).digest()
+        hit = self.parsed.get(digest)
+        if hit is not None:
+            self.parsed.move_to_end(digest)
+            return hit
+        try:
+            cert = x509.load_der_x509_certificate(der)
+            cert.issuer, cert.subject, cert.public_key(), cert.extensions  # noqa: B018 - parsed lazily: touch now
+        except Exception:
+            raise CmsProblem("cms.structure", "a certificate inside the signature cannot be read") from None
+        entry = (cert, digest.hex())
+        self.parsed[digest] = entry
+        if len(self.parsed) > self.limit:
+            self.parsed.popitem(last=False)
+        return entry
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def check_signature(record: bytes, p7s: bytes, cache: CertCache) -> SignatureFacts:
+    """Check one detached signature over ``record``; raises :class:`CmsProblem` naming what is wrong."""
+    from asn1crypto import cms as acms, core
+
+    try:
+        return _check(record, p7s, cache, acms, core)
+    except CmsProblem:
+        raise
+    except Exception as exc:  # asn1crypto parses lazily and raises many kinds on damaged input
+        raise CmsProblem("cms.structure", f"the signature file is not valid CMS ({type(exc).__name__})") from None
+
+
+def _check(record: bytes, p7s: bytes, cache: CertCache, acms: Any, core: Any) -> SignatureFacts:
+    info = acms.ContentInfo.load(p7s, strict=True)
+    if info["content_type"].dotted != ID_SIGNED_DATA:
+        raise CmsProblem("cms.structure", "the signature file is not a CMS SignedData")
+    sd = info["content"]
+    if [a["algorithm"].dotted for a in sd["digest_algorithms"]] != [SHA256]:
+        raise CmsProblem("cms.structure", "the signature does not use SHA-256 alone")
+    encap = sd["encap_content_info"]
+    if encap["content_type"].dotted != ID_DATA or not isinstance(encap["content"], core.Void):
+        raise CmsProblem("cms.structure", "the signature is not a detached signature over data")
+    signers = list(sd["signer_infos"])
+    if len(signers) != 1:
+        raise CmsProblem("cms.structure", f"the signature has {len(signers)} signers instead of one")
+    si = signers[0]
+    if si["sid"].name != "issuer_and_serial_number":
+        raise CmsProblem("cms.structure", "the signer is not identified by issuer and serial number")
+    if si["digest_algorithm"]["algorithm"].dotted != SHA256:
+        raise CmsProblem("cms.structure", "the signer's digest is not SHA-256")
+    if si["signature_algorithm"]["algorithm"].dotted != ECDSA_SHA256:
+        raise CmsProblem("cms.structure", "unexpected signature algorithm (not ECDSA with SHA-256)")
+    certs: list[tuple[x509.Certificate, str]] = []
+    chosen = sd["certificates"]
+    if isinstance(chosen, core.Void):
+        raise CmsProblem("cms.structure", "the signature carries no certificates")
+    for choice in chosen:
+        if choice.name != "certificate":
+            raise CmsProblem("cms.structure", "the signature carries a certificate of an unexpected kind")
+        certs.append(cache.load(choice.chosen.dump()))
+    sid = si["sid"].chosen
+    serial = sid["serial_number"].native
+    issuer_der = sid["issuer"].dump()
+    signer = next((c for c in certs if c[0].serial_number == serial and c[0].issuer.public_bytes() == issuer_der),
+                  None)
+    if signer is None:
+        raise CmsProblem("cms.structure", "the signer's certificate is not in the signature")
+    attrs = si["signed_attrs"]
+    if isinstance(attrs, core.Void):
+        raise CmsProblem("cms.attributes", "the signature has no signed attributes")
+    found: dict[str, Any] = {}
+    for attr in attrs:
+        oid = attr["type"].dotted
+        if oid in found:
+            raise CmsProblem("cms.attributes", f"the signed attribute {oid} appears twice: the signature could be "
+                             "read as signing two different things")
+        values = list(attr["values"])
+        if len(values) != 1:
+            raise CmsProblem("cms.attributes", f"the signed attribute {oid} has {len(values)} values instead of one")
+        if oid not in ALLOWED_ATTRIBUTES:
+            raise CmsProblem("cms.attributes", f"the signature has an unexpected signed attribute {oid}")
+        found[oid] = values[0]
+    for oid, name in ((CONTENT_TYPE, "contentType"), (MESSAGE_DIGEST, "messageDigest"),
+                      (SIGNING_TIME, "signingTime")):
+        if oid not in found:
+            raise CmsProblem("cms.attributes", f"the signature lacks the signed attribute {name}")
+    if found[CONTENT_TYPE].dotted != ID_DATA:
+        raise CmsProblem("cms.attributes", "the signed content type is not 'data'")
+    if found[MESSAGE_DIGEST].native != hashlib.sha256(record).digest():
+        raise CmsProblem("cms.digest", "the record's bytes do not match the digest the signature covers: "
+                         "the record was changed after it was signed")
+    when = found[SIGNING_TIME].native
+    if not isinstance(when, dt.datetime):
+        raise CmsProblem("cms.attributes", "the signature's signing time is not a time")
+    signed = b"\x31" + _der_length(len(attrs.contents)) + attrs.contents  # RFC 5652 5.4: signed as SET OF
+    key = signer[0].public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise CmsProblem("cms.structure", "the signer's key is not an ECDSA key")
+    try:
+        key.verify(si["signature"].native, signed, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise CmsProblem("cms.signature", "the signature value does not verify with the signer's certificate: "
+                         "the signature was forged or damaged") from None
+    return SignatureFacts(signer[0], signer[1], [c for c, _ in certs], when.astimezone(dt.timezone.utc))

@@ -1,0 +1,582 @@
+"""The verifier's steps, in the order they run, for one agreement folder.
+
+Like sigstore-python's verifier, verification is a numbered sequence of small
+steps. Each records :class:`Check` results: the step's number and name, a reason
+code (``pdf.hash-mismatch``, ``revocation.rollback``...), and a sentence a person
+can act on. ``verify`` and ``audit`` run exactly these steps (audit adds the
+archive-wide ones in :mod:`agreements_kit.verification.audit`).
+
+1. folder      read the folder: only regular files of the layout, within size limits
+2. manifest    manifest.json parses strictly and names this folder's agreement
+3. pdf         the PDF is byte for byte the one rendered; exactly one manifest is
+               attached to it and it is manifest.json's
+4. records     each record parses strictly (one kind, canonical bytes) and binds this
+               agreement, this PDF and this manifest
+5. signature   each detached CMS signature is well formed and covers its record
+6. register    the signer's certificate (and its CA's) is in the practice's register,
+               entered before it was used, for this role, person and agreement
+7. path        the certificate leads to the trusted root at the signing time
+8. revocation  the CRL set is present, signed, and not older than the ledger's
+               newest; no certificate of the path was revoked before the signature,
+               by the CRL's date or by the ledger's order
+9. role        the certificate fits the record's role and names its signer
+10. order      the signers each once, in order, in time; voids by staff only
+11. ledger     the agreement's ledger entries match its files, and nothing the ledger
+               records (a countersignature, a void) is missing
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from agreements_kit.errors import InvalidFormat
+from agreements_kit.formats.folder import FolderFiles, RecordFiles
+from agreements_kit.formats.manifest import Manifest, parse_manifest
+from agreements_kit.formats.record import SigningRecord, parse_record
+from agreements_kit.formats.text import nfc
+from agreements_kit.verification.chain import ChainProblem, PathValidator
+from agreements_kit.verification.cms import CertCache, CmsProblem, SignatureFacts, check_signature
+from agreements_kit.verification.ledgerview import LEDGER_SKEW, LedgerIndex
+from agreements_kit.verification.trust import Trust
+
+CLOCK_SKEW = dt.timedelta(minutes=5)
+OU_INTAKE = "agreements-kit intake"
+AGREEMENT_URN = "urn:agreements-kit:agreement:"
+STEPS = ("folder", "manifest", "pdf", "records", "signature", "register", "path", "revocation", "role", "order",
+         "ledger")
+STEP_NUMBER = {name: i for i, name in enumerate(STEPS, start=1)}
+EXPECTED_CERT_ROLE = {"client": ("client",), "guardian": ("guardian",), "therapist": ("therapist",),
+                      "void": ("therapist", "administrator")}
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    subject: str = ""  # the file the check is about, when there are several (records)
+    code: str = ""
+
+    @property
+    def step(self) -> int:
+        return STEP_NUMBER.get(self.name, 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "name": self.name, "ok": self.ok, "code": self.code, "subject": self.subject,
+                "detail": self.detail}
+
+
+@dataclass
+class Verdict:
+    agreement_id: str
+    path: str
+    status: str = "valid"
+    checks: list[Check] = field(default_factory=list)
+    signers: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    @property
+    def codes(self) -> set[str]:
+        return {c.code for c in self.failures}
+
+    @property
+    def valid(self) -> bool:
+        return self.status == "valid"
+
+    def add(self, name: str, ok: bool, detail: str, subject: str = "", code: str = "") -> bool:
+        self.checks.append(Check(name, ok, detail, subject, code or (f"{name}.ok" if ok else f"{name}.failed")))
+        return ok
+
+    def fail(self, name: str, code: str, detail: str, subject: str = "") -> None:
+        self.checks.append(Check(name, False, detail, subject, code))
+
+    def headline(self) -> str:
+        people = " and ".join(f"{s['name']} ({s['role']}) on {str(s['signed_at']).replace('T', ' ').replace('Z', ' UTC')}"
+                              for s in self.signers if s.get("kind") == "signature")
+        if self.status == "valid":
+            return f"valid: {self.agreement_id} signed by {people}"
+        if self.status == "incomplete":
+            return f"incomplete: {self.agreement_id} is not fully signed" + (f" (signed by {people})" if people else "")
+        if self.status == "voided":
+            return f"voided: {self.agreement_id} was voided and is no longer in effect"
+        return f"not valid: {self.agreement_id}: {len(self.failures)} check(s) failed"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"agreement_id": self.agreement_id, "path": self.path, "status": self.status,
+                "headline": self.headline(), "signers": self.signers, "notes": self.notes,
+                "checks": [c.as_dict() for c in self.checks]}
+
+
+@dataclass
+class Signature:
+    """One record and what the steps learned of it."""
+
+    files: RecordFiles
+    record: SigningRecord | None = None
+    facts: SignatureFacts | None = None
+    path: list[x509.Certificate] | None = None
+    entry: dict[str, Any] | None = None  # its ledger entry
+
+
+@dataclass
+class Context:
+    """Everything the steps share while checking one agreement."""
+
+    folder: str
+    files: FolderFiles
+    trust: Trust
+    validator: PathValidator
+    cache: CertCache
+    ledger: LedgerIndex | None
+    now: dt.datetime
+    check_embedded: bool = True
+    manifest: Manifest | None = None
+    pdf_sha256: str = ""
+    manifest_sha256: str = ""
+    signatures: list[Signature] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    crl_verified: dict[bytes, bool] = field(default_factory=dict)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def cn(cert: x509.Certificate) -> str:
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""
+
+
+def ou(cert: x509.Certificate) -> str:
+    attrs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return str(attrs[0].value) if attrs else ""
+
+
+def _fp(cert: x509.Certificate) -> str:
+    return _sha(cert.public_bytes(serialization.Encoding.DER))
+
+
+# ----------------------------------------------------------------------------- 1. folder
+
+def step_folder(v: Verdict, ctx: Context) -> None:
+    for name, code, sentence in ctx.files.problems:
+        v.fail("folder", code, sentence, name)
+    if ctx.files.pdf is None:
+        v.fail("folder", "folder.missing-pdf", "agreement.pdf is missing")
+    if not ctx.files.problems and ctx.files.pdf is not None:
+        v.add("folder", True, "the folder holds only the files of an agreement")
+
+
+# ----------------------------------------------------------------------------- 2. manifest
+
+def step_manifest(v: Verdict, ctx: Context) -> bool:
+    raw = ctx.files.manifest
+    if raw is None:
+        v.fail("manifest", "manifest.missing", "manifest.json is missing")
+        return False
+    try:
+        ctx.manifest = parse_manifest(raw, "manifest.json")
+    except InvalidFormat as exc:
+        v.fail("manifest", exc.code, f"manifest.json is not a valid manifest: {exc.message}")
+        return False
+    ctx.manifest_sha256 = _sha(raw)
+    v.agreement_id = ctx.manifest.agreement_id
+    name = ctx.folder.rstrip("/").rsplit("/", 1)[-1]
+    if ctx.manifest.agreement_id != name:
+        v.fail("manifest", "manifest.wrong-folder", f"the folder is named '{name}' but its manifest is for "
+               f"'{ctx.manifest.agreement_id}'")
+    else:
+        v.add("manifest", True, "manifest.json is a valid manifest of this agreement")
+    return True
+
+
+# ----------------------------------------------------------------------------- 3. pdf
+
+def step_pdf(v: Verdict, ctx: Context, pdf: bytes | None) -> None:
+    from agreements_kit.formats.pdfattach import manifest_attachments
+
+    assert ctx.manifest is not None
+    if pdf is None:
+        return
+    ctx.pdf_sha256 = _sha(pdf)
+    expected = ctx.manifest.pdf_sha256
+    if ctx.pdf_sha256 != expected:
+        v.fail("pdf", "pdf.hash-mismatch", f"the PDF's SHA-256 {ctx.pdf_sha256[:16]}... is not the manifest's "
+               f"{str(expected)[:16]}...: the PDF was changed, truncated or extended after rendering")
+        return
+    v.add("pdf", True, "the PDF is byte for byte the one rendered (SHA-256 matches the manifest)")
+    if not ctx.check_embedded:
+        return
+    attached = manifest_attachments(pdf)
+    want = ctx.manifest.embedded_bytes()
+    if not attached:
+        v.fail("pdf", "pdf.no-embedded-manifest", "the PDF carries no readable manifest: it is not an agreement "
+               "rendered by agreements-kit, or it is damaged")
+    elif len(attached) > 1:
+        v.fail("pdf", "pdf.two-manifests", f"the PDF carries {len(attached)} manifests: a second one was hidden "
+               "in it, and readers could show either")
+    elif attached[0] != want or _sha(want) != ctx.manifest.data["document"]["embedded_manifest_sha256"]:
+        v.fail("pdf", "manifest.embedded-mismatch", "manifest.json differs from the manifest embedded in the PDF: "
+               "manifest.json was edited")
+    else:
+        v.add("pdf", True, "manifest.json matches the manifest embedded in the PDF")
+
+
+# ----------------------------------------------------------------------------- 4. records
+
+def step_records(v: Verdict, ctx: Context) -> None:
+    assert ctx.manifest is not None
+    for index, rf in enumerate(ctx.files.records, start=1):
+        sig = Signature(rf)
+        ctx.signatures.append(sig)
+        if rf.p7s is None:
+            v.fail("records", "records.missing-signature", "the signature file (.p7s) of this record is missing",
+                   rf.name)
+        try:
+            rec = parse_record(rf.raw, rf.name)
+        except InvalidFormat as exc:
+            v.fail("records", exc.code, f"the record is not a valid signing record: {exc.message}", rf.name)
+            continue
+        sig.record = rec
+        v.signers.append({"record": rf.name, "kind": "void" if rec.is_void else "signature", "name": rec.name,
+                          "role": rec.role, "signed_at": rec.data["signed_at"],
+                          "identity": rec.data.get("identity"), "certificate_sha256": rec.certificate_sha256})
+        problems = []
+        if rec.agreement_id != ctx.manifest.agreement_id:
+            problems.append(("records.wrong-agreement", f"the record is for agreement '{rec.agreement_id}', not "
+                             "this one: it was moved here from another agreement"))
+        if rec.document_sha256 != ctx.pdf_sha256:
+            problems.append(("records.wrong-pdf", "the record signs a different PDF (its SHA-256 differs)"))
+        if rec.manifest_sha256 != ctx.manifest_sha256:
+            problems.append(("records.wrong-manifest", "the record signs a different manifest.json (its SHA-256 "
+                             "differs)"))
+        if rec.sequence != index or rec.file_name != rf.name:
+            problems.append(("records.renamed", f"the record is numbered {rec.sequence} as a {rec.kind} record but "
+                             f"stored as record {index} named {rf.name}: records were renamed, removed or "
+                             "duplicated"))
+        for code, sentence in problems:
+            v.fail("records", code, sentence, rf.name)
+        if not problems:
+            v.add("records", True, "the record is well formed and binds this agreement, PDF and manifest", rf.name)
+
+
+# ----------------------------------------------------------------------------- 5. signature
+
+def step_signature(v: Verdict, ctx: Context, sig: Signature) -> bool:
+    if sig.record is None or sig.files.p7s is None:
+        return False
+    try:
+        sig.facts = check_signature(sig.files.raw, sig.files.p7s, ctx.cache)
+    except CmsProblem as exc:
+        v.fail("signature", exc.code, f"the signature does not cover this record: {exc.message}", sig.files.name)
+        return False
+    v.add("signature", True, "the CMS signature over the record's bytes is intact", sig.files.name)
+    if sig.facts.signer_sha256 != sig.record.certificate_sha256:
+        v.fail("signature", "certificate.not-named", "the certificate that signed the record is not the one the "
+               "record names", sig.files.name)
+        return False
+    if abs(sig.facts.signing_time - sig.record.signed_at) > CLOCK_SKEW if sig.facts.signing_time else False:
+        v.fail("order", "time.cms-mismatch", f"the record's signing time {sig.record.data['signed_at']} differs from "
+               f"the signature's own signing time {sig.facts.signing_time:%Y-%m-%dT%H:%M:%SZ}", sig.files.name)
+    return True
+
+
+# ----------------------------------------------------------------------------- 6. register
+
+def step_register(v: Verdict, ctx: Context, sig: Signature) -> None:
+    assert sig.record is not None and sig.facts is not None
+    rec, name = sig.record, sig.files.name
+    if ctx.ledger is None:
+        v.add("register", True, "not checked: no ledger given (--no-ledger)", name, "register.not-checked")
+        return
+    migrated = ctx.ledger.report.migrated_at
+    entry_seq = sig.entry["seq"] if sig.entry else None
+    found = ctx.ledger.certificate(sig.facts.signer_sha256)
+    if found is None:
+        v.fail("register", "register.unregistered", f"the certificate that signed it ({cn(sig.facts.signer)}, "
+               f"SHA-256 {sig.facts.signer_sha256[:16]}...) is not in the practice's register of issued "
+               "certificates: it was minted outside the practice's own issuing", name)
+        return
+    seq, reg = found
+    late = entry_seq is not None and seq > entry_seq and not (
+        reg.get("source") == "migration" and migrated is not None and entry_seq < migrated)
+    problems = []
+    if late:
+        problems.append(("register.late", f"the certificate was entered in the register (ledger entry {seq}) only "
+                         f"after it signed (entry {entry_seq})"))
+    if reg["role"] not in EXPECTED_CERT_ROLE[rec.kind]:
+        problems.append(("register.wrong-role", f"the register lists this certificate as a {reg['role']}'s, but it "
+                         f"signed a {rec.kind} record"))
+    if rec.role == "therapist" and reg.get("therapist_id") != rec.signer.get("therapist_id"):
+        problems.append(("register.wrong-person", f"the record names therapist '{rec.signer.get('therapist_id')}' "
+                         f"but the register issued this certificate to '{reg.get('therapist_id')}'"))
+    if rec.client_side and reg.get("agreement_id") != rec.agreement_id:
+        problems.append(("register.wrong-agreement", "the register issued this one-time certificate for another "
+                         "agreement"))
+    for cert in sig.facts.certificates:
+        if cert is not sig.facts.signer and ou(cert) == OU_INTAKE and ctx.ledger.certificate(_fp(cert)) is None:
+            problems.append(("register.unregistered-ca", f"the intake CA certificate '{cn(cert)}' in the signature "
+                             "is not in the practice's register"))
+    for code, sentence in problems:
+        v.fail("register", code, sentence, name)
+    if not problems:
+        v.add("register", True, f"the certificate is in the practice's register (ledger entry {seq})", name)
+
+
+# ----------------------------------------------------------------------------- 7. path
+
+def step_path(v: Verdict, ctx: Context, sig: Signature) -> None:
+    assert sig.record is not None and sig.facts is not None
+    try:
+        sig.path = ctx.validator.validate(sig.facts.signer, sig.facts.signer_sha256, sig.facts.certificates,
+                                          sig.record.signed_at)
+    except ChainProblem as exc:
+        v.fail("path", exc.code, exc.message, sig.files.name)
+        return
+    v.add("path", True, " -> ".join(cn(c) for c in sig.path) + " (valid at the signing time)", sig.files.name)
+    entry = sig.entry
+    if entry is not None:
+        logged = dt.datetime.strptime(entry["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        if abs(logged - sig.record.signed_at) > LEDGER_SKEW:
+            v.fail("path", "time.ledger-mismatch", f"the record says it was signed at {sig.record.data['signed_at']} "
+                   f"but the ledger entered it at {entry['time']}: the signing time was set back or forward",
+                   sig.files.name)
+        for cert in sig.path[:-1]:
+            if logged > cert.not_valid_after_utc + LEDGER_SKEW:
+                v.fail("path", "validity.expired-by-ledger", f"the ledger entered this signature on "
+                       f"{entry['time']}, after the certificate '{cn(cert)}' expired "
+                       f"({cert.not_valid_after_utc:%Y-%m-%d}), whatever time the record claims", sig.files.name)
+
+
+# ----------------------------------------------------------------------------- 8. revocation
+
+def step_revocation(v: Verdict, ctx: Context, sig: Signature) -> None:
+    assert sig.record is not None and sig.path is not None
+    name = sig.files.name
+    crls = ctx.trust.crls
+    if crls is None:
+        v.fail("revocation", "revocation.missing-crl", "no CRL set (crl.pem) was found beside the trust root or the "
+               "archive: revocation cannot be checked" + (f" ({ctx.trust.crl_problem})" if ctx.trust.crl_problem
+                                                          else ""), name)
+        return
+    ok = True
+    if ctx.ledger is not None and not ctx.ledger.report.missing:
+        newest = ctx.ledger.newest_crl()
+        if newest is not None and crls.number < newest[0]:
+            v.fail("revocation", "revocation.rollback", f"the CRL set is number {crls.number}, but the ledger records "
+                   f"that number {newest[0]} was published: an older CRL set was put back", name)
+            ok = False
+        elif newest is not None:
+            logged = ctx.ledger.crl_entry(crls.number)
+            if logged is None:
+                v.fail("revocation", "revocation.unlogged", f"the CRL set number {crls.number} is not in the ledger: "
+                       "it was not published by the practice's tools", name)
+                ok = False
+            elif logged["crls"] != crls.digests():
+                v.fail("revocation", "revocation.substituted", f"the CRL set number {crls.number} is not the one the "
+                       "ledger recorded (its CRLs' SHA-256 differ)", name)
+                ok = False
+    for cert, issuer in zip(sig.path, sig.path[1:], strict=False):
+        crl = crls.for_issuer(issuer.subject)
+        key = issuer.public_bytes(serialization.Encoding.DER)
+        if crl is not None and key not in ctx.crl_verified:
+            try:
+                ctx.crl_verified[key] = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                ctx.crl_verified[key] = False
+        if crl is None or not ctx.crl_verified.get(key):
+            v.fail("revocation", "revocation.missing-crl", f"no valid CRL from '{cn(issuer)}' to check '{cn(cert)}' "
+                   "against", name)
+            return
+        revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        if revoked is not None and revoked.revocation_date_utc <= sig.record.signed_at:
+            v.fail("revocation", "revocation.revoked", f"the certificate of {cn(cert)} was revoked on "
+                   f"{revoked.revocation_date_utc:%Y-%m-%d %H:%M} UTC, before this signature", name)
+            ok = False
+        elif revoked is not None:
+            v.notes.append(f"{name}: the certificate of {cn(cert)} was revoked later, on "
+                           f"{revoked.revocation_date_utc:%Y-%m-%d}")
+        if ctx.ledger is not None and sig.entry is not None:
+            at = ctx.ledger.revoked_at(_fp(cert))
+            if at is not None and at[0] < sig.entry["seq"]:
+                v.fail("revocation", "revocation.revoked-by-ledger", f"the certificate of {cn(cert)} was revoked "
+                       f"(ledger entry {at[0]}, {at[1]}) before this signature was entered (entry "
+                       f"{sig.entry['seq']}), whatever time the record claims", name)
+                ok = False
+    if ok:
+        v.add("revocation", True, f"no certificate of the path was revoked before the signature (CRL set "
+              f"{crls.number})", name)
+
+
+# ----------------------------------------------------------------------------- 9. role
+
+def step_role(v: Verdict, ctx: Context, sig: Signature) -> None:
+    assert sig.record is not None and sig.path is not None and ctx.manifest is not None
+    rec, leaf, name = sig.record, sig.path[0], sig.files.name
+    uris = _uris(leaf)
+    problem = None
+    if rec.client_side:
+        if len(sig.path) != 3 or ou(sig.path[1]) != OU_INTAKE:
+            problem = ("role.not-intake", "was not made with a one-time certificate from the practice's intake CA")
+        elif ou(leaf) not in ((rec.kind,) if rec.version >= 2 else ("client",)):
+            problem = ("role.wrong-certificate", f"was made with a {ou(leaf) or 'unknown'} certificate, not a "
+                       f"{rec.kind}'s")
+        elif rec.version >= 2 and uris != [f"{AGREEMENT_URN}{rec.agreement_id}:{rec.kind}"]:
+            problem = ("role.wrong-agreement", "was made with a one-time certificate issued for another agreement "
+                       "or role")
+        elif cn(leaf) != nfc(rec.name)[:64]:
+            problem = ("role.wrong-name", "names a signer other than the one its certificate was issued to")
+        elif rec.kind == "client" and nfc(rec.name) != nfc(ctx.manifest.client_name):
+            problem = ("role.not-the-client", "is signed in the name of someone other than the agreement's client")
+        elif rec.kind == "guardian":
+            guardian = ctx.manifest.guardian
+            if guardian is None:
+                problem = ("role.guardian-unnamed", "is a guardian's signature, but the agreement names no guardian: "
+                           "anyone could have signed as one")
+            elif nfc(rec.name) != nfc(guardian["name"]) or rec.signer.get("relation") != guardian["relation"]:
+                problem = ("role.guardian-mismatch", "is signed by someone other than the guardian the agreement "
+                           "names (name or relation differ)")
+            elif nfc(str(rec.signer.get("on_behalf_of"))) != nfc(ctx.manifest.client_name):
+                problem = ("role.guardian-mismatch", "is a guardian's signature for someone other than the "
+                           "agreement's client")
+    elif rec.kind in ("therapist", "void"):
+        if ou(leaf) == "client" or ou(leaf) == "guardian":
+            problem = ("role.void-by-client" if rec.is_void else "role.wrong-certificate",
+                       f"was made with a {ou(leaf)}'s one-time certificate: only a therapist or the practice "
+                       "administrator can sign this")
+        elif len(sig.path) != 2 or ou(leaf) not in EXPECTED_CERT_ROLE[rec.kind]:
+            problem = ("role.wrong-certificate", "was not made with a therapist's certificate issued by the practice "
+                       "root")
+        elif rec.role != ou(leaf):
+            problem = ("role.wrong-certificate", f"claims the role {rec.role} but its certificate is a {ou(leaf)}'s")
+        elif cn(leaf) != rec.name:
+            problem = ("role.wrong-name", "names a therapist other than the one its certificate was issued to")
+    what = "void" if rec.is_void else f"{rec.kind}'s signature"
+    if problem:
+        v.fail("role", problem[0], f"the {what} {problem[1]}", name)
+    else:
+        v.add("role", True, f"the certificate fits the {what}", name)
+
+
+def _uris(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(u) for u in san.get_values_for_type(x509.UniformResourceIdentifier)]
+
+
+# ----------------------------------------------------------------------------- 10. order
+
+def step_order(v: Verdict, ctx: Context) -> tuple[list[str], list[str], list[str]]:
+    """Signers each once and in order; returns (client-side, therapist, void) record names."""
+    assert ctx.manifest is not None
+    recs = [s.record for s in ctx.signatures if s.record is not None]
+    client = [r.file_name for r in recs if r.client_side]
+    therapist = [r.file_name for r in recs if r.kind == "therapist"]
+    voids = [r.file_name for r in recs if r.is_void]
+    if len(client) > 1:
+        v.fail("order", "order.duplicate-signer", f"the client's side signed more than once ({', '.join(client)})")
+    if len(therapist) > 1:
+        v.fail("order", "order.duplicate-signer", f"the therapist signed more than once ({', '.join(therapist)})")
+    if len(voids) > 1:
+        v.fail("order", "order.duplicate-void", f"the agreement was voided more than once ({', '.join(voids)})")
+    if therapist and client and therapist[0] < client[0]:
+        v.fail("order", "order.therapist-first", "the therapist's signature comes before the client's")
+    if therapist and not client:
+        v.fail("order", "order.therapist-first", "the therapist countersigned, but no client signature is there")
+    if voids and recs and not recs[-1].is_void:
+        v.fail("order", "order.after-void", "a record follows the void: nothing can be signed after a void")
+    date = dt.date.fromisoformat(ctx.manifest.date)
+    for prev, rec in zip([None, *recs], recs, strict=False):
+        when = rec.signed_at
+        if when > ctx.now + CLOCK_SKEW:
+            v.fail("order", "time.future", f"signed at {when:%Y-%m-%d %H:%M} UTC, which is in the future",
+                   rec.file_name)
+        elif when.date() < date - dt.timedelta(days=1):
+            v.fail("order", "time.before-agreement", f"signed at {when:%Y-%m-%d}, before the agreement's date {date}",
+                   rec.file_name)
+        elif prev is not None and when < prev.signed_at:
+            v.fail("order", "time.out-of-order", f"{rec.file_name} ({rec.kind}) is dated before {prev.file_name} "
+                   f"({prev.kind}): signatures are out of order", rec.file_name)
+        else:
+            v.add("order", True, f"signed at {when:%Y-%m-%d %H:%M:%S} UTC", rec.file_name)
+    return client, therapist, voids
+
+
+# ----------------------------------------------------------------------------- 11. ledger
+
+def attach_entries(ctx: Context) -> None:
+    """Give each signature its ledger entry (before the steps that need it)."""
+    if ctx.ledger is None or ctx.manifest is None:
+        return
+    ctx.entries = [e.data for e in ctx.ledger.entries_for(ctx.manifest.agreement_id)]
+    by_record = {e["record"]: e for e in ctx.entries if e["event"] in ("sign", "void")}
+    for sig in ctx.signatures:
+        sig.entry = by_record.get(sig.files.name)
+
+
+def step_ledger(v: Verdict, ctx: Context) -> set[str]:
+    """Compare the agreement's ledger entries with its files; returns the roles the ledger says signed."""
+    assert ctx.manifest is not None
+    if ctx.ledger is None:
+        v.notes.append("the ledger was not checked (--no-ledger)")
+        return set()
+    report = ctx.ledger.report
+    if report.missing:
+        for p in report.problems:
+            v.fail("ledger", p.code, p.message)
+        return set()
+    archived = [e for e in ctx.entries if e["event"] == "archive"]
+    if not archived:
+        v.fail("ledger", "ledger.not-archived", "the ledger has no entry for this agreement entering the archive")
+    elif archived[0]["pdf_sha256"] != ctx.pdf_sha256:
+        v.fail("ledger", "ledger.wrong-pdf", "the ledger recorded a different PDF when this agreement was archived")
+    elif archived[0]["manifest_sha256"] != ctx.manifest_sha256:
+        v.fail("ledger", "ledger.wrong-manifest", "the ledger recorded a different manifest.json when this "
+               "agreement was archived: manifest.json was edited")
+    names = {s.files.name for s in ctx.signatures}
+    for sig in ctx.signatures:
+        entry, name = sig.entry, sig.files.name
+        if entry is None:
+            v.fail("ledger", "ledger.unlogged-record", "the ledger has no entry for this record: it was added outside "
+                   "agreements-kit", name)
+            continue
+        actual = {name: _sha(sig.files.raw), name + ".p7s": _sha(sig.files.p7s) if sig.files.p7s else None}
+        mismatched = [n for n, digest in actual.items() if entry["files"].get(n) != digest]
+        rec = sig.record
+        if mismatched:
+            v.fail("ledger", "ledger.files-differ", f"{', '.join(mismatched)} differ(s) from what the ledger "
+                   "recorded at signing", name)
+        elif rec is not None and (entry["pdf_sha256"] != ctx.pdf_sha256 or entry["certificate_sha256"]
+                                  != rec.certificate_sha256 or (entry["event"] == "sign" and entry["role"] != rec.kind)
+                                  or (entry["event"] == "void") != rec.is_void):
+            v.fail("ledger", "ledger.entry-differs", f"ledger entry {entry['seq']} does not describe this signature "
+                   "(PDF, role or certificate differ): the ledger was edited", name)
+        elif rec is not None and rec.ledger_head != entry["prev"]:
+            v.fail("ledger", "ledger.head-mismatch", "the record's ledger head is not the ledger entry before its "
+                   "signature", name)
+        else:
+            v.add("ledger", True, f"matches ledger entry {entry['seq']}", name)
+    for e in ctx.entries:
+        if e["event"] in ("sign", "void") and e["record"] not in names:
+            if e["event"] == "void":
+                v.fail("ledger", "void.undone", f"the ledger records a void ({e['record']}) that is missing from the "
+                       "archive: a void cannot be undone")
+            else:
+                v.fail("ledger", "ledger.record-erased", f"the ledger records {e['record']} ({e['role']}), which is "
+                       "missing from the archive: it was deleted")
+    if report.ok:
+        v.add("ledger", True, f"the ledger's hash chain is intact ({report.entries} entries)")
+    return {e["role"] for e in ctx.entries if e["event"] == "sign"}

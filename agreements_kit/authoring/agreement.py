@@ -33,6 +33,7 @@ class Agreement:
     library: Library
     clauses: tuple[Clause, ...]
     values: dict[str, Any]
+    guardian: dict[str, str] | None = None  # {"name", "relation"} when someone signs for the client
 
     def context(self) -> dict[str, Any]:
         """The built-in names every clause body and the page template may use."""
@@ -122,4 +123,5 @@ def build(spec: Spec, practice: Practice, library: Library) -> Agreement:
         values[name] = value
     return Agreement(id=spec.id, date=spec.date, client_name=spec.client, therapist=therapist, practice=practice,
                      jurisdiction=jurisdiction, jurisdiction_name=library.jurisdictions[jurisdiction],
-                     library=library, clauses=clauses, values=values)
+                     library=library, clauses=clauses, values=values,
+                     guardian={"name": spec.guardian, "relation": spec.relation or ""} if spec.guardian else None)

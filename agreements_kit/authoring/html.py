@@ -104,6 +104,7 @@ def render_html(agreement: Agreement, template_dir: Path) -> str:
             base,
             title=agreement.library.title,
             language=agreement.library.language,
+            guardian=agreement.guardian,
             sections=sections,
             needs_initials=any(c["initials"] for c in clauses),
             library={"name": agreement.library.name, "version": agreement.library.version},

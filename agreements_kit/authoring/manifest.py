@@ -41,6 +41,8 @@ def build_manifest(agreement: Agreement, spec: Spec, template: dict[str, Any], p
             "practice": {"name": agreement.practice.name, "phone": agreement.practice.phone,
                          "address": agreement.practice.address, "email": agreement.practice.email},
             "jurisdiction": agreement.jurisdiction,
+            # Only when there is one: manifests without a guardian keep their earlier bytes.
+            **({"guardian": dict(agreement.guardian)} if agreement.guardian else {}),
         },
         "inputs": {
             "client": spec.client,
@@ -50,6 +52,7 @@ def build_manifest(agreement: Agreement, spec: Spec, template: dict[str, Any], p
             "jurisdiction": spec.jurisdiction,
             "clauses": spec.clauses,
             "variables": spec.variables,
+            **({"guardian": spec.guardian, "relation": spec.relation} if spec.guardian else {}),
         },
         "variables": dict(sorted(agreement.values.items())),
         "library": {"name": lib.name, "version": lib.version},

@@ -34,10 +34,11 @@ from agreements_kit.authoring import yamlfile
 from agreements_kit.authoring.yamlfile import LineDict, LineList
 from agreements_kit.errors import SpecError
 from agreements_kit.formats.ids import ID_RE
-from agreements_kit.formats.text import check_name, check_text, nfc
+from agreements_kit.formats.record import RELATIONS
+from agreements_kit.formats.text import check_name, check_text, nfc, same_name
 
-_SPEC_KEYS = {"client", "therapist", "id", "date", "jurisdiction", "clauses", "variables"}
-_CSV_FIXED = ("client", "therapist", "id", "date", "jurisdiction")
+_SPEC_KEYS = {"client", "therapist", "id", "date", "jurisdiction", "clauses", "variables", "guardian", "relation"}
+_CSV_FIXED = ("client", "therapist", "id", "date", "jurisdiction", "guardian", "relation")
 
 
 @dataclass
@@ -56,6 +57,9 @@ class Spec:
     origin: str = "command line"
     # Where each field was given (file:line), for messages about one field.
     origins: dict[str, str] = field(default_factory=dict)
+    # A minor's (or represented adult's) agreement names who signs for them, and how they are related.
+    guardian: str | None = None
+    relation: str | None = None
 
     def where(self, key: str) -> str:
         return self.origins.get(key, self.origin)
@@ -93,7 +97,8 @@ def _check_person(value: Any, what: str, origin: str) -> str:
 
 def make_spec(*, client: Any, therapist: Any, id: Any = None, date: Any = None, jurisdiction: Any = None,
               clauses: Any = None, variables: dict[str, Any] | None = None, text_values: bool = False,
-              origin: str = "command line", origins: dict[str, str] | None = None) -> Spec:
+              origin: str = "command line", origins: dict[str, str] | None = None, guardian: Any = None,
+              relation: Any = None) -> Spec:
     """Check the form of every field and build a Spec (filling a new id and today's date)."""
     origins = origins or {}
 
@@ -101,6 +106,16 @@ def make_spec(*, client: Any, therapist: Any, id: Any = None, date: Any = None, 
         return origins.get(key, origin)
 
     client = _check_person(client, "client", at("client"))
+    if guardian in (None, "") and relation not in (None, ""):
+        raise SpecError(f"{at('relation')}: a relation is given but no guardian (--guardian NAME)")
+    if guardian not in (None, ""):
+        guardian = _check_person(guardian, "guardian", at("guardian"))
+        if relation not in RELATIONS:
+            raise SpecError(f"{at('relation')}: the guardian's relation must be one of: {', '.join(RELATIONS)}")
+        if same_name(guardian, client):
+            raise SpecError(f"{at('guardian')}: the guardian must be someone other than the client")
+    else:
+        guardian = relation = None
     if not isinstance(therapist, str) or not therapist.strip():
         raise SpecError(f"{at('therapist')}: therapist must be a therapist id from practice.yaml")
     agreement_id = check_id(id, at("id")) if id not in (None, "") else new_id()
@@ -120,7 +135,7 @@ def make_spec(*, client: Any, therapist: Any, id: Any = None, date: Any = None, 
                 raise SpecError(f"{at('variables.' + str(name))}: value of variable '{name}' {problem}")
     return Spec(client=client, therapist=therapist.strip(), id=agreement_id, date=when,
                 jurisdiction=jurisdiction, clauses=clauses, variables=values, text_values=text_values,
-                origin=origin, origins=origins)
+                origin=origin, origins=origins, guardian=guardian, relation=relation)
 
 
 def parse_set(items: list[str]) -> dict[str, str]:
@@ -168,7 +183,8 @@ def load_spec_file(path: str | Path) -> list[Spec]:
         specs.append(make_spec(client=item["client"], therapist=item["therapist"], id=item.get("id"),
                                date=item.get("date"), jurisdiction=item.get("jurisdiction"),
                                clauses=item.get("clauses"), variables=dict(variables),
-                               origin=f"{path}:{item.line}", origins=origins))
+                               origin=f"{path}:{item.line}", origins=origins, guardian=item.get("guardian"),
+                               relation=item.get("relation")))
     return specs
 
 
@@ -194,7 +210,8 @@ def _load_csv(path: Path) -> list[Spec]:
         variables = {k: v for k, v in row.items() if k not in _CSV_FIXED and v not in (None, "")}
         specs.append(make_spec(client=row["client"], therapist=row["therapist"], id=row.get("id"),
                                date=row.get("date"), jurisdiction=row.get("jurisdiction"), variables=variables,
-                               text_values=True, origin=f"{path}:{line}"))
+                               text_values=True, origin=f"{path}:{line}", guardian=row.get("guardian"),
+                               relation=row.get("relation")))
     if not specs:
         raise SpecError("the CSV file lists no agreements", path=path)
     return specs

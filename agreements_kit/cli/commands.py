@@ -109,8 +109,8 @@ def init(directory: Path, name: str, jurisdiction: str, phone: str, address: str
     sign as a client at intake.
     """
     from agreements_kit.authoring.library import load_library
-    from agreements_kit.signing.setup import init_practice
     from agreements_kit.resources import clauses_dir
+    from agreements_kit.signing.setup import init_practice
 
     known = load_library(clauses_dir()).jurisdictions
     if jurisdiction not in known:
@@ -126,6 +126,9 @@ def init(directory: Path, name: str, jurisdiction: str, phone: str, address: str
 @main.command()
 @practice_option
 @click.option("--client", help="The client's full name.")
+@click.option("--guardian", help="For a minor or represented client: the full name of who signs for them.")
+@click.option("--relation", help="The guardian's relation: parent, legal guardian, conservator, health care agent, "
+                                 "other legal representative.")
 @click.option("--therapist", help="Therapist id from practice.yaml.")
 @click.option("--spec", "spec_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="YAML or CSV spec file (repeatable); one or many agreements.")
@@ -136,16 +139,17 @@ def init(directory: Path, name: str, jurisdiction: str, phone: str, address: str
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Set a clause variable (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path), help="Parent folder for drafts (default: PRACTICE/drafts).")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes for batches (default: all cores).")
-def render(practice_dir, client, therapist, spec_files, agreement_id, date, jurisdiction, clauses, sets, out,
-           workers) -> None:
+def render(practice_dir, client, guardian, relation, therapist, spec_files, agreement_id, date, jurisdiction, clauses,
+           sets, out, workers) -> None:
     """Render draft agreements (agreement.pdf + manifest.json), one folder each."""
-    from agreements_kit.errors import SpecError
     from agreements_kit.authoring.practice import locate
     from agreements_kit.authoring.render import Renderer, check_out_parent, plan, render_many
-    from agreements_kit.signing.renders import log_renders
     from agreements_kit.authoring.spec import load_spec_file, make_spec, parse_set
+    from agreements_kit.errors import SpecError
+    from agreements_kit.signing.renders import log_renders
 
-    given = [v for v in (client, therapist, agreement_id, date, jurisdiction) if v is not None] + list(clauses + sets)
+    given = [v for v in (client, guardian, relation, therapist, agreement_id, date, jurisdiction)
+             if v is not None] + list(clauses + sets)
     if spec_files and given:
         raise SpecError("give either --spec files or --client/--therapist options, not both")
     if not spec_files and (client is None or therapist is None):
@@ -156,7 +160,7 @@ def render(practice_dir, client, therapist, spec_files, agreement_id, date, juri
     else:
         specs = [make_spec(client=client, therapist=therapist, id=agreement_id, date=date,
                            jurisdiction=jurisdiction, clauses=list(clauses) or None, variables=parse_set(sets),
-                           text_values=True)]
+                           text_values=True, guardian=guardian, relation=relation)]
     parent = check_out_parent(out) if out else renderer.practice.drafts
     jobs = plan(renderer, specs, parent)
     if len(jobs) > 1 and _tty(sys.stderr):
@@ -187,8 +191,8 @@ def _library_dir(directory: Path | None, practice_dir: Path | None) -> Path:
 @click.option("--max-grade", default=8.0, show_default=True, help="Highest reading grade allowed for summaries.")
 def lint(directory: Path | None, practice_dir: Path | None, max_grade: float) -> None:
     """Check a clause library (default: the practice's, else the built-in one)."""
-    from agreements_kit.errors import LintFailure
     from agreements_kit.authoring.lint import lint_library
+    from agreements_kit.errors import LintFailure
 
     report = lint_library(_library_dir(directory, practice_dir), max_grade)
     for problem in report.problems:
@@ -267,6 +271,26 @@ def _practice(practice_dir: Path | None):
 
 
 @main.group()
+def archive() -> None:
+    """Maintain the archive (format migration)."""
+
+
+@archive.command("migrate")
+@practice_option
+def archive_migrate(practice_dir) -> None:
+    """Bring a legacy (format 1) archive under format 2's checks, recording it in the ledger.
+
+    Nothing is rewritten: the ledger gains the register of every certificate that
+    signed, the current CRL set, and a migrate entry.
+    """
+    from agreements_kit.signing.migrate import migrate
+
+    result = migrate(_practice(practice_dir))
+    click.echo(f"migrated {result.agreements} agreements: {result.certificates} certificates registered, "
+               f"CRL set {result.crl_number} entered in the ledger")
+
+
+@main.group()
 def pki() -> None:
     """The practice's certificate authority: issue, revoke, list."""
 
@@ -341,7 +365,7 @@ def _ask_client(practice, folder, role: str, name, initials, consent, agree, ide
     needed = [c["id"] for c in folder.manifest["clauses"] if c.get("initials")]
     given: dict[str, str] = {}
     if initials:
-        given = {cid: initials for cid in needed}
+        given = dict.fromkeys(needed, initials)
     elif interactive and consent:
         for clause in clauses_as_signed(folder, practice):  # the text of the PDF, not of today's library
             if clause["initials"]:
@@ -382,7 +406,13 @@ def sign(agreement, practice_dir, role, name, initials, consent, agree, identity
     passphrase unlocks it); the therapist countersigns afterwards with their own
     key. Without a terminal every answer must come from the options.
     """
-    from agreements_kit.signing.sign import ClientSigning, check_client_request, find_agreement, sign_client, sign_therapist
+    from agreements_kit.signing.sign import (
+        ClientSigning,
+        check_client_request,
+        find_agreement,
+        sign_client,
+        sign_therapist,
+    )
 
     practice = _practice(practice_dir)
     if role == "therapist":
@@ -420,9 +450,8 @@ def sign(agreement, practice_dir, role, name, initials, consent, agree, identity
 @passphrase_option
 def void(agreement, practice_dir, reason, therapist_id, passphrase_file) -> None:
     """Close AGREEMENT with a signed void record; it can no longer be signed."""
-    from agreements_kit.signing.sign import void as void_agreement
-
     from agreements_kit.signing.sign import find_agreement
+    from agreements_kit.signing.sign import void as void_agreement
 
     practice = _practice(practice_dir)
     find_agreement(practice, agreement)  # an unknown agreement is said before any passphrase is asked
@@ -433,10 +462,8 @@ def void(agreement, practice_dir, reason, therapist_id, passphrase_file) -> None
 
 def _cwd_practice(practice_dir: Path | None) -> Path | None:
     """The current folder when it is a practice: where to look a PDF's agreement up (never whom to trust)."""
-    from agreements_kit.authoring.practice import SETTINGS, locate
-
-    root = locate(practice_dir)
-    return root if (root / SETTINGS).is_file() else None
+    root = practice_dir or Path.cwd()
+    return root if (root / "practice.yaml").is_file() else None
 
 
 def _trust(trust_path: Path | None, trust_sha256: str | None, crl: Path | None, archive: Path | None,
@@ -524,8 +551,9 @@ def audit(archive, practice_dir, trust_path, trust_sha256, crl, as_json, report,
     """
     import json
 
-    from agreements_kit.verification.audit import audit as run_audit, count_folders, results
     from agreements_kit.authoring.practice import locate
+    from agreements_kit.verification.audit import audit as run_audit
+    from agreements_kit.verification.audit import count_folders, results
 
     archive = archive or locate(practice_dir) / "signed"
     trust = _trust(trust_path, trust_sha256, crl, archive, practice_dir)
@@ -580,8 +608,8 @@ def audit(archive, practice_dir, trust_path, trust_sha256, crl, as_json, report,
               help="Template folder (default: the practice's).")
 def reproduce(agreement, practice_dir, library_dir, templates_dir) -> None:
     """Re-render AGREEMENT from its manifest and compare bytes with the signed PDF."""
-    from agreements_kit.verification.reproduce import reproduce as run
     from agreements_kit.signing.sign import find_agreement
+    from agreements_kit.verification.reproduce import reproduce as run
 
     practice = _practice(practice_dir)
     folder = find_agreement(practice, agreement)
@@ -614,9 +642,9 @@ def intake() -> None:
 @click.option("--qr", "qr_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write the QR code as SVG.")
 def intake_open(agreement, practice_dir, role, identity, checked_by, minutes, base_url, qr_file) -> None:
     """Open a one-time intake link for AGREEMENT (prints the link and a QR code)."""
+    from agreements_kit.intake.app import intake_link
     from agreements_kit.intake.tickets import TicketStore
     from agreements_kit.signing.sign import find_agreement
-    from agreements_kit.intake.app import intake_link
 
     practice = _practice(practice_dir)
     folder = find_agreement(practice, agreement)
@@ -660,8 +688,8 @@ def intake_serve(practice_dir, host, port, tls, passphrase_file) -> None:
     from cryptography.hazmat.primitives import serialization
     from werkzeug.serving import make_server
 
-    from agreements_kit.signing.pki import PKI, load_key
     from agreements_kit.intake.app import create_app, quiet_request_handler
+    from agreements_kit.signing.pki import PKI, load_key
 
     practice = _practice(practice_dir)
     passphrase = _passphrase(passphrase_file, PASSPHRASE_ENV, "Practice passphrase")
@@ -706,10 +734,10 @@ def intake_serve(practice_dir, host, port, tls, passphrase_file) -> None:
     click.echo(f"intake server on {scheme}://{host}:{port}/ (staff page: /staff); Ctrl-C to stop", err=True)
     if tls:
         click.echo(f"tablets must trust {pki_dir.root_cert} (the practice root) to open it without warnings", err=True)
-    try:
+    import contextlib
+
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 @main.command()
@@ -721,7 +749,7 @@ def demo(directory: Path) -> None:
     result = run_demo(directory)
     for line in result.lines:
         click.echo(line)
-    if not result.verdict.valid:
+    if result.verdict is None or not result.verdict.valid:
         sys.exit(1)
 
 

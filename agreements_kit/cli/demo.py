@@ -24,6 +24,7 @@ from agreements_kit.signing.renders import log_renders
 from agreements_kit.signing.setup import init_practice
 from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapist
 from agreements_kit.store.files import write_new
+from agreements_kit.verification.steps import Verdict
 
 #: Keyword arguments for init_practice (also used by the benchmarks).
 DEMO_PRACTICE: dict[str, Any] = {
@@ -47,7 +48,7 @@ class DemoResult:
     archived: Path
     records: list[Path] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
-    verdict: object = None
+    verdict: Verdict | None = None
 
 
 def run_demo(directory: str | Path) -> DemoResult:

@@ -63,8 +63,13 @@ def parse_crl_set(data: bytes, where: str) -> CrlSet:
     for block in blocks:
         try:
             crl = x509.load_pem_x509_crl(block.group(0))
-            crl.issuer  # noqa: B018 - parsed lazily: touch it so damage shows here
-        except ValueError:
+            # Parsed lazily: touch what verification reads, so that damage shows here, as this format's error.
+            crl.issuer  # noqa: B018
+            crl.extensions  # noqa: B018 - a duplicated extension raises DuplicateExtension
+            for revoked in crl:
+                revoked.serial_number  # noqa: B018
+                revoked.extensions  # noqa: B018
+        except (ValueError, x509.DuplicateExtension):
             raise InvalidFormat("a CRL in it cannot be read (damaged)", path=where, code="format.bad-crl") from None
         crls.append(crl)
     issuers = [c.issuer for c in crls]

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 from agreements_kit.errors import InvalidFormat
 
-RECORD_RE = re.compile(r"^(\d\d)-(client|guardian|therapist|void)\.json$")
-PNG_RE = re.compile(r"^(\d\d)-(client|guardian)\.png$")
+RECORD_RE = re.compile(r"^([0-9]{2})-(client|guardian|therapist|void)\.json\Z")  # ASCII digits; \Z, not $
+PNG_RE = re.compile(r"^([0-9]{2})-(client|guardian)\.png\Z")
 LIMITS = {"agreement.pdf": 64 * 1024 * 1024, "manifest.json": 1024 * 1024, "completion.pdf": 16 * 1024 * 1024,
           ".json": 64 * 1024, ".p7s": 64 * 1024, ".png": 512 * 1024}
 MAX_ENTRIES = 400

@@ -9,4 +9,4 @@ from __future__ import annotations
 
 import re
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}\Z")  # \Z: "$" would allow a final newline

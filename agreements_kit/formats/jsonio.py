@@ -18,6 +18,7 @@ Canonical forms, by format version:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +71,15 @@ def _constant(where: str) -> Callable[[str], Any]:
     return hook
 
 
+def _float(where: str) -> Callable[[str], float]:
+    def hook(text: str) -> float:
+        value = float(text)
+        if math.isinf(value):  # 1e400: Infinity in disguise
+            raise InvalidFormat(f"the number {text[:40]} is too large", path=where, code="format.bad-value")
+        return value
+    return hook
+
+
 def _depth(value: Any, limit: int, where: str, level: int = 1) -> None:
     if isinstance(value, dict):
         children: Any = value.values()
@@ -103,12 +113,15 @@ def parse(data: bytes, where: str, *, max_bytes: int, max_depth: int = MAX_DEPTH
         raise InvalidFormat("not UTF-8 text (another encoding, or damaged)", path=where,
                             code="format.encoding") from None
     try:
-        value = json.loads(text, object_pairs_hook=_pairs(where), parse_constant=_constant(where))
+        value = json.loads(text, object_pairs_hook=_pairs(where), parse_constant=_constant(where),
+                           parse_float=_float(where))
     except json.JSONDecodeError as exc:
         raise InvalidFormat(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", path=where,
                             line=exc.lineno, code="format.not-json") from None
     except RecursionError:
         raise InvalidFormat(f"nested deeper than {max_depth} levels", path=where, code="format.too-deep") from None
+    except ValueError:  # a whole number of more than 4300 digits (sys.get_int_max_str_digits)
+        raise InvalidFormat("holds a number with too many digits", path=where, code="format.bad-value") from None
     _depth(value, max_depth, where)
     if canonical_form is not None:
         try:

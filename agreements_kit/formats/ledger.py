@@ -86,7 +86,7 @@ class LedgerEntry:
 
     @property
     def time(self) -> dt.datetime:
-        return dt.datetime.strptime(self.data["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.strptime(self.data["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)

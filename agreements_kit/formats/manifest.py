@@ -33,7 +33,7 @@ def _variable(value: Any, member: str, where: str) -> Any:
 
 
 _AGREEMENT = shape.obj(
-    {"id": _s(64, ID_RE), "date": _s(10, shape.DATE_RE), "client": shape.obj({"name": _s(200)}),
+    {"id": _s(64, ID_RE), "date": shape.date, "client": shape.obj({"name": _s(200)}),
      "therapist": shape.obj({"id": _s(32), "name": _s(200), "credentials": _s(200)}),
      "practice": shape.obj({"name": _s(200), "phone": _s(200), "address": _s(2000), "email": _s(200)}),
      "jurisdiction": shape.nullable(_s(20))},

@@ -25,6 +25,7 @@ from typing import Any
 
 MANIFEST_MARK = b'"format": "agreements-kit/manifest"'
 MAX_INFLATE = 4 * 1024 * 1024
+MAX_TOTAL_INFLATE = 16 * 1024 * 1024  # all streams of one PDF together (an agreement: ~200 KB)
 _STREAM = re.compile(rb">>\s*stream(?:\r\n|\n)")
 _LENGTH = re.compile(rb"/Length\s+(\d+)(\s+\d+\s+R)?")
 _FILTER = re.compile(rb"/Filter\s*(/[A-Za-z0-9#]+|\[[^\]]*\])")
@@ -51,15 +52,23 @@ def embedded_manifest(pdf: bytes) -> bytes | None:
 def scan_manifests(pdf: bytes) -> list[bytes] | None:
     """Every top-level stream's content that is an agreements-kit manifest; None if the scan cannot decide."""
     found: list[bytes] = []
+    # Each stream's dictionary is looked for only after the previous stream's data, and the inflated
+    # bytes are budgeted, so that a hostile file costs time and memory in proportion to its size.
+    after = 0
+    budget = MAX_TOTAL_INFLATE
     for match in _STREAM.finditer(pdf):
-        head = pdf[max(0, pdf.rfind(b" obj", 0, match.start()) - 20):match.start()]
+        if match.start() < after:
+            continue  # the word 'stream' inside the previous stream's data
+        obj = pdf.rfind(b" obj", after, match.start())
+        head = pdf[max(after, obj - 20) if obj >= 0 else after:match.start()]
         length = _LENGTH.search(head)
-        if length is None or length.group(2):
-            return None  # an indirect /Length: leave it to the reference reader
+        if length is None or length.group(2) or len(length.group(1)) > 12:
+            return None  # an indirect (or absurd) /Length: leave it to the reference reader
         start = match.end()
         end = start + int(length.group(1))
         if not re.match(rb"\s*endstream", pdf[end:end + 20]):
             return None
+        after = end
         data = pdf[start:end]
         flt = _FILTER.search(head)
         if flt is None:
@@ -67,10 +76,13 @@ def scan_manifests(pdf: bytes) -> list[bytes] | None:
         elif flt.group(1) in (b"/FlateDecode", b"[/FlateDecode]", b"[ /FlateDecode ]"):
             inflater = zlib.decompressobj()
             try:
-                content = inflater.decompress(data, MAX_INFLATE)
+                content = inflater.decompress(data, min(MAX_INFLATE, budget))
             except zlib.error:
                 return None
             if inflater.unconsumed_tail:
+                return None
+            budget -= len(content)
+            if budget <= 0:
                 return None
         else:
             return None
@@ -90,15 +102,16 @@ def manifest_attachments(pdf: bytes) -> list[bytes] | None:
 
 def manifest_from_damaged_pdf(pdf: bytes) -> dict[str, Any] | None:
     """Find the embedded manifest in a PDF the reader rejects (truncated, say) by inflating its streams."""
+    view = memoryview(pdf)  # slices without copying: a file full of 'stream' costs no more than its size
     for match in re.finditer(rb"stream\r?\n", pdf):
         try:
-            data = zlib.decompressobj().decompress(pdf[match.end():match.end() + 1_000_000], MAX_INFLATE)
+            data = zlib.decompressobj().decompress(view[match.end():match.end() + 1_000_000], MAX_INFLATE)
         except zlib.error:
             continue
         if b'"agreements-kit/manifest"' in data:
             try:
                 value = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             return value if isinstance(value, dict) else None
     return None

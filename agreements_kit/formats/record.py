@@ -11,9 +11,9 @@ its own members (docs/archive.md, docs/schemas/signing-record.schema.json).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,7 +142,7 @@ _SIGNERS: dict[str, shape.Checker] = {
 
 
 def _time(value: str) -> dt.datetime:
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
 
 def parse_record(data: bytes, where: str) -> SigningRecord:
@@ -154,7 +154,7 @@ def parse_record(data: bytes, where: str) -> SigningRecord:
         if value.get("format") != FORMAT:
             raise RecordError("not an agreements-kit signing record", path=where, code="format.unknown-format")
         version = value.get("format_version")
-        if version not in CANONICAL_FORM:
+        if type(version) is not int or version not in CANONICAL_FORM:
             raise RecordError(f"unsupported record format version {str(version)[:20]!r}", path=where,
                               code="format.version")
         jsonio.parse(data, where, max_bytes=MAX_BYTES, max_depth=4, canonical_form=CANONICAL_FORM[version])

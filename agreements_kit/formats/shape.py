@@ -7,6 +7,7 @@ with the path of the offending member (``signer.role``) and a code.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 from typing import Any
@@ -15,9 +16,11 @@ from agreements_kit.errors import InvalidFormat
 
 Checker = Callable[[Any, str, str], Any]
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-DATE_RE = re.compile(r"^\d{4}-\d\d-\d\d$")
+# ASCII digits only (``\d`` would match any script's digits) and ``\Z`` (``$`` matches before a final newline).
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+TIME_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z\Z")
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def fail(message: str, where: str, code: str) -> InvalidFormat:
@@ -30,7 +33,7 @@ def string(max_len: int = 2000, pattern: re.Pattern[str] | None = None, choices:
             raise fail(f"'{member}' must be a string", where, "format.bad-type")
         if len(value) > max_len:
             raise fail(f"'{member}' is longer than {max_len} characters", where, "format.bad-value")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             raise fail(f"'{member}' is not of the expected form", where, "format.bad-value")
         if choices and value not in choices:
             raise fail(f"'{member}' must be one of {', '.join(choices)}, not {value[:40]!r}", where,
@@ -133,4 +136,20 @@ def sha256(value: Any, member: str, where: str) -> str:
 
 
 def timestamp(value: Any, member: str, where: str) -> str:
-    return string(20, TIME_RE)(value, member, where)  # type: ignore[no-any-return]
+    """A UTC time, ``2026-01-31T09:30:00Z``, that exists (no month 13, no February 30, no second 60)."""
+    text: str = string(20, TIME_RE)(value, member, where)
+    try:
+        dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise fail(f"'{member}' is not a real time", where, "format.bad-value") from None
+    return text
+
+
+def date(value: Any, member: str, where: str) -> str:
+    """A calendar date, ``2026-01-31``, that exists."""
+    text: str = string(10, DATE_RE)(value, member, where)
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        raise fail(f"'{member}' is not a real date", where, "format.bad-value") from None
+    return text

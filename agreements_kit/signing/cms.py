@@ -8,6 +8,8 @@ signature, so an auditor needs only the practice root.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -15,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 
 def sign_detached(data: bytes, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
-                  intermediates: list[x509.Certificate] = ()) -> bytes:
+                  intermediates: Sequence[x509.Certificate] = ()) -> bytes:
     """DER-encoded detached CMS SignedData over ``data`` (SHA-256, ECDSA)."""
     builder = pkcs7.PKCS7SignatureBuilder().set_data(data).add_signer(cert, key, hashes.SHA256())
     for extra in intermediates:

@@ -9,14 +9,13 @@ written once, when the agreement is complete; the records stay the evidence.
 from __future__ import annotations
 
 import datetime as dt
-
 from pathlib import Path
 
-from agreements_kit.store.archive import AgreementFolder, sha256_file
-from agreements_kit.store.files import write_new
 from agreements_kit.authoring.html import _environment
 from agreements_kit.formats.jsonio import canonical_json
 from agreements_kit.resources import templates_dir
+from agreements_kit.store.archive import AgreementFolder, sha256_file
+from agreements_kit.store.files import write_new
 
 TEMPLATE = "completion.html.j2"
 

@@ -20,6 +20,7 @@ certificates one day around the signature.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from dataclasses import dataclass
@@ -32,7 +33,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from agreements_kit.errors import PKIError
 from agreements_kit.store.files import make_private_dir, write_new
-
 
 # Organizational units name what a certificate is for; verifiers bind roles to them.
 OU_ROOT = "agreements-kit root"
@@ -51,11 +51,11 @@ MIN_PASSPHRASE = 8
 
 
 def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return t.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -263,10 +263,8 @@ class PKI:
         number = 1
         if self.crl.exists():  # RFC 5280 5.2.3: CRL numbers increase monotonically
             for old in self.crls():
-                try:
+                with contextlib.suppress(x509.ExtensionNotFound):
                     number = max(number, old.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number + 1)
-                except x509.ExtensionNotFound:
-                    pass
         for issuer, key, entries in ((root, root_key, revoked), (intake, intake_key, [])):
             builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer.subject)
                        .last_update(now).next_update(now + dt.timedelta(days=CRL_DAYS))

@@ -11,9 +11,9 @@ def log_renders(practice: Practice, folders: list[Path]) -> None:
     """Add a ``render`` entry per draft to the practice ledger (ids and hashes only)."""
     import json
 
-    from agreements_kit.store.archive import Archive, sha256_file
-    from agreements_kit.signing.sign import iso
     from agreements_kit.signing.pki import utcnow
+    from agreements_kit.signing.sign import iso
+    from agreements_kit.store.archive import Archive, sha256_file
 
     if not practice.archive.is_dir():
         return

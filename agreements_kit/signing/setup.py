@@ -11,7 +11,6 @@ from agreements_kit.authoring.practice import SETTINGS, parse_practice
 from agreements_kit.errors import PracticeError
 from agreements_kit.store.files import make_private_dir, write_new
 
-
 INIT_TEMPLATE = """\
 # Practice settings for agreements-kit. Edit, then run 'agreements render'.
 practice:
@@ -51,8 +50,8 @@ def init_practice(root: str | Path, *, name: str, jurisdiction: str, phone: str 
     import json
     import secrets
 
-    from agreements_kit.store.files import rename_noreplace
     from agreements_kit.signing.pki import PKI, check_passphrase
+    from agreements_kit.store.files import rename_noreplace
 
     root = Path(root)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):

@@ -21,14 +21,14 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from agreements_kit.signing import cms
-from agreements_kit.formats import record
-from agreements_kit.store.archive import AgreementFolder, Archive, ArchiveError, _crashpoint, load_folder, sha256_file
-from agreements_kit.errors import SigningError
-from agreements_kit.signing.pki import PKI, PKIError, common_name, fingerprint, load_cert, load_key, utcnow
 from agreements_kit.authoring.practice import Practice
+from agreements_kit.errors import SigningError
+from agreements_kit.formats import record
 from agreements_kit.formats.ids import ID_RE
 from agreements_kit.formats.text import check_name, check_text, nfc, same_name
+from agreements_kit.signing import cms
+from agreements_kit.signing.pki import PKI, PKIError, common_name, fingerprint, load_cert, load_key, utcnow
+from agreements_kit.store.archive import AgreementFolder, Archive, ArchiveError, _crashpoint, load_folder, sha256_file
 
 MAX_PNG = 512 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -60,7 +60,7 @@ class SignResult:
 
 
 def iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return t.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def find_agreement(practice: Practice, ref: str | Path) -> AgreementFolder:
@@ -239,8 +239,7 @@ def sign_client(practice: Practice, ref: str | Path, s: ClientSigning, ca_passph
                        "drawn_signature_file": next(iter(extra), None)},
             "identity": {"method": s.identity_method.strip(), "checked_by": s.identity_checked_by.strip()},
         }
-        result = _commit(archive, folder, s.role, body, cert, key, [intake], now, extra)
-    return result
+        return _commit(archive, folder, s.role, body, cert, key, [intake], now, extra)
 
 
 def _therapist_credentials(pki: PKI, tid: str, passphrase: bytes, now: dt.datetime):

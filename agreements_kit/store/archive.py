@@ -38,10 +38,11 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from agreements_kit.errors import ArchiveError
+from agreements_kit.formats.ids import ID_RE
+from agreements_kit.formats.record import CLIENT_ROLES
+from agreements_kit.formats.record import parse as parse_record
 from agreements_kit.store.files import fsync_dir, make_private_dir, rename_noreplace, write_new
 from agreements_kit.store.ledger import Ledger
-from agreements_kit.formats.record import CLIENT_ROLES, parse as parse_record
-from agreements_kit.formats.ids import ID_RE
 
 LOCK_TIMEOUT = 60.0
 PENDING = ".pending"
@@ -141,8 +142,21 @@ class Archive:
         self.root = Path(root)
         self.ledger = Ledger(self.root / "ledger.jsonl")
 
+    def require_current_format(self) -> None:
+        """Refuse to write into a legacy (format 1) archive that was not migrated: it would mix formats."""
+        try:
+            with open(self.ledger.path, "rb") as fh:
+                first = fh.readline()
+        except FileNotFoundError:
+            return
+        if not first or b'"format_version":2' in first:
+            return
+        if not any(e.get("event") == "migrate" for _, e, _ in self.ledger.entries()):
+            raise ArchiveError(f"the archive {self.root} is in the legacy format 1: run 'agreements archive migrate' "
+                               "before signing into it", code="conflict.legacy-archive")
+
     @contextmanager
-    def locked(self) -> Iterator[list[Path]]:
+    def locked(self, allow_legacy: bool = False) -> Iterator[list[Path]]:
         """Hold the archive lock (one writer at a time), after repairing any crash leftovers.
 
         Yields the agreement folders whose interrupted commits were just finished or undone.
@@ -152,6 +166,8 @@ class Archive:
         try:
             with lock:
                 self.ledger.repair()
+                if not allow_legacy:
+                    self.require_current_format()
                 self._drop_partial_admissions()
                 recovered = []
                 for marker in sorted(self.work.glob("inflight-*")):

@@ -4,8 +4,8 @@
 :mod:`agreements_kit.formats.ledger`). Each entry has a sequence number and
 ``prev``, the SHA-256 of the previous line's bytes (64 zeros for the first), so
 deleting, inserting, editing or reordering a line breaks the chain at that point.
-The ledger holds ids and hashes only, never a client's name: it is a log. Appends happen under the archive lock; a line cut
-short by a crash was never committed and is removed by ``repair``.
+The ledger holds ids and hashes only, never a client's name: it is a log. Appends
+happen under the archive lock; a line cut short by a crash was never committed and is removed by ``repair``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class Ledger:
     def lines(self) -> Iterator[tuple[int, bytes]]:
         """(line number, bytes without newline) for every complete line, streamed."""
         try:
-            fh = open(self.path, "rb")
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed by the `with` below; a missing ledger is empty
         except FileNotFoundError:
             return
         with fh:
@@ -60,7 +60,7 @@ class Ledger:
     def last(self) -> tuple[dict[str, Any] | None, str]:
         """The last committed entry and its hash (the head), reading only the file's end."""
         try:
-            fh = open(self.path, "rb")
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed by the `with` below
         except FileNotFoundError:
             return None, GENESIS
         with fh:

@@ -45,7 +45,7 @@ STATUS_ORDER = {"invalid": 0, "incomplete": 1, "voided": 2, "valid": 3}
 class AuditSummary:
     archive: str
     agreements: int = 0
-    counts: dict[str, int] = field(default_factory=lambda: {k: 0 for k in STATUS_ORDER})
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUS_ORDER, 0))
     ledger_entries: int = 0
     ledger_problems: list[str] = field(default_factory=list)
     ledger_codes: list[str] = field(default_factory=list)
@@ -130,7 +130,7 @@ def audit(archive: Path, trust: Trust, *, workers: int | None = None,
     db.commit()
     workers = max(1, workers or os.cpu_count() or 1)
     ctx = get_context("fork") if hasattr(os, "fork") else get_context()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with ctx.Pool(workers, initializer=_init_worker, initargs=(str(db_path), report, trust, now)) as pool:
         for batch in _batches(_folders(archive), BATCH):
             rows = []

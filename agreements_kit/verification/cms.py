@@ -89,7 +89,8 @@ def _der_length(n: int) -> bytes:
 
 def check_signature(record: bytes, p7s: bytes, cache: CertCache) -> SignatureFacts:
     """Check one detached signature over ``record``; raises :class:`CmsProblem` naming what is wrong."""
-    from asn1crypto import cms as acms, core
+    from asn1crypto import cms as acms
+    from asn1crypto import core
 
     try:
         return _check(record, p7s, cache, acms, core)
@@ -170,4 +171,4 @@ def _check(record: bytes, p7s: bytes, cache: CertCache, acms: Any, core: Any) ->
     except InvalidSignature:
         raise CmsProblem("cms.signature", "the signature value does not verify with the signer's certificate: "
                          "the signature was forged or damaged") from None
-    return SignatureFacts(signer[0], signer[1], [c for c, _ in certs], when.astimezone(dt.timezone.utc))
+    return SignatureFacts(signer[0], signer[1], [c for c, _ in certs], when.astimezone(dt.UTC))

@@ -80,7 +80,8 @@ class LedgerIndex:
     # ------------------------------------------------------------------ queries
 
     def entries_for(self, agreement_id: str) -> list[LedgerEntry]:
-        rows = self.db.execute("SELECT line, data FROM entries WHERE agreement_id = ? AND event != 'render' ORDER BY seq",
+        rows = self.db.execute("SELECT line, data FROM entries WHERE agreement_id = ? AND event != 'render' "
+                               "ORDER BY seq",
                                (agreement_id,)).fetchall()
         return [LedgerEntry(b"", json.loads(d), line, 2) for line, d in rows]
 

@@ -13,11 +13,11 @@ import io
 from pathlib import Path
 
 from agreements_kit import __version__
-from agreements_kit.verification.audit import AuditSummary, results
-from agreements_kit.errors import AgreementsError
-from agreements_kit.store.files import NewFile, write_new
 from agreements_kit.authoring.html import _environment
+from agreements_kit.errors import AgreementsError
 from agreements_kit.resources import templates_dir
+from agreements_kit.store.files import NewFile, write_new
+from agreements_kit.verification.audit import AuditSummary, results
 
 TEMPLATE = "audit-report.html.j2"
 
@@ -31,7 +31,7 @@ def write_report(path: Path, summary: AuditSummary, db_path: Path, trust_root: P
     env = _environment(str(templates_dir()))
     stream = env.get_template(TEMPLATE).stream(
         summary=summary, rows=results(db_path), trust_root=str(trust_root),
-        audited_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), version=__version__)
+        audited_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), version=__version__)
     if path.suffix.lower() != ".pdf":
         with NewFile(path, "w", encoding="utf-8") as fh:
             stream.dump(fh)
@@ -41,7 +41,7 @@ def write_report(path: Path, summary: AuditSummary, db_path: Path, trust_root: P
     from agreements_kit.authoring.pdf import TemplateFolderFetcher, font_config
 
     buffer = io.StringIO()
-    stream.dump(buffer)
+    stream.dump(buffer)  # type: ignore[arg-type]  # jinja2's stub says IO[bytes]; it writes str to text files
     write_new(path, HTML(string=buffer.getvalue(), base_url=templates_dir().as_uri() + "/",
                          url_fetcher=TemplateFolderFetcher(templates_dir())).write_pdf(font_config=font_config()))
     return path

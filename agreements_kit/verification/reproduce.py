@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agreements_kit.errors import AgreementsError
+from agreements_kit.authoring.agreement import Agreement
 from agreements_kit.authoring.html import template_digest
-from agreements_kit.authoring.library import load_library
+from agreements_kit.authoring.library import Library, load_library
 from agreements_kit.authoring.practice import Practice, Therapist
 from agreements_kit.authoring.render import Renderer
-from agreements_kit.authoring.spec import make_spec
+from agreements_kit.authoring.spec import Spec, make_spec
+from agreements_kit.errors import AgreementsError
+from agreements_kit.store.archive import AgreementFolder
 
 
 @dataclass
@@ -36,27 +38,30 @@ def practice_as_recorded(manifest: dict[str, Any], root: Path, clauses: Path, te
     """The practice and therapist exactly as the manifest recorded them (settings may have changed since)."""
     a = manifest["agreement"]
     t = a["therapist"]
-    given = set((manifest["inputs"].get("variables") or {}))
+    given = set(manifest["inputs"].get("variables") or {})
     return Practice(root=root, name=a["practice"]["name"], phone=a["practice"]["phone"],
                     address=a["practice"]["address"], email=a["practice"]["email"],
-                    jurisdiction=a["jurisdiction"], therapists={t["id"]: Therapist(t["id"], t["name"], t["credentials"])},
+                    jurisdiction=a["jurisdiction"],
+                    therapists={t["id"]: Therapist(t["id"], t["name"], t["credentials"])},
                     variables={k: v for k, v in manifest["variables"].items() if k not in given},
                     clauses_dir=clauses, templates_dir=templates)
 
 
-def agreement_from_manifest(manifest: dict[str, Any], root: Path, library, templates: Path):
+def agreement_from_manifest(manifest: dict[str, Any], root: Path, library: Library,
+                            templates: Path) -> tuple[Spec, Practice, Agreement]:
     """The Agreement a manifest describes, rebuilt with ``library`` (check clause hashes after)."""
     from agreements_kit.authoring.agreement import build
 
     inputs = manifest["inputs"]
     spec = make_spec(client=inputs["client"], therapist=inputs["therapist"], id=inputs["id"], date=inputs["date"],
                      jurisdiction=inputs["jurisdiction"], clauses=inputs["clauses"],
-                     variables=inputs.get("variables") or {}, text_values=True, origin="manifest")
+                     variables=inputs.get("variables") or {}, text_values=True, origin="manifest",
+                     guardian=inputs.get("guardian"), relation=inputs.get("relation"))
     practice = practice_as_recorded(manifest, root, library.root, templates)
     return spec, practice, build(spec, practice, library)
 
 
-def clauses_as_signed(folder, practice: Practice) -> list[dict[str, Any]]:
+def clauses_as_signed(folder: AgreementFolder, practice: Practice) -> list[dict[str, Any]]:
     """The clauses of an agreement exactly as rendered in its PDF, for showing to a signer.
 
     Rebuilt from the manifest with the practice's clause library; if any clause's text

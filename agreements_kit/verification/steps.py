@@ -102,8 +102,9 @@ class Verdict:
         self.checks.append(Check(name, False, detail, subject, code))
 
     def headline(self) -> str:
-        people = " and ".join(f"{s['name']} ({s['role']}) on {str(s['signed_at']).replace('T', ' ').replace('Z', ' UTC')}"
-                              for s in self.signers if s.get("kind") == "signature")
+        people = " and ".join(
+            f"{s['name']} ({s['role']}) on {str(s['signed_at']).replace('T', ' ').replace('Z', ' UTC')}"
+            for s in self.signers if s.get("kind") == "signature")
         if self.status == "valid":
             return f"valid: {self.agreement_id} signed by {people}"
         if self.status == "incomplete":
@@ -347,7 +348,7 @@ def step_path(v: Verdict, ctx: Context, sig: Signature) -> None:
     v.add("path", True, " -> ".join(cn(c) for c in sig.path) + " (valid at the signing time)", sig.files.name)
     entry = sig.entry
     if entry is not None:
-        logged = dt.datetime.strptime(entry["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        logged = dt.datetime.strptime(entry["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
         if abs(logged - sig.record.signed_at) > LEDGER_SKEW:
             v.fail("path", "time.ledger-mismatch", f"the record says it was signed at {sig.record.data['signed_at']} "
                    f"but the ledger entered it at {entry['time']}: the signing time was set back or forward",
@@ -564,6 +565,10 @@ def step_ledger(v: Verdict, ctx: Context) -> set[str]:
                                   or (entry["event"] == "void") != rec.is_void):
             v.fail("ledger", "ledger.entry-differs", f"ledger entry {entry['seq']} does not describe this signature "
                    "(PDF, role or certificate differ): the ledger was edited", name)
+        elif rec is not None and rec.version == 1 and (report.legacy_lines == 0 or (
+                report.migrated_at is not None and entry["seq"] > report.migrated_at)):
+            v.fail("ledger", "records.legacy-after-migration", "the record is in the legacy format 1 but was entered "
+                   "after the archive moved to format 2: no current tool writes it", name)
         elif rec is not None and rec.ledger_head != entry["prev"]:
             v.fail("ledger", "ledger.head-mismatch", "the record's ledger head is not the ledger entry before its "
                    "signature", name)

@@ -127,16 +127,17 @@ def resolve_trust(*, trust_file: Path | None = None, trust_sha256: str | None = 
     elif trust_sha256:
         pin = _pin(trust_sha256)
         candidates = [p / "root.pem" for p in ((practice / "pki") if practice else None, beside) if p is not None]
-        trust = None
+        found_trust: Trust | None = None
         for path in candidates:
             if path.is_file():
                 cert = _load_root(path)
                 if hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest() == pin:
-                    trust = Trust(cert, path, "pinned by --trust-sha256")
+                    found_trust = Trust(cert, path, "pinned by --trust-sha256")
                     break
-        if trust is None:
+        if found_trust is None:
             raise NotVerified(f"not verified: no root certificate with the pinned SHA-256 {pin} was found "
                               f"(looked at {', '.join(str(p) for p in candidates) or 'nothing'}); give it with --trust")
+        trust = found_trust
         crl_candidates += [trust.root_path.with_name("crl.pem")] if trust.root_path else []
     elif practice is not None and (practice / "pki" / "root.pem").is_file():
         trust = Trust(_load_root(practice / "pki" / "root.pem"), practice / "pki" / "root.pem",

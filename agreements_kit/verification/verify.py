@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any
 
 from agreements_kit.errors import CannotCheck, InvalidFormat
 from agreements_kit.formats.folder import limit_for, read_file, read_folder
@@ -33,7 +32,7 @@ class Verifier:
     def __init__(self, trust: Trust, ledger: LedgerIndex | None, now: dt.datetime | None = None):
         self.trust = trust
         self.ledger = ledger
-        self.now = now or dt.datetime.now(dt.timezone.utc)
+        self.now = now or dt.datetime.now(dt.UTC)
         self.cache = CertCache()
         self.validator = PathValidator(trust.root)
 
@@ -98,9 +97,9 @@ class Verifier:
 
 
 def verify_folder(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger: Path | None = None,
-                  now: dt.datetime | None = None, **_: Any) -> Verdict:
+                  now: dt.datetime | None = None, check_embedded: bool = True) -> Verdict:
     """Check one agreement folder against ``trust``, with the archive's ledger when given."""
     index = build_index(str(ledger)) if ledger is not None else None
-    verdict = Verifier(trust, index, now).verify(Path(folder), pdf_path=pdf_path)
+    verdict = Verifier(trust, index, now).verify(Path(folder), pdf_path=pdf_path, check_embedded=check_embedded)
     verdict.notes.append(trust.describe())
     return verdict

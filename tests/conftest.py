@@ -18,10 +18,12 @@ import pytest
 from click.testing import CliRunner
 
 from agreements_kit.cli.commands import main
-from agreements_kit.signing.setup import init_practice
 from agreements_kit.resources import clauses_dir
+from agreements_kit.signing.setup import init_practice
 
 REPO = Path(__file__).resolve().parent.parent
+# What verify and audit trust when not told on the command line: never taken from the environment tests run in.
+TRUST_VARIABLES = ("AGREEMENTS_TRUST", "AGREEMENTS_TRUST_SHA256")
 
 
 @dataclass
@@ -43,7 +45,8 @@ def practice(tmp_path: Path) -> Path:
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch):
     """Run ``agreements ARGS`` in-process; returns exit code, stdout and stderr."""
-    monkeypatch.delenv("AGREEMENTS_PRACTICE", raising=False)
+    for key in ("AGREEMENTS_PRACTICE", *TRUST_VARIABLES):
+        monkeypatch.delenv(key, raising=False)
 
     def run(*args: str | os.PathLike) -> Result:
         runner = CliRunner()
@@ -70,7 +73,7 @@ def run_bin(agreements_bin: str, tmp_path: Path):
     workdir.mkdir()
 
     def run(*args: str | os.PathLike, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
-        full_env = {k: v for k, v in os.environ.items() if k != "AGREEMENTS_PRACTICE"}
+        full_env = {k: v for k, v in os.environ.items() if k not in ("AGREEMENTS_PRACTICE", *TRUST_VARIABLES)}
         full_env.update(env or {})
         proc = subprocess.run([agreements_bin, *map(str, args)], capture_output=True, text=True,
                               cwd=cwd or workdir, env=full_env, timeout=300)
@@ -85,3 +88,15 @@ def library_copy(tmp_path: Path) -> Path:
     dest = tmp_path / "library"
     shutil.copytree(clauses_dir(), dest)
     return dest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requires_tool(name): the test needs a program the README installs; "
+                                       "it FAILS (never skips) when the program is missing")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in item.iter_markers("requires_tool"):
+        for tool in marker.args:
+            if shutil.which(tool) is None:
+                pytest.fail(f"{tool} is not installed: run scripts/bootstrap --test (the README's test command)")

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from helpers import refused, tree
 
-from agreements_kit.errors import RenderError
 from agreements_kit.authoring.render import write_draft
+from agreements_kit.errors import RenderError
 
 CLIENT = "Jane Q. Doe"
 DATE = "2026-11-27"
@@ -103,7 +102,7 @@ def test_unknown_key_in_yaml_spec_names_line(render, practice, tmp_path, before)
     nothing_written(practice, tmp_path, before)
 
 
-@pytest.mark.parametrize("second, field, words", [
+@pytest.mark.parametrize(("second", "field", "words"), [
     ("  therapist: nobody\n", "therapist: nobody", ["unknown therapist 'nobody'"]),
     ("  therapist: lee\n  variables:\n    cancel_notice_hours: soon\n", "cancel_notice_hours: soon",
      ["variable 'cancel_notice_hours' must be an integer"]),
@@ -256,7 +255,7 @@ def test_direction_control_in_variable_value(render, practice, tmp_path, before)
     nothing_written(practice, tmp_path, before)
 
 
-@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) is not installed")
+@pytest.mark.requires_tool("pdftotext")
 def test_markup_in_variable_value_is_printed_literally(render, practice, tmp_path):
     literal = "<b>{{ 7*7 }}</b>"
     out = tmp_path / "out"
@@ -274,7 +273,7 @@ def test_markup_in_variable_value_is_printed_literally(render, practice, tmp_pat
 # --------------------------------------------------------------------------- client names
 
 
-@pytest.mark.parametrize("name, words", [
+@pytest.mark.parametrize(("name", "words"), [
     ("{{ 7*7 }}", ["client name contains '{'"]),
     ("<script>alert(1)</script>", ["client name contains '<'"]),
     ("Jane \u202eeoD", ["client name contains a text-direction control character", "U+202E"]),
@@ -434,7 +433,7 @@ def test_init_unknown_jurisdiction(cli, tmp_path):
     assert not target.exists()
 
 
-BAD_INIT = pytest.mark.parametrize("args, words", [
+BAD_INIT = pytest.mark.parametrize(("args", "words"), [
     (["--name", ""], ["'name' of 'practice' must not be empty"]),
     (["--name", "Evil \u202eCorp"], ["'name' of 'practice' contains a text-direction control character"]),
 ], ids=["empty-name", "rtl-name"])

@@ -13,22 +13,20 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import private_copy
-from helpers import refused, sha256_of
 from helpers import ledger_entries as ledger
+from helpers import private_copy, refused, sha256_of
 
-from agreements_kit.signing.pki import PKI
-from agreements_kit.signing.setup import init_practice
 from agreements_kit.authoring.practice import load_practice
 from agreements_kit.authoring.render import Job, Renderer
-from agreements_kit.signing.renders import log_renders
-from agreements_kit.signing.sign import ClientSigning, sign_client
 from agreements_kit.authoring.spec import make_spec
+from agreements_kit.signing.pki import PKI
+from agreements_kit.signing.renders import log_renders
+from agreements_kit.signing.setup import init_practice
+from agreements_kit.signing.sign import ClientSigning, sign_client
 
 PRACTICE_PASS = "practice-pass-1"
 LEE_PASS = "lee-key-pass-1"
@@ -38,7 +36,7 @@ TWO = "agr-crash-two"
 ZEROS = "0" * 64
 KILLED = -9
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+needs_openssl = pytest.mark.requires_tool("openssl")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -55,11 +53,21 @@ def consistent(archive: Path) -> list[dict]:
     - no record, signature or PNG file exists without the ledger entry naming it with its hash;
     - every file a ledger entry commits is in place, or pending with the committed bytes
       (so that the next writer can finish the job);
-    - every archived folder was logged by an 'archive' entry with its PDF's hash.
+    - every archived folder was logged by an 'archive' entry with its PDF's hash;
+    - every record was signed with a certificate entered in the register (a 'certificate'
+      entry) before the record's own entry; a one-time certificate, for its agreement.
     """
     entries = [e for e, _ in ledger(archive / "ledger.jsonl")]
     committed: dict[tuple[str, str], str] = {}
+    registered: dict[str, dict] = {}
     for e in entries:
+        if e["event"] == "certificate":
+            registered[e["certificate_sha256"]] = e
+        if e["event"] in ("sign", "void"):
+            cert = registered.get(e["certificate_sha256"])
+            assert cert is not None, f"seq {e['seq']}: signed with a certificate not in the register"
+            if cert["role"] in ("client", "guardian"):
+                assert (cert["agreement_id"], cert["role"]) == (e["agreement_id"], e["role"])
         for name, digest in (e.get("files") or {}).items():
             committed[(e["agreement_id"], name)] = digest
     archived = {e["agreement_id"]: e["pdf_sha256"] for e in entries if e["event"] == "archive"}
@@ -79,6 +87,11 @@ def consistent(archive: Path) -> list[dict]:
 
 def sign_entries(entries: list[dict], agreement_id: str) -> list[dict]:
     return [e for e in entries if e["event"] == "sign" and e["agreement_id"] == agreement_id]
+
+
+def events_of(entries: list[dict], agreement_id: str) -> list[str]:
+    """The events about one agreement (its one-time certificates' register entries included)."""
+    return [e["event"] for e in entries if e.get("agreement_id") == agreement_id]
 
 
 def records(folder: Path) -> list[str]:
@@ -160,7 +173,11 @@ def test_killed_before_the_ledger_entry_signs_again_cleanly(run_bin, pr: Path):
     assert sorted(p.name for p in folder.glob("[0-9][0-9]-*")) == ["01-client.json", "01-client.json.p7s"]
     assert pending(folder) == []
     assert len(sign_entries(entries, ONE)) == 1
-    assert [e["event"] for e in entries if e["agreement_id"] == ONE] == ["render", "archive", "sign"]
+    # The killed process had issued (and registered) a one-time certificate; the retry issues its own.
+    assert events_of(entries, ONE) == ["render", "archive", "certificate", "certificate", "sign"]
+    certificates = [e for e in entries if e["event"] == "certificate" and e.get("agreement_id") == ONE]
+    assert certificates[0]["certificate_sha256"] != certificates[1]["certificate_sha256"]
+    assert sign_entries(entries, ONE)[0]["certificate_sha256"] == certificates[1]["certificate_sha256"]
     assert openssl_ok(folder / "01-client.json", pr / "pki" / "root.pem")
     rec = json.loads((folder / "01-client.json").read_bytes())
     assert rec["sequence"] == 1
@@ -250,7 +267,9 @@ def test_partial_ledger_line_is_dropped_by_the_next_sign(run_bin, pr: Path, afte
     sign = sign_entries(entries, ONE)
     assert len(sign) == 1
     new_lines = data[len(whole):].split(b"\n")[:-1]
-    assert [json.loads(ln)["event"] for ln in new_lines] == (["sign"] if after_crash else ["archive", "sign"])
+    # (after the crash, the archive entry and the one-time certificate of the killed process are whole lines)
+    assert [json.loads(ln)["event"] for ln in new_lines] == (
+        ["certificate", "sign"] if after_crash else ["archive", "certificate", "sign"])
     assert json.loads(new_lines[0])["prev"] == sha256(last_line)  # chained to the last whole line
     assert pending(folder) == []
     assert records(folder) == ["01-client.json"]
@@ -272,7 +291,7 @@ def _popen(agreements_bin: str, args: list, cwd: Path) -> subprocess.Popen:
 def test_two_processes_sign_two_agreements_at_once(agreements_bin, pr: Path, tmp_path: Path):
     procs = [_popen(agreements_bin, client_args(pr, ref), tmp_path) for ref in (ONE, TWO)]
     outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
     entries = consistent(pr / "signed")
     assert sorted(e["agreement_id"] for e in entries if e["event"] == "sign") == [ONE, TWO]
@@ -290,9 +309,9 @@ def test_two_processes_sign_the_same_agreement_at_once(agreements_bin, pr: Path,
     outs = [p.communicate(timeout=120) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 2], outs
-    loser = next(err for p, (_, err) in zip(procs, outs) if p.returncode == 2)
+    loser = next(err for p, (_, err) in zip(procs, outs, strict=True) if p.returncode == 2)
     assert loser.startswith("error: ") and "already signed" in loser and len(loser.splitlines()) == 1
     entries = consistent(pr / "signed")
     assert len(sign_entries(entries, ONE)) == 1
-    assert [e["event"] for e in entries if e["agreement_id"] == ONE] == ["render", "archive", "sign"]
+    assert events_of(entries, ONE) == ["render", "archive", "certificate", "sign"]  # the loser issued nothing
     assert records(pr / "signed" / ONE) == ["01-client.json"]

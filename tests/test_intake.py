@@ -36,16 +36,16 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from agreements_kit.intake import tickets as intake
-from agreements_kit.intake import app as web
-from agreements_kit.intake.tickets import IntakeError, TicketStore
-from agreements_kit.signing.setup import init_practice
 from agreements_kit.authoring.practice import load_practice
 from agreements_kit.authoring.render import Job, Renderer
-from agreements_kit.signing.renders import log_renders
-from agreements_kit.signing.sign import ClientSigning, sign_client
 from agreements_kit.authoring.spec import make_spec
+from agreements_kit.intake import app as web
+from agreements_kit.intake import tickets as intake
 from agreements_kit.intake.app import create_app
+from agreements_kit.intake.tickets import IntakeError, TicketStore
+from agreements_kit.signing.renders import log_renders
+from agreements_kit.signing.setup import init_practice
+from agreements_kit.signing.sign import ClientSigning, sign_client
 
 PASS = "practice-pass-1"
 A_ID = "agr-web-alpha"
@@ -64,7 +64,7 @@ INITIALS_RE = re.compile(r'Initials needed: your initials for part (\d+)</label>
 ERROR_RE = re.compile(r'<div class="error" role="alert" id="error"><strong>Please check:</strong> (.*?)</div>', re.S)
 LEAD_RE = re.compile(r'<p class="lead">(.*?)</p>', re.S)
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+needs_openssl = pytest.mark.requires_tool("openssl")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -403,7 +403,7 @@ def test_flow_record_has_role_identity_and_drawing(flow: Flow):
     assert rec["esign"]["consent_to_electronic_records"] is True
     assert rec["intent"]["adopted"] is True
     needed = {name.removeprefix("initials.") for _, name in flow.tablet.fields}
-    assert rec["initials"] == {cid: "JQD" for cid in needed}
+    assert rec["initials"] == dict.fromkeys(needed, "JQD")
     assert rec["document"]["sha256"] == sha256((folder / "agreement.pdf").read_bytes())
 
 
@@ -571,7 +571,7 @@ def test_expiry_edited_in_the_stored_ticket_is_honoured(pr: Path):
     token, _ = store.open(A_ID, "client", IDENTITY, CHECKED_BY)
     path = ticket_path(pr, token)
     data = json.loads(path.read_bytes())
-    data["expires"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)).isoformat()
+    data["expires"] = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).isoformat()
     path.write_bytes(json.dumps(data).encode())
     with pytest.raises(IntakeError, match="expired"):
         store.claim(token)
@@ -627,7 +627,7 @@ def test_concurrent_claims_exactly_one_wins(pr: Path):
     assert len(losses) == n - 1 and all("already used" in e.message for e in losses)
 
 
-@pytest.mark.parametrize("role, identity, checked_by, minutes, words", [
+@pytest.mark.parametrize(("role", "identity", "checked_by", "minutes", "words"), [
     ("therapist", IDENTITY, CHECKED_BY, 15, "not 'therapist'"),
     ("admin", IDENTITY, CHECKED_BY, 15, "client or guardian"),
     ("client", "", CHECKED_BY, 15, "identity check method is required"),
@@ -650,7 +650,7 @@ def test_open_refuses_bad_requests(pr: Path, role, identity, checked_by, minutes
 
 @pytest.mark.parametrize("minutes", [1, 240])
 def test_open_accepts_the_minute_bounds(pr: Path, minutes: int):
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     _, ticket = TicketStore(pr / "intake").open(A_ID, "client", IDENTITY, CHECKED_BY, minutes)
     assert dt.timedelta(minutes=minutes) <= ticket.expires - before < dt.timedelta(minutes=minutes, seconds=30)
 
@@ -701,7 +701,7 @@ def test_expired_link_is_gone_without_a_cookie(app, pr: Path):
     token = open_ticket(pr)
     path = ticket_path(pr, token)
     data = json.loads(path.read_bytes())
-    data["expires"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)).isoformat()
+    data["expires"] = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
     path.write_bytes(json.dumps(data).encode())
     t = Tablet(app)
     refused_link(t.claim(token), 410, "expired")
@@ -772,7 +772,7 @@ def test_staff_login_is_rate_limited_after_five_failures(app):
 # --------------------------------------------------------------------------- sessions
 
 
-@pytest.mark.parametrize("method, path", [
+@pytest.mark.parametrize(("method", "path"), [
     ("GET", "/sign/consent"), ("GET", "/sign/agreement"), ("GET", "/sign/signature"), ("GET", "/sign/done"),
     ("GET", "/sign/document.pdf"), ("GET", "/sign/copy/agreement.pdf"), ("GET", "/sign/copy/receipt.pdf"),
     ("POST", "/sign/consent"), ("POST", "/sign/agreement"), ("POST", "/sign/signature"), ("POST", "/sign/finish"),
@@ -895,7 +895,7 @@ def test_staff_opens_a_link_that_works_once(make_app, pr: Path):
     assert rec["identity"] == {"method": IDENTITY, "checked_by": CHECKED_BY}
 
 
-@pytest.mark.parametrize("agreement, extra, words", [
+@pytest.mark.parametrize(("agreement", "extra", "words"), [
     ("../drafts/" + A_ID, {}, "choose an agreement from the list"),
     ("no-such-agreement", {}, "choose an agreement from the list"),
     (A_ID, {"role": "therapist"}, "not 'therapist'"),
@@ -1259,13 +1259,35 @@ def test_two_links_for_one_agreement_sign_once(app, pr: Path):
     assert client_records(pr) == [pr / "signed" / A_ID / "01-client.json"]
 
 
-def test_guardian_signs_with_their_own_name(app, pr: Path):
-    t = Tablet(app)
-    t.to_signature(open_ticket(pr, role="guardian"))
+def render_with_guardian(root: Path, aid: str, guardian: str, relation: str) -> None:
+    """A draft for A_NAME that names who signs for them (and how they are related)."""
+    practice = load_practice(root)
+    draft = Renderer.load(root).render_to(Job(make_spec(client=A_NAME, therapist="lee", id=aid, date=DATE,
+                                                        guardian=guardian, relation=relation), practice.drafts))
+    log_renders(practice, [draft])
+
+
+def test_guardian_signs_with_their_own_name(make_app, pr: Path):
+    render_with_guardian(pr, "agr-web-ward", "Robert Doe", "parent")
+    t = Tablet(make_app())
+    t.to_signature(open_ticket(pr, "agr-web-ward", role="guardian"))
     assert "signing as guardian" in text(t.get("/sign/signature"))
     assert t.sign(name="Robert Doe").status_code == 302
-    rec = json.loads((pr / "signed" / A_ID / "01-guardian.json").read_bytes())
-    assert rec["signer"] == {"role": "guardian", "name": "Robert Doe", "on_behalf_of": A_NAME}
+    rec = json.loads((pr / "signed" / "agr-web-ward" / "01-guardian.json").read_bytes())
+    assert rec["signer"] == {"role": "guardian", "name": "Robert Doe", "on_behalf_of": A_NAME, "relation": "parent"}
+
+
+def test_guardian_must_be_the_one_the_agreement_names(make_app, pr: Path):
+    render_with_guardian(pr, "agr-web-ward", "Robert Doe", "parent")
+    app = make_app()
+    for aid, name, words in (("agr-web-ward", "Roberta Doe", "does not match the guardian"),
+                             (A_ID, "Robert Doe", "names no guardian")):
+        t = Tablet(app)
+        t.to_signature(open_ticket(pr, aid, role="guardian"))
+        r = t.sign(name=name)
+        assert r.status_code == 422, text(r)
+        assert words in page_error(r)
+    nothing_signed(pr)
 
 
 # --------------------------------------------------------------------------- headers on every kind of page
@@ -1458,14 +1480,23 @@ def test_cli_intake_open_prints_a_link_that_works_once(cli, pr: Path):
     assert stored["identity_method"] == "photo ID" and stored["identity_checked_by"] == "Desk"
 
 
-def test_cli_intake_open_url_and_minutes(cli, pr: Path):
+def test_cli_intake_open_refuses_a_guardian_for_an_agreement_naming_none(cli, pr: Path):
     res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr,
+              "--role", "guardian")
+    one_error_line(res, A_ID, "names no guardian")
+    pending = pr / "intake" / "pending"
+    assert not pending.exists() or not list(pending.iterdir())
+
+
+def test_cli_intake_open_url_and_minutes(cli, pr: Path):
+    render_with_guardian(pr, "agr-web-ward", "Robert Doe", "parent")
+    res = cli("intake", "open", "agr-web-ward", "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr,
               "--url", "https://tablet.local:9000/", "--minutes", "3", "--role", "guardian")
     assert res.exit_code == 0, res.stderr
     token = re.search(r"https://tablet\.local:9000/i/([A-Za-z0-9_-]+)", res.stdout).group(1)
     stored = json.loads(ticket_path(pr, token).read_bytes())
     expires = dt.datetime.fromisoformat(stored["expires"])
-    assert dt.timedelta(minutes=2) < expires - dt.datetime.now(dt.timezone.utc) <= dt.timedelta(minutes=3)
+    assert dt.timedelta(minutes=2) < expires - dt.datetime.now(dt.UTC) <= dt.timedelta(minutes=3)
     assert stored["role"] == "guardian"
 
 
@@ -1478,7 +1509,7 @@ def test_cli_intake_open_refuses_an_agreement_the_client_signed(cli, pr: Path):
     assert not pending.exists() or not list(pending.iterdir())
 
 
-@pytest.mark.parametrize("args, words", [
+@pytest.mark.parametrize(("args", "words"), [
     (["--identity", "", "--checked-by", "Desk"], "identity check method is required"),
     (["--identity", "photo ID", "--checked-by", "  "], "identity checked by is required"),
     (["--identity", "photo ID", "--checked-by", "Desk", "--minutes", "0"], "0"),

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from agreements_kit.intake.tickets import TicketStore
-from agreements_kit.signing.setup import init_practice
 from agreements_kit.authoring.render import Job, Renderer
 from agreements_kit.authoring.spec import make_spec
 from agreements_kit.intake.app import intake_link
+from agreements_kit.intake.tickets import TicketStore
+from agreements_kit.signing.setup import init_practice
 
 PASS = "serve-test-passphrase"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agreements_kit.errors import LibraryError, LibraryProblems
 from agreements_kit.authoring.library import load_library
+from agreements_kit.errors import LibraryError, LibraryProblems
 from agreements_kit.resources import clauses_dir
 
 HARD_PROSE = ("Notwithstanding the aforementioned considerations, the organizational implementation of "
@@ -275,7 +275,7 @@ def test_missing_summary(cli, library_copy):
                f"missing key 'summary' in clause '{cid}'")
 
 
-@pytest.mark.parametrize("key, value, words", [
+@pytest.mark.parametrize(("key", "value", "words"), [
     ("version", '"one"', ["'version' of clause", "must be an integer, not a string"]),
     ("initials", '"yes"', ["'initials' of clause", "must be true or false, not a string"]),
     ("title", "", ["'title' of clause", "must be a non-empty string, not empty"]),
@@ -456,7 +456,7 @@ def test_default_of_wrong_type(cli, library_copy):
                f"'default' of variable 'wait_hours' of clause '{cid}' must be an integer, not a string")
 
 
-@pytest.mark.parametrize("bad, words", [
+@pytest.mark.parametrize(("bad", "words"), [
     ("{% if %}", ["Expected an expression"]),
     ("Dear {{ client.name }.", ["unexpected '}'"]),
 ], ids=["empty-if", "unclosed-expression"])

@@ -12,30 +12,28 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
 import stat
 import subprocess
 from pathlib import Path
 
 import click
 import pytest
-from helpers import private_copy
-from helpers import invoke, ok, refused, tree
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from helpers import invoke, ledger_entries, ok, private_copy, refused, tree
 
+from agreements_kit.authoring.practice import load_practice
 from agreements_kit.cli.commands import main
 from agreements_kit.signing.pki import PKI
-from agreements_kit.authoring.practice import load_practice
 
 PRACTICE_PASS = "practice-pass-1"
 LEE_PASS = "lee-key-pass-1"
 PRACTICE_NAME = "Test PKI Practice"
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+needs_openssl = pytest.mark.requires_tool("openssl")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -123,7 +121,7 @@ def test_init_creates_the_pki_files(base: Path):
 
 def test_every_file_is_0600_and_every_folder_0700(base: Path):
     checked = 0
-    for dirpath, dirnames, filenames in os.walk(base):
+    for dirpath, _dirnames, filenames in os.walk(base):
         assert stat.S_IMODE(os.stat(dirpath).st_mode) == 0o700, dirpath
         for f in filenames:
             mode = stat.S_IMODE(os.stat(os.path.join(dirpath, f)).st_mode)
@@ -143,7 +141,7 @@ def test_root_ca_is_self_signed_p256_sha256_ca_with_path_length_1(base: Path):
     assert ku.key_cert_sign and ku.crl_sign
     assert PRACTICE_NAME in cn(root)
     # It must outlive the six years records are kept.
-    assert root.not_valid_after_utc - dt.datetime.now(dt.timezone.utc) > dt.timedelta(days=365 * 6)
+    assert root.not_valid_after_utc - dt.datetime.now(dt.UTC) > dt.timedelta(days=365 * 6)
 
 
 def test_intake_ca_is_issued_by_root_with_path_length_0(base: Path):
@@ -167,7 +165,7 @@ def test_openssl_accepts_the_chain(base: Path):
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("key_file, cert_file, passphrase", [
+@pytest.mark.parametrize(("key_file", "cert_file", "passphrase"), [
     ("root.key.pem", "root.pem", PRACTICE_PASS),
     ("intake.key.pem", "intake.pem", PRACTICE_PASS),
     ("therapists/lee.key.pem", "therapists/lee.pem", LEE_PASS),
@@ -177,7 +175,7 @@ def test_private_keys_are_encrypted_pem(base: Path, key_file: str, cert_file: st
     assert data.startswith(b"-----BEGIN " + b"ENCRYPTED PRIVATE KEY-----")  # split: no key-like line in the repo
     with pytest.raises(TypeError):
         serialization.load_pem_private_key(data, password=None)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Incorrect password"):
         serialization.load_pem_private_key(data, password=b"not-the-passphrase")
     key = serialization.load_pem_private_key(data, password=passphrase.encode())
     assert isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)
@@ -187,7 +185,7 @@ def test_private_keys_are_encrypted_pem(base: Path, key_file: str, cert_file: st
 
 def test_therapist_key_is_not_under_the_practice_passphrase(base: Path):
     data = (base / "pki" / "therapists" / "lee.key.pem").read_bytes()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Incorrect password"):
         serialization.load_pem_private_key(data, password=PRACTICE_PASS.encode())
 
 
@@ -201,7 +199,7 @@ def test_crl_file_holds_the_root_and_intake_crls_signed_by_them(base: Path):
         issuer = root if c.issuer == root.subject else intake
         assert c.is_signature_valid(issuer.public_key())
         assert len(c) == 0  # nothing revoked yet
-        assert c.next_update_utc > dt.datetime.now(dt.timezone.utc)
+        assert c.next_update_utc > dt.datetime.now(dt.UTC)
 
 
 def test_init_passphrase_from_environment(cli, monkeypatch, tmp_path: Path):
@@ -221,7 +219,7 @@ def test_init_passphrase_file_wins_over_environment_and_loses_its_newline(cli, m
     ok(cli("init", root, "--passphrase-file", pass_file))
     key = (root / "pki" / "intake.key.pem").read_bytes()
     serialization.load_pem_private_key(key, password=b"file-pass-phrase")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Incorrect password"):
         serialization.load_pem_private_key(key, password=b"env-pass-phrase")
 
 
@@ -384,7 +382,7 @@ def test_revoke_lists_the_serial_in_the_root_crl(cli, monkeypatch, pr: Path):
     assert by_issuer[intake.subject].is_signature_valid(intake.public_key())
     entry = root_crl.get_revoked_certificate_by_serial_number(lee.serial_number)
     assert entry is not None
-    assert abs(entry.revocation_date_utc - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=10)
+    assert abs(entry.revocation_date_utc - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=10)
     assert [r.serial_number for r in root_crl] == [lee.serial_number]
     assert stat.S_IMODE(os.stat(pr / "pki" / "crl.pem").st_mode) == 0o600
     assert not [p for p in (pr / "pki").iterdir() if p.name.startswith(".")]  # no temporary CRL left
@@ -471,7 +469,7 @@ def test_reissue_after_revoke_keeps_the_old_certificate(cli, monkeypatch, pr: Pa
 def test_expired_certificate_can_be_replaced_without_revoking(cli, monkeypatch, pr: Path):
     practice = load_practice(pr)
     pki = PKI(pr / "pki")
-    past = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(days=30)
+    past = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=30)
     old = pki.issue_clinician("ortiz", "Sam Ortiz", practice.name, PRACTICE_PASS.encode(), b"ortiz-old-pass",
                               now=past, days=1)
     env(monkeypatch, AGREEMENTS_PASSPHRASE=PRACTICE_PASS, AGREEMENTS_KEY_PASSPHRASE="ortiz-new-pass")
@@ -480,7 +478,7 @@ def test_expired_certificate_can_be_replaced_without_revoking(cli, monkeypatch, 
     ok(cli("pki", "issue", "--practice", pr, "--therapist", "ortiz"))
     assert (pr / "pki" / "therapists" / f"ortiz-{old.serial_number:x}.pem").is_file()
     new = cert(pr / "pki" / "therapists" / "ortiz.pem")
-    assert new.not_valid_after_utc > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=700)
+    assert new.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=700)
 
 
 def test_crl_number_increases_with_every_revocation(pr: Path):
@@ -488,7 +486,7 @@ def test_crl_number_increases_with_every_revocation(pr: Path):
     practice = load_practice(pr)
     pki = PKI(pr / "pki")
     passphrase = PRACTICE_PASS.encode()
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
     def root_crl_number() -> int:
         root = cert(pr / "pki" / "root.pem")
@@ -503,3 +501,45 @@ def test_crl_number_increases_with_every_revocation(pr: Path):
     numbers.append(root_crl_number())
     assert len(crls(pr / "pki" / "crl.pem")) == 2
     assert numbers[0] < numbers[1] < numbers[2], numbers
+
+
+def der_sha256(c: x509.Certificate | x509.CertificateRevocationList) -> str:
+    return hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def test_every_certificate_issued_and_every_crl_set_published_is_in_the_ledger(cli, monkeypatch, pr: Path):
+    """The register: init enters both CAs and the first CRL set, issue each therapist certificate, revoke
+    the new CRL set with what it revokes; by hash and role, never by name."""
+    env(monkeypatch, AGREEMENTS_PASSPHRASE=PRACTICE_PASS)
+    pki = pr / "pki"
+    root, intake, lee = cert(pki / "root.pem"), cert(pki / "intake.pem"), cert(pki / "therapists" / "lee.pem")
+
+    def published() -> tuple[int, dict[str, str]]:
+        found = crls(pki / "crl.pem")
+        numbers = {c.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number for c in found}
+        assert len(numbers) == 1
+        return numbers.pop(), {hashlib.sha256(c.issuer.public_bytes()).hexdigest(): der_sha256(c) for c in found}
+
+    first_number, first_crls = published()
+    ok(cli("pki", "revoke", "--practice", pr, "--therapist", "lee"))
+    second_number, second_crls = published()
+    entries = [e for e, _ in ledger_entries(pr / "signed" / "ledger.jsonl")]
+    assert [e["event"] for e in entries] == ["certificate", "certificate", "crl", "certificate", "crl"]
+    registered = [(e["role"], e["certificate_sha256"], e["issuer_sha256"], e["serial"], e.get("therapist_id"))
+                  for e in entries if e["event"] == "certificate"]
+    assert registered == [
+        ("root", der_sha256(root), der_sha256(root), f"{root.serial_number:x}", None),
+        ("intake", der_sha256(intake), der_sha256(root), f"{intake.serial_number:x}", None),
+        ("therapist", der_sha256(lee), der_sha256(root), f"{lee.serial_number:x}", "lee"),
+    ]
+    for e, c in zip([e for e in entries if e["event"] == "certificate"], (root, intake, lee), strict=True):
+        assert e["source"] == "issued"
+        assert (e["not_before"], e["not_after"]) == (f"{c.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}",
+                                                     f"{c.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
+    published_sets = [(e["crl_number"], e["crls"], e["revoked"]) for e in entries if e["event"] == "crl"]
+    assert second_number > first_number
+    assert first_crls != second_crls  # the revocation published new CRLs: the first entry names the old ones
+    assert published_sets == [(first_number, first_crls, []), (second_number, second_crls, [der_sha256(lee)])]
+    data = (pr / "signed" / "ledger.jsonl").read_bytes()
+    for name in ("Dr. Robin Lee", "Robin", PRACTICE_NAME):
+        assert name.encode() not in data

@@ -24,13 +24,12 @@ from agreements_kit.authoring.library import load_library
 from agreements_kit.formats.jsonio import canonical_json
 from agreements_kit.resources import clauses_dir, templates_dir
 
-needs_poppler = pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils not installed")
+needs_poppler = pytest.mark.requires_tool("pdftotext")
 pytestmark = needs_poppler
 
 
 def pdftext(pdf: Path) -> str:
-    out = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
-    return out
+    return subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
 
 
 def flat(text: str) -> str:

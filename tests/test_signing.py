@@ -26,35 +26,37 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import private_copy
-from helpers import flip, invoke, ok, refused, sha256_of, tree
-from helpers import ledger_entries as ledger
+import rfc8785
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
+from helpers import flip, invoke, ok, private_copy, refused, sha256_of, tree
+from helpers import ledger_entries as ledger
 
-from agreements_kit.store.archive import ArchiveError
-from agreements_kit.signing.pki import PKI, PKIError, utcnow
-from agreements_kit.signing.setup import init_practice
 from agreements_kit.authoring.practice import load_practice
-from agreements_kit.formats.record import INTENT
 from agreements_kit.authoring.render import Job, Renderer
-from agreements_kit.signing.renders import log_renders
-from agreements_kit.resources import templates_dir
-from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapist
 from agreements_kit.authoring.spec import make_spec
+from agreements_kit.formats.record import INTENT
+from agreements_kit.resources import templates_dir
+from agreements_kit.signing.pki import PKI, PKIError, utcnow
+from agreements_kit.signing.renders import log_renders
+from agreements_kit.signing.setup import init_practice
+from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapist
+from agreements_kit.store.archive import ArchiveError
 
 PRACTICE_PASS = "practice-pass-1"
 LEE_PASS = "lee-key-pass-1"
 CLIENT = "Jane Q. Doe"
 ONE = "agr-sign-one"
 TWO = "agr-sign-two"
+WARD = "agr-sign-ward"  # an agreement that names a guardian (rendered by the tests that need it)
+GUARDIAN = "Pat Doe"
 DATE = dt.date(2026, 11, 27)
 ZEROS = "0" * 64
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
-needs_poppler = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed")
+needs_openssl = pytest.mark.requires_tool("openssl")
+needs_poppler = pytest.mark.requires_tool("pdftotext")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -91,7 +93,7 @@ def initial_clauses(folder: Path) -> list[str]:
 
 
 def signing(folder: Path, **changes) -> ClientSigning:
-    values = dict(name=CLIENT, consent=True, initials={c: "JQD" for c in initial_clauses(folder)}, intent=True,
+    values = dict(name=CLIENT, consent=True, initials=dict.fromkeys(initial_clauses(folder), "JQD"), intent=True,
                   identity_method="photo ID", identity_checked_by="Front desk")
     values.update(changes)
     return ClientSigning(**values)
@@ -216,7 +218,7 @@ def test_archived_pdf_and_manifest_are_the_draft_bytes(signed: Signed):
 def test_client_record_contents(signed: Signed):
     rec = signed.record("01-client.json")
     assert rec["format"] == "agreements-kit/signing-record"
-    assert rec["format_version"] == 1
+    assert rec["format_version"] == 2
     assert rec["kind"] == "signature"
     assert rec["agreement_id"] == ONE
     assert rec["sequence"] == 1
@@ -226,7 +228,7 @@ def test_client_record_contents(signed: Signed):
     assert rec["signer"] == {"role": "client", "name": CLIENT}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rec["signed_at"]), rec["signed_at"]
     signed_at = dt.datetime.fromisoformat(rec["signed_at"].replace("Z", "+00:00"))
-    assert abs(dt.datetime.now(dt.timezone.utc) - signed_at) < dt.timedelta(minutes=10)
+    assert abs(dt.datetime.now(dt.UTC) - signed_at) < dt.timedelta(minutes=10)
     assert rec["intent"] == {"statement": INTENT, "adopted": True}
     disclosure = templates_dir() / "esign-disclosure.txt"
     version = re.match(r"Version:\s*(\S+)", disclosure.read_text()).group(1)
@@ -234,20 +236,22 @@ def test_client_record_contents(signed: Signed):
                             "disclosure_accepted": True, "consent_to_electronic_records": True}
     needed = initial_clauses(signed.folder)
     assert needed  # the default library has clauses to initial
-    assert rec["initials"] == {cid: "JQD" for cid in needed}
+    assert rec["initials"] == dict.fromkeys(needed, "JQD")
     assert rec["method"] == {"typed_name": CLIENT, "drawn_signature_png_sha256": None,
                              "drawn_signature_file": None}
     assert rec["identity"] == {"method": "photo ID", "checked_by": "Front desk"}
 
 
 def test_record_is_canonical_json_bytes(signed: Signed):
+    """Format version 2: a record's bytes are exactly the RFC 8785 (JCS) form of what they say."""
     for path in (signed.client, signed.therapist):
         data = path.read_bytes()
-        assert data == (json.dumps(json.loads(data), sort_keys=True, indent=2, ensure_ascii=False)
-                        + "\n").encode("utf-8")
+        assert json.loads(data)["format_version"] == 2
+        assert data == rfc8785.dumps(json.loads(data))
+        assert not data.endswith(b"\n")
 
 
-@pytest.mark.skipif(shutil.which("sha256sum") is None, reason="no sha256sum")
+@pytest.mark.requires_tool("sha256sum")
 def test_record_pdf_hash_equals_sha256sum(signed: Signed):
     pdf = signed.folder / "agreement.pdf"
     out = subprocess.run(["sha256sum", str(pdf)], capture_output=True, text=True, check=True).stdout
@@ -310,14 +314,40 @@ def test_fingerprint_matches_the_certificate_openssl_finds_in_the_p7s(signed: Si
 def test_ledger_chain_and_events(signed: Signed):
     entries = ledger(signed.root / "signed" / "ledger.jsonl")
     assert entries[0][0]["prev"] == ZEROS
-    events = [(e["event"], e["agreement_id"]) for e, _ in entries]
-    assert events == [("render", ONE), ("render", TWO), ("archive", ONE), ("sign", ONE), ("sign", ONE)]
+    for entry, line in entries:  # format version 2: every line is RFC 8785 and says so
+        assert entry["format_version"] == 2
+        assert line == rfc8785.dumps(entry)
+    events = [(e["event"], e.get("agreement_id") or e.get("therapist_id") or e.get("role")) for e, _ in entries]
+    assert events == [
+        # the practice's PKI (init, then lee's certificate): each certificate registered, the first CRL set logged
+        ("certificate", "root"), ("certificate", "intake"), ("crl", None), ("certificate", "lee"),
+        ("render", ONE), ("render", TWO),
+        # the client's signature: admission, the one-time certificate, the record
+        ("archive", ONE), ("certificate", ONE), ("sign", ONE),
+        ("sign", ONE),  # the therapist's countersignature (lee's certificate is registered already)
+    ]
     pdf_sha = sha256_of(signed.folder / "agreement.pdf")
-    assert all(e["pdf_sha256"] == pdf_sha for e, _ in entries if e["agreement_id"] == ONE)
-    archive = entries[2][0]
+    assert all(e["pdf_sha256"] == pdf_sha for e, _ in entries
+               if e.get("agreement_id") == ONE and e["event"] != "certificate")
+    archive = entries[6][0]
+    assert (archive["event"], archive["agreement_id"]) == ("archive", ONE)
     assert archive["manifest_sha256"] == sha256_of(signed.folder / "manifest.json")
-    for (entry, _), name, role in ((entries[3], "01-client.json", "client"),
-                                   (entries[4], "02-therapist.json", "therapist")):
+    # The register of certificates names each certificate by hash and role, never by a person's name.
+    pki = signed.root / "pki"
+    root = x509.load_pem_x509_certificate((pki / "root.pem").read_bytes())
+    intake = x509.load_pem_x509_certificate((pki / "intake.pem").read_bytes())
+    lee = x509.load_pem_x509_certificate((pki / "therapists" / "lee.pem").read_bytes())
+    client_cert = signed.record("01-client.json")["certificate"]["sha256"]
+    registered = [(e["role"], e["certificate_sha256"], e["issuer_sha256"], e.get("therapist_id"),
+                   e.get("agreement_id")) for e, _ in entries if e["event"] == "certificate"]
+    assert registered == [("root", der_sha256(root), der_sha256(root), None, None),
+                          ("intake", der_sha256(intake), der_sha256(root), None, None),
+                          ("therapist", der_sha256(lee), der_sha256(root), "lee", None),
+                          ("client", client_cert, der_sha256(intake), None, ONE)]
+    crl = entries[2][0]
+    assert crl["crl_number"] == 1 and crl["revoked"] == []
+    for (entry, _), name, role in ((entries[8], "01-client.json", "client"),
+                                   (entries[9], "02-therapist.json", "therapist")):
         assert entry["role"] == role
         assert entry["record"] == name
         assert entry["certificate_sha256"] == signed.record(name)["certificate"]["sha256"]
@@ -393,7 +423,7 @@ def test_openssl_rejects_the_signatures_against_another_practice_root(signed: Si
 
 
 @needs_openssl
-@pytest.mark.parametrize("name, days_later", [("01-client.json", 2), ("02-therapist.json", 3 * 365)])
+@pytest.mark.parametrize(("name", "days_later"), [("01-client.json", 2), ("02-therapist.json", 3 * 365)])
 def test_openssl_verifies_a_record_years_later_as_of_its_signing_time(signed: Signed, name: str, days_later: int):
     """Certificates are short-lived, so an auditor checks them as of the signature (README: -attime).
 
@@ -430,7 +460,8 @@ def test_sign_by_id_then_countersign_by_draft_path_with_passphrase_file(cli, mon
         assert openssl_verify(folder / name, pr / "pki" / "root.pem").returncode == 0
     assert not (pr / "signed" / ONE).exists()
     entries = ledger(pr / "signed" / "ledger.jsonl")
-    assert [e["event"] for e, _ in entries if e["agreement_id"] == TWO] == ["render", "archive", "sign", "sign"]
+    assert [e["event"] for e, _ in entries if e.get("agreement_id") == TWO] == [
+        "render", "archive", "certificate", "sign", "sign"]  # "certificate": the client's one-time certificate
 
 
 @needs_openssl
@@ -589,11 +620,16 @@ def test_archived_pdf_changed_before_the_countersignature(cli, monkeypatch, pr: 
 @pytest.mark.parametrize("ref", ["id", "draft"])
 @pytest.mark.parametrize("role", ["client", "guardian"])
 def test_client_side_signs_only_once(cli, monkeypatch, pr: Path, ref: str, role: str):
-    sign_as_client(pr)
+    """Once the client has signed, neither the client nor the guardian the agreement names can sign again."""
+    practice = load_practice(pr)
+    draft = Renderer.load(pr).render_to(Job(make_spec(client=CLIENT, therapist="lee", id=WARD, date=DATE,
+                                                      guardian=GUARDIAN, relation="parent"), practice.drafts))
+    log_renders(practice, [draft])
+    sign_client(practice, WARD, signing(pr / "drafts" / WARD), PRACTICE_PASS.encode())
     monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)
     before = tree(pr)
-    args = client_args(pr, ONE if ref == "id" else pr / "drafts" / ONE,
-                       name=CLIENT if role == "client" else "Pat Doe")
+    args = client_args(pr, WARD if ref == "id" else pr / "drafts" / WARD,
+                       name=CLIENT if role == "client" else GUARDIAN)
     args[args.index("client")] = role
     refused(cli(*args), "already signed")
     assert tree(pr) == before
@@ -659,7 +695,7 @@ def test_missing_initials_library_names_each_clause(pr: Path):
     assert tree(pr) == before
 
 
-@pytest.mark.parametrize("omit, values, words", [
+@pytest.mark.parametrize(("omit", "values", "words"), [
     (("--consent",), {}, ["no consent"]),
     (("--agree",), {}, ["intent statement"]),
     ((), {"name": "Jane Roe"}, ["typed name does not match"]),

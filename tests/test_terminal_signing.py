@@ -13,12 +13,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from agreements_kit.authoring.render import Job, Renderer
+from agreements_kit.authoring.spec import make_spec
 from agreements_kit.cli import commands as cli
+from agreements_kit.resources import clauses_dir
 from agreements_kit.signing.pki import PKI
 from agreements_kit.signing.setup import init_practice
-from agreements_kit.authoring.render import Job, Renderer
-from agreements_kit.resources import clauses_dir
-from agreements_kit.authoring.spec import make_spec
 
 PASS = "terminal-test-passphrase"
 SUMMARY = "Our own plain words about what therapy cannot do for you."

@@ -644,10 +644,11 @@ def intake_open(agreement, practice_dir, role, identity, checked_by, minutes, ba
     """Open a one-time intake link for AGREEMENT (prints the link and a QR code)."""
     from agreements_kit.intake.app import intake_link
     from agreements_kit.intake.tickets import TicketStore
-    from agreements_kit.signing.sign import find_agreement
+    from agreements_kit.signing.sign import check_intake_role, find_agreement
 
     practice = _practice(practice_dir)
     folder = find_agreement(practice, agreement)
+    check_intake_role(folder, role)
     if not folder.awaiting_client:
         raise AgreementsError(f"agreement {folder.id} is not awaiting a client signature")
     folder.check_pdf()

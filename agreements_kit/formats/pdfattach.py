@@ -8,12 +8,18 @@ Two readers, held equal by a differential test (tests/test_pdfattach.py):
 - :func:`scan_manifests`: a fast scan that inflates every top-level stream and
   returns every one that holds an agreements-kit manifest. It relies on one rule
   of the PDF standard (ISO 32000-1 7.5.7: a stream is never stored inside an
-  object stream), so every attachment is a top-level stream it sees. It gives up
-  (None) on anything it cannot read plainly (another filter, an indirect length,
-  a damaged stream), and callers then use the reference reader.
+  object stream), so every attachment is a top-level stream it sees. Image data
+  (DCT, JPX, JBIG2, CCITT) is looked at as stored. It gives up (None) on anything
+  else it cannot read plainly (another filter, an indirect length, a damaged
+  stream, a file that does not end with its cross-reference offset and %%EOF).
 
 A PDF passes when exactly one manifest is attached and it is the expected one: a
 second manifest hidden in the file is refused, whichever one a reader would show.
+:func:`manifest_attachments` is the scan alone: when the scan cannot decide, the PDF
+is refused rather than handed to the reference reader, since the reference follows
+the name tree and would not see a second manifest hidden in a stream the scan cannot
+read (tests/test_differential.py). The renderer writes only streams the scan reads,
+and the verifier looks at a PDF only once it is byte for byte the rendered one.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ MAX_TOTAL_INFLATE = 16 * 1024 * 1024  # all streams of one PDF together (an agre
 _STREAM = re.compile(rb">>\s*stream(?:\r\n|\n)")
 _LENGTH = re.compile(rb"/Length\s+(\d+)(\s+\d+\s+R)?")
 _FILTER = re.compile(rb"/Filter\s*(/[A-Za-z0-9#]+|\[[^\]]*\])")
+_IMAGE_FILTERS = (b"/DCTDecode", b"/JPXDecode", b"/JBIG2Decode", b"/CCITTFaxDecode")
+_COMPLETE = re.compile(rb"startxref\s+\d+\s+%%EOF\s*\Z")
 
 
 def embedded_manifest(pdf: bytes) -> bytes | None:
@@ -51,6 +59,8 @@ def embedded_manifest(pdf: bytes) -> bytes | None:
 
 def scan_manifests(pdf: bytes) -> list[bytes] | None:
     """Every top-level stream's content that is an agreements-kit manifest; None if the scan cannot decide."""
+    if not pdf.startswith(b"%PDF-") or _COMPLETE.search(pdf[-64:]) is None:
+        return None  # truncated, or not a PDF: no reader can open it
     found: list[bytes] = []
     # Each stream's dictionary is looked for only after the previous stream's data, and the inflated
     # bytes are budgeted, so that a hostile file costs time and memory in proportion to its size.
@@ -63,7 +73,7 @@ def scan_manifests(pdf: bytes) -> list[bytes] | None:
         head = pdf[max(after, obj - 20) if obj >= 0 else after:match.start()]
         length = _LENGTH.search(head)
         if length is None or length.group(2) or len(length.group(1)) > 12:
-            return None  # an indirect (or absurd) /Length: leave it to the reference reader
+            return None  # an indirect (or absurd) /Length
         start = match.end()
         end = start + int(length.group(1))
         if not re.match(rb"\s*endstream", pdf[end:end + 20]):
@@ -71,8 +81,8 @@ def scan_manifests(pdf: bytes) -> list[bytes] | None:
         after = end
         data = pdf[start:end]
         flt = _FILTER.search(head)
-        if flt is None:
-            content = data
+        if flt is None or flt.group(1).strip(b"[ ]") in _IMAGE_FILTERS:
+            content = data  # image data is not inflated, but a manifest stored under such a name is found
         elif flt.group(1) in (b"/FlateDecode", b"[/FlateDecode]", b"[ /FlateDecode ]"):
             inflater = zlib.decompressobj()
             try:
@@ -92,12 +102,8 @@ def scan_manifests(pdf: bytes) -> list[bytes] | None:
 
 
 def manifest_attachments(pdf: bytes) -> list[bytes] | None:
-    """The manifests attached to ``pdf``: the fast scan, or the reference reader when it cannot decide."""
-    found = scan_manifests(pdf)
-    if found is not None:
-        return found
-    one = embedded_manifest(pdf)
-    return None if one is None else [one]
+    """The manifests attached to ``pdf``, as the scan finds them; None (refused) when it cannot decide."""
+    return scan_manifests(pdf)
 
 
 def manifest_from_damaged_pdf(pdf: bytes) -> dict[str, Any] | None:

@@ -312,9 +312,12 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             return page("staff_home.html.j2", 422, title="Open an intake", csrf=csrf, agreements=awaiting(practice),
                         error="choose an agreement from the list.")
         try:
+            from agreements_kit.signing.sign import check_intake_role, find_agreement
+
+            check_intake_role(find_agreement(practice, agreement_id), request.form.get("role", "client"))
             token, ticket = tickets.open(agreement_id, request.form.get("role", "client"),
                                          request.form.get("identity", ""), request.form.get("checked_by", ""))
-        except IntakeError as exc:
+        except AgreementsError as exc:
             return page("staff_home.html.j2", 422, title="Open an intake", csrf=csrf, agreements=awaiting(practice),
                         error=f"{exc.message}.")
         link = intake_link(state["base_url"] or request.host_url, token)

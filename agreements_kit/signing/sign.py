@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from agreements_kit.authoring.practice import Practice
 from agreements_kit.errors import SigningError
 from agreements_kit.formats import record
 from agreements_kit.formats.ids import ID_RE
+from agreements_kit.formats.record import INITIALS_RE  # noqa: F401 - one definition; verifiers check records with it
 from agreements_kit.formats.text import check_name, check_text, nfc, same_name
 from agreements_kit.signing import cms
 from agreements_kit.signing.pki import PKI, PKIError, common_name, fingerprint, load_cert, load_key, utcnow
@@ -32,7 +32,6 @@ from agreements_kit.store.archive import AgreementFolder, Archive, ArchiveError,
 
 MAX_PNG = 512 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-INITIALS_RE = re.compile(r"^[^\W\d_]{1,5}$")
 
 
 @dataclass
@@ -150,6 +149,13 @@ def _commit(archive: Archive, folder: AgreementFolder, kind: str, body: dict[str
     folder = load_folder(folder.path)
     return SignResult(folder, folder.path / name, folder.path / f"{name}.p7s", data,
                       files=[folder.path / n for n in files])
+
+
+def check_intake_role(folder: AgreementFolder, role: str) -> None:
+    """Whether an intake for ``role`` can lead to a signature: a guardian only where the agreement names one."""
+    if role == "guardian" and not folder.manifest["agreement"].get("guardian"):
+        raise SigningError(f"agreement {folder.id} names no guardian: render it with --guardian NAME --relation "
+                           "RELATION before a guardian can sign it")
 
 
 def check_client_request(folder: AgreementFolder, s: ClientSigning) -> dict[str, str]:

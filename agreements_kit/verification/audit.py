@@ -34,8 +34,9 @@ from agreements_kit.verification.trust import Trust
 from agreements_kit.verification.verify import Verifier
 
 # Ledger problems of the whole archive: the summary lists them once.
-_ARCHIVE_WIDE = {"ledger.chain", "ledger.deleted", "ledger.reordered", "ledger.duplicate", "ledger.backdated",
-                 "ledger.malformed", "ledger.incomplete", "ledger.legacy", "ledger.version-mix"}
+_ARCHIVE_WIDE = frozenset({"ledger.chain", "ledger.deleted", "ledger.reordered", "ledger.duplicate",
+                           "ledger.backdated", "ledger.malformed", "ledger.incomplete", "ledger.legacy",
+                           "ledger.version-mix"})
 
 BATCH = 2048
 STATUS_ORDER = {"invalid": 0, "incomplete": 1, "voided": 2, "valid": 3}
@@ -69,7 +70,7 @@ _state: dict[str, Any] = {}
 
 
 def _init_worker(db_path: str, report: LedgerReport, trust: Trust, now: dt.datetime) -> None:
-    _state["verifier"] = Verifier(trust, LedgerIndex.open(db_path, report), now)
+    _state["verifier"] = Verifier(trust, LedgerIndex.open(db_path, report), now, leave_out=_ARCHIVE_WIDE)
 
 
 def _check(folder: str) -> tuple[str, str, str]:
@@ -81,10 +82,9 @@ def _check(folder: str) -> tuple[str, str, str]:
     except CannotCheck as exc:
         v = Verdict(name, folder, "invalid")
         v.fail("folder", exc.code, str(exc))
-    # Archive-wide ledger problems are reported once, in the summary, not in every verdict.
-    v.checks = [c for c in v.checks if not (c.name == "ledger" and not c.subject and c.code in _ARCHIVE_WIDE)]
-    if not v.failures and v.status == "invalid":
-        v.status = "valid"
+    # Archive-wide ledger problems are reported once, in the summary, not in every verdict: the
+    # verifier leaves them out, so the status is what the agreement's own checks make it (valid,
+    # incomplete or voided), not "valid" for any agreement they alone made invalid.
     agreement_id = v.agreement_id if v.agreement_id == name else name
     return agreement_id, v.status, json.dumps({
         "id": agreement_id, "status": v.status, "headline": v.headline(),

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
@@ -61,14 +62,16 @@ class PathValidator:
     def validate(self, leaf: x509.Certificate, leaf_sha256: str, others: list[x509.Certificate],
                  at: dt.datetime) -> list[x509.Certificate]:
         """The path (leaf first, root last) valid at ``at``; raises :class:`ChainProblem`."""
-        key = (leaf_sha256,)
+        intermediates = [c for c in others if c != leaf and c != self.root]
+        # The intermediates are part of the key: a path found once must not vouch for a signature that
+        # carries other (damaged, forged) CA certificates beside the same leaf.
+        key = (leaf_sha256, *(c.fingerprint(hashes.SHA256()).hex() for c in intermediates))
         path = self.cache.get(key)
         if path is not None:
             self.cache.move_to_end(key)
             late = [c for c in path if not (c.not_valid_before_utc <= at <= c.not_valid_after_utc)]
             if not late:
                 return path
-        intermediates = [c for c in others if c != leaf and c != self.root]
         verifier = (PolicyBuilder().store(self.store).time(at).max_chain_depth(2)
                     .extension_policies(ca_policy=_CA, ee_policy=_EE).build_client_verifier())
         try:

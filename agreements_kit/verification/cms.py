@@ -4,7 +4,8 @@ What is checked, and refused with a reason code:
 
 - ``cms.structure``: DER ContentInfo holding SignedData (no trailing bytes), detached
   content of type id-data, exactly one SignerInfo identified by issuer and serial,
-  digest SHA-256, signature ECDSA with SHA-256, the signer's certificate inside;
+  digest SHA-256, signature ECDSA with SHA-256, the signer's certificate inside (and only
+  one certificate matching the signer's issuer and serial);
 - ``cms.attributes``: signed attributes present, each attribute type once with one
   value (a second messageDigest is how a signature is made to mean two things),
   contentType id-data, messageDigest equal to the record's SHA-256, signingTime;
@@ -105,6 +106,10 @@ def _check(record: bytes, p7s: bytes, cache: CertCache, acms: Any, core: Any) ->
     if info["content_type"].dotted != ID_SIGNED_DATA:
         raise CmsProblem("cms.structure", "the signature file is not a CMS SignedData")
     sd = info["content"]
+    # asn1crypto parses lazily: parse every field now (the certificates are cryptography's, below), so
+    # an element with a wrong tag anywhere, even in a field nothing reads, is refused as a DER decoder would.
+    for part in ("version", "digest_algorithms", "encap_content_info", "crls", "signer_infos"):
+        sd[part].native  # noqa: B018
     if [a["algorithm"].dotted for a in sd["digest_algorithms"]] != [SHA256]:
         raise CmsProblem("cms.structure", "the signature does not use SHA-256 alone")
     encap = sd["encap_content_info"]
@@ -131,10 +136,14 @@ def _check(record: bytes, p7s: bytes, cache: CertCache, acms: Any, core: Any) ->
     sid = si["sid"].chosen
     serial = sid["serial_number"].native
     issuer_der = sid["issuer"].dump()
-    signer = next((c for c in certs if c[0].serial_number == serial and c[0].issuer.public_bytes() == issuer_der),
-                  None)
-    if signer is None:
+    matching = [c for c in certs if c[0].serial_number == serial and c[0].issuer.public_bytes() == issuer_der]
+    if not matching:
         raise CmsProblem("cms.structure", "the signer's certificate is not in the signature")
+    if len({digest for _, digest in matching}) > 1:
+        # OpenSSL takes the first, pyHanko the last: the signature would name two different signers.
+        raise CmsProblem("cms.structure", "two different certificates in the signature match its signer's issuer "
+                         "and serial number: readers could take either")
+    signer = matching[0]
     attrs = si["signed_attrs"]
     if isinstance(attrs, core.Void):
         raise CmsProblem("cms.attributes", "the signature has no signed attributes")

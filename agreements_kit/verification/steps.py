@@ -39,7 +39,7 @@ from cryptography.x509.oid import NameOID
 from agreements_kit.errors import InvalidFormat
 from agreements_kit.formats.folder import FolderFiles, RecordFiles
 from agreements_kit.formats.manifest import Manifest, parse_manifest
-from agreements_kit.formats.record import SigningRecord, parse_record
+from agreements_kit.formats.record import INITIALS_RE, INTENT, VOID_INTENT, SigningRecord, load_disclosure, parse_record
 from agreements_kit.formats.text import nfc
 from agreements_kit.verification.chain import ChainProblem, PathValidator
 from agreements_kit.verification.cms import CertCache, CmsProblem, SignatureFacts, check_signature
@@ -266,10 +266,65 @@ def step_records(v: Verdict, ctx: Context) -> None:
             problems.append(("records.renamed", f"the record is numbered {rec.sequence} as a {rec.kind} record but "
                              f"stored as record {index} named {rf.name}: records were renamed, removed or "
                              "duplicated"))
+        problems += _content_problems(rec, ctx)
         for code, sentence in problems:
             v.fail("records", code, sentence, rf.name)
         if not problems:
             v.add("records", True, "the record is well formed and binds this agreement, PDF and manifest", rf.name)
+    referenced = {s.record.data["method"]["drawn_signature_file"] for s in ctx.signatures
+                  if s.record is not None and not s.record.is_void}
+    for png in sorted(set(ctx.files.pngs) - referenced):
+        v.fail("folder", "folder.unexpected-file", f"{png} is a drawn signature no record names (added by hand?)", png)
+
+
+def _content_problems(rec: SigningRecord, ctx: Context) -> list[tuple[str, str]]:
+    """What a record attests must be what the tool has the signer attest: the fixed texts, the initials the
+    agreement asks for, the disclosure the practice publishes, the drawn signature beside it."""
+    assert ctx.manifest is not None
+    out: list[tuple[str, str]] = []
+    d = rec.data
+    if d["intent"]["statement"] != (VOID_INTENT if rec.is_void else INTENT):
+        out.append(("records.intent", "the record's intent statement is not the one signers adopt: it was "
+                    "rewritten"))
+    if rec.is_void:
+        if not d["reason"].strip():
+            out.append(("records.void-reason", "the void gives no reason"))
+        return out
+    if d["method"]["typed_name"] != rec.name:
+        out.append(("records.typed-name", "the typed name adopted as the signature is not the signer's name"))
+    if rec.client_side:
+        wanted = set(ctx.manifest.initialled_clauses)
+        given = d["initials"]
+        if set(given) != wanted or not all(INITIALS_RE.match(x) for x in given.values()):
+            out.append(("records.initials", "the record's initials are not one set of 1 to 5 letters for each "
+                        "clause the agreement asks the signer to initial"))
+        disclosure = known_disclosures().get(d["esign"]["disclosure_version"])
+        if disclosure != d["esign"]["disclosure_sha256"]:
+            out.append(("records.disclosure", "the record names an ESIGN disclosure the practice never published "
+                        "(unknown version or text)"))
+    elif d["initials"]:
+        out.append(("records.initials", "a therapist's record carries initials"))
+    png_name, png_sha = d["method"]["drawn_signature_file"], d["method"]["drawn_signature_png_sha256"]
+    if (png_name is None) != (png_sha is None) or (png_name is not None and not rec.client_side):
+        out.append(("records.drawn-mismatch", "the record's drawn signature is half described"))
+    elif png_name is not None:
+        data = ctx.files.pngs.get(png_name)
+        if png_name != f"{rec.sequence:02d}-{rec.kind}.png" or data is None:
+            out.append(("records.drawn-missing", f"the drawn signature {png_name} the record names is missing"))
+        elif _sha(data) != png_sha:
+            out.append(("records.drawn-mismatch", f"{png_name} is not the drawn signature the record signed"))
+    return out
+
+
+_DISCLOSURES: dict[str, str] = {}
+
+
+def known_disclosures() -> dict[str, str]:
+    """ESIGN disclosure versions -> SHA-256 of their text, as shipped (a new version is added, never edited)."""
+    if not _DISCLOSURES:
+        d = load_disclosure()
+        _DISCLOSURES[d.version] = d.sha256
+    return _DISCLOSURES
 
 
 # ----------------------------------------------------------------------------- 5. signature
@@ -301,6 +356,8 @@ def step_register(v: Verdict, ctx: Context, sig: Signature) -> None:
     if ctx.ledger is None:
         v.add("register", True, "not checked: no ledger given (--no-ledger)", name, "register.not-checked")
         return
+    if ctx.ledger.report.missing:
+        return  # the ledger itself is missing or unreadable: step 11 says so; the register cannot be read
     migrated = ctx.ledger.report.migrated_at
     entry_seq = sig.entry["seq"] if sig.entry else None
     found = ctx.ledger.certificate(sig.facts.signer_sha256)
@@ -367,7 +424,8 @@ def step_revocation(v: Verdict, ctx: Context, sig: Signature) -> None:
     name = sig.files.name
     crls = ctx.trust.crls
     if crls is None:
-        v.fail("revocation", "revocation.missing-crl", "no CRL set (crl.pem) was found beside the trust root or the "
+        v.fail("revocation", ctx.trust.crl_problem_code or "revocation.missing-crl",
+               "no usable CRL set (crl.pem) was found beside the trust root or the "
                "archive: revocation cannot be checked" + (f" ({ctx.trust.crl_problem})" if ctx.trust.crl_problem
                                                           else ""), name)
         return
@@ -560,7 +618,7 @@ def step_ledger(v: Verdict, ctx: Context) -> set[str]:
         if mismatched:
             v.fail("ledger", "ledger.files-differ", f"{', '.join(mismatched)} differ(s) from what the ledger "
                    "recorded at signing", name)
-        elif rec is not None and (entry["pdf_sha256"] != ctx.pdf_sha256 or entry["certificate_sha256"]
+        elif rec is not None and (entry["pdf_sha256"] != rec.document_sha256 or entry["certificate_sha256"]
                                   != rec.certificate_sha256 or (entry["event"] == "sign" and entry["role"] != rec.kind)
                                   or (entry["event"] == "void") != rec.is_void):
             v.fail("ledger", "ledger.entry-differs", f"ledger entry {entry['seq']} does not describe this signature "

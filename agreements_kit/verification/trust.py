@@ -43,6 +43,7 @@ class Trust:
     crls: CrlSet | None = None
     crl_path: Path | None = None
     crl_problem: str | None = None
+    crl_problem_code: str | None = None  # the CRL file's format error, e.g. format.duplicate-crl
 
     @property
     def root_der(self) -> bytes:
@@ -79,7 +80,9 @@ def load_crls(path: Path) -> CrlSet:
     except FileNotFoundError:
         raise TrustError(f"CRL file not found: {path}") from None
     except InvalidFormat as exc:
-        raise TrustError(f"{path}: {exc.message}", code="usage.trust") from None
+        error = TrustError(f"{path}: {exc.message}", code="usage.trust")
+        error.format_code = exc.code  # type: ignore[attr-defined]
+        raise error from None
 
 
 def load_trust(root: str | Path, crl: str | Path | None = None, source: str = "given with --trust") -> Trust:
@@ -105,6 +108,7 @@ def attach_crls(trust: Trust, candidates: list[Path], required: bool = False) ->
             if required:
                 raise
             trust.crl_problem = exc.message
+            trust.crl_problem_code = getattr(exc, "format_code", None)
             continue
         if best is None or crls.number > best[0].number:
             best = (crls, path)

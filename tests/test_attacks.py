@@ -56,6 +56,7 @@ from agreements_kit.formats.jsonio import canonical_json, jcs
 from agreements_kit.signing.pki import fingerprint, load_cert, utcnow
 from agreements_kit.verification.audit import _ARCHIVE_WIDE
 from agreements_kit.verification.trust import resolve_trust
+from agreements_kit.verification.verify import verify_folder
 
 CLIENT_REC = "01-client.json"
 THERAPIST_REC = "02-therapist.json"
@@ -807,6 +808,20 @@ def _(s):
     (s.archive / "ledger.jsonl").unlink()
 
 
+# --- times: the record's claim against the ledger's order
+
+@attack("countersign-signed-at-set-back-an-hour", "therapist", "revocation", HALF, "time.ledger-mismatch")
+def _(s):
+    countersign(s, HALF, signed_at=utcnow() - dt.timedelta(hours=1))
+
+
+@attack("ledger-entry-backdated-before-the-line-above", "therapist", "revocation", HALF, "ledger.backdated",
+        audit_expect="ledger")
+def _(s):
+    when = utcnow() - dt.timedelta(days=3)
+    countersign(s, HALF, signed_at=when, ledger_time=when)
+
+
 # --- record content: what a record attests must be what the tool has signers attest
 
 @attack("client-record-without-initials", "frontdesk", "roles", FRESH, "records.initials")
@@ -980,3 +995,14 @@ def test_attack_refused_by_the_cli(name: str, scene: Scene) -> None:
     assert res.returncode == 1, (res.returncode, res.stdout, res.stderr)
     assert "Traceback" not in res.stdout + res.stderr
     assert res.stdout.startswith("PROBLEMS"), res.stdout
+
+
+def test_a_covering_therapist_may_countersign_and_is_named(scene: Scene) -> None:
+    """Policy, not a hole: another therapist of the practice may countersign (cover); the verdict names them."""
+    countersign(scene, HALF, tid="ortiz")
+    got = scene.judge(HALF)
+    assert got["verify"]["status"] == "valid", json.dumps(got, indent=1)
+    assert got["audit"]["status"] == "valid", json.dumps(got, indent=1)
+    trust = resolve_trust(trust_file=scene.pristine.auditor / "root.pem", archive=scene.archive)
+    v = verify_folder(scene.folder(HALF), trust, ledger=scene.archive / "ledger.jsonl")
+    assert "Sam Ortiz (therapist)" in v.headline()

@@ -1,6 +1,6 @@
 """The manifest attached to an agreement PDF (an associated file, /AF).
 
-Two readers, held equal by a differential test (tests/test_pdfattach.py):
+Two readers, held equal by a differential test (tests/test_differential.py):
 
 - :func:`embedded_manifest`: pyHanko's PDF reader follows the document's name tree
   to the ``manifest.json`` attachment. It is the reference, but importing it costs
@@ -31,6 +31,7 @@ from typing import Any
 
 MANIFEST_MARK = b'"format": "agreements-kit/manifest"'
 MAX_INFLATE = 4 * 1024 * 1024
+MAX_DAMAGED_STREAMS = 10_000  # zlib streams manifest_from_damaged_pdf tries (an agreement has about 20)
 MAX_TOTAL_INFLATE = 16 * 1024 * 1024  # all streams of one PDF together (an agreement: ~200 KB)
 _STREAM = re.compile(rb">>\s*stream(?:\r\n|\n)")
 _LENGTH = re.compile(rb"/Length\s+(\d+)(\s+\d+\s+R)?")
@@ -109,11 +110,19 @@ def manifest_attachments(pdf: bytes) -> list[bytes] | None:
 def manifest_from_damaged_pdf(pdf: bytes) -> dict[str, Any] | None:
     """Find the embedded manifest in a PDF the reader rejects (truncated, say) by inflating its streams."""
     view = memoryview(pdf)  # slices without copying: a file full of 'stream' costs no more than its size
+    tries, budget = 0, MAX_TOTAL_INFLATE
     for match in re.finditer(rb"stream\r?\n", pdf):
+        at = match.end()
+        if at + 1 >= len(pdf) or pdf[at] & 0x0F != 8 or (pdf[at] << 8 | pdf[at + 1]) % 31:
+            continue  # not a zlib header (RFC 1950: deflate, header check bits)
+        tries += 1
+        if tries > MAX_DAMAGED_STREAMS or budget <= 0:
+            return None  # a hostile file: give up rather than inflate without end
         try:
-            data = zlib.decompressobj().decompress(view[match.end():match.end() + 1_000_000], MAX_INFLATE)
+            data = zlib.decompressobj().decompress(view[at:at + 1_000_000], min(MAX_INFLATE, budget))
         except zlib.error:
             continue
+        budget -= len(data)
         if b'"agreements-kit/manifest"' in data:
             try:
                 value = json.loads(data)

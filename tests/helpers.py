@@ -55,7 +55,7 @@ def ok(res):
 def invoke(args: list, env: dict[str, str] | None = None):
     """The CLI in-process, for module-scoped fixtures (which cannot use monkeypatch)."""
     base = {"AGREEMENTS_PRACTICE": None, "AGREEMENTS_PASSPHRASE": None, "AGREEMENTS_KEY_PASSPHRASE": None,
-            "AGREEMENTS_FAULT": None}
+            "AGREEMENTS_FAULT": None, "AGREEMENTS_TRUST": None, "AGREEMENTS_TRUST_SHA256": None}
     return ok(CliRunner().invoke(main, [str(a) for a in args], env={**base, **(env or {})},
                                  catch_exceptions=False))
 
@@ -87,7 +87,7 @@ def flip(path: Path, position: int) -> None:
 
 
 AGREEMENTS_VARIABLES = ("AGREEMENTS_PASSPHRASE", "AGREEMENTS_KEY_PASSPHRASE", "AGREEMENTS_FAULT",
-                        "AGREEMENTS_PRACTICE")
+                        "AGREEMENTS_PRACTICE", "AGREEMENTS_TRUST", "AGREEMENTS_TRUST_SHA256")
 
 
 def private_copy(base: Path, tmp_path: Path, monkeypatch=None) -> Path:
@@ -101,3 +101,79 @@ def private_copy(base: Path, tmp_path: Path, monkeypatch=None) -> Path:
     dest = tmp_path / "practice"
     shutil.copytree(base, dest)
     return dest
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def trust_args(practice: Path) -> list:
+    """``--trust PRACTICE/pki/root.pem``: verify and audit trust only a root named from outside the archive."""
+    return ["--trust", Path(practice) / "pki" / "root.pem"]
+
+
+def root_fingerprint(root_pem: Path) -> str:
+    """The SHA-256 of a root certificate's DER, as ``--trust-sha256`` takes it and verdicts print it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    return x509.load_pem_x509_certificate(Path(root_pem).read_bytes()).fingerprint(hashes.SHA256()).hex()
+
+
+def jcs_line(entry: dict) -> bytes:
+    """A ledger entry re-encoded as a format 2 line is (RFC 8785), so an edit is not also a format error."""
+    from agreements_kit.formats.jsonio import jcs
+
+    return jcs(entry)
+
+
+def describe_failures(verdict) -> str:
+    """A verdict's failures, one a line, for assertion messages."""
+    return "\n".join(f"{c.step} {c.name} [{c.subject}] {c.code}: {c.detail}" for c in verdict.failures) \
+        or "(no failures)"
+
+
+def failure_codes(verdict, subject: str | None = None, step: str | None = None) -> set[str]:
+    """The reason codes of a verdict's failures (about ``subject``, in ``step``, when given)."""
+    return {c.code for c in verdict.failures
+            if (subject is None or c.subject == subject) and (step is None or c.name == step)}
+
+
+def pyhanko_verdict(record: bytes, p7s: bytes, trust, moment) -> bool:
+    """pyHanko's own judgement of one detached signature (its bottom line), as of ``moment``.
+
+    Trust is anchored at ``trust.root`` with the CRL set ``trust.crls`` (when there is
+    one) in "require" mode (our certificates name no CRL distribution point, so
+    hard-fail would consult nothing), with retroactive revocation information (a
+    CRL issued after the signature still counts, so a revocation after the signing
+    time leaves the signature valid and one before it does not). Anything pyHanko
+    cannot process is "not valid".
+    """
+    import asyncio
+
+    from asn1crypto import cms as acms
+    from asn1crypto import crl as acrl
+    from asn1crypto import x509 as ax509
+    from cryptography.hazmat.primitives import serialization
+    from pyhanko.sign.validation.generic_cms import async_validate_detached_cms
+    from pyhanko_certvalidator import ValidationContext
+
+    root = ax509.Certificate.load(trust.root.public_bytes(serialization.Encoding.DER))
+    crls = [acrl.CertificateList.load(c.public_bytes(serialization.Encoding.DER))
+            for c in (trust.crls.crls if trust.crls is not None else ())]
+    context = ValidationContext(trust_roots=[root], crls=crls, allow_fetching=False, moment=moment,
+                                revocation_mode="require" if crls else "soft-fail", retroactive_revinfo=True)
+    try:
+        info = acms.ContentInfo.load(p7s)
+        if info["content_type"].native != "signed_data":
+            return False
+        status = asyncio.run(async_validate_detached_cms(record, info["content"],
+                                                         signer_validation_context=context))
+    except Exception:  # pyHanko raises many kinds on malformed input
+        return False
+    return bool(status.bottom_line)
+
+
+def clean_environ() -> dict[str, str]:
+    """This process's environment without the agreements-kit variables (practice, trust, passphrases), for
+    subprocesses that must be told everything on their command line."""
+    return {k: v for k, v in os.environ.items() if k not in AGREEMENTS_VARIABLES}

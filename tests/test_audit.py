@@ -4,8 +4,10 @@
 One signed practice is built once with the library (four complete agreements, one
 signed by the client only, one voided, and one draft never archived); every test
 that tampers works on its own copy. The audit must exit 0 on the untouched archive
-(incomplete and voided agreements are listed, not problems), and 1 with the reason
-for each tamper, never crash or hang on one agreement it cannot parse.
+(incomplete and voided agreements are listed, not problems), and 1 with the step and
+reason code of each tamper, never crash or hang on one agreement it cannot parse. It
+runs the very steps ``agreements verify`` runs, so both give each agreement the same
+verdict. The trust root is named from outside the archive (``--trust``).
 """
 
 from __future__ import annotations
@@ -24,21 +26,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import clean_environ, jcs_line, private_copy, root_fingerprint, trust_args
 
+from agreements_kit.authoring.practice import load_practice
+from agreements_kit.authoring.render import Job, Renderer
+from agreements_kit.authoring.spec import make_spec
+from agreements_kit.formats import record as record_format
+from agreements_kit.resources import clauses_dir
 from agreements_kit.signing import cms
 from agreements_kit.signing import sign as sign_module
 from agreements_kit.signing.pki import PKI, load_cert, load_key, utcnow
-from agreements_kit.signing.setup import init_practice
-from agreements_kit.authoring.practice import load_practice
-from agreements_kit.formats.jsonio import canonical
-from agreements_kit.authoring.render import Job, Renderer
 from agreements_kit.signing.renders import log_renders
-from agreements_kit.resources import clauses_dir
+from agreements_kit.signing.setup import init_practice
 from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapist, void
-from agreements_kit.authoring.spec import make_spec
+from agreements_kit.verification.audit import _ARCHIVE_WIDE
+from agreements_kit.verification.ledgerview import build_index
+from agreements_kit.verification.steps import STEPS
 from agreements_kit.verification.trust import load_trust
-from agreements_kit.verification.verify import verify_folder
-from helpers import private_copy
+from agreements_kit.verification.verify import Verifier, verify_folder
 
 PASS = b"practice-pass-1"
 LEE_PASS = b"lee-key-pass-1"
@@ -54,8 +59,6 @@ ARCHIVED = (*COMPLETE, HALF, VOIDED)
 CLIENT_REC = "01-client.json"
 THERAPIST_REC = "02-therapist.json"
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
-needs_poppler = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed")
 
 
 # --------------------------------------------------------------------------- the signed practice
@@ -88,7 +91,7 @@ def base(tmp_path_factory) -> Base:
     drafts = [renderer.render_to(Job(make_spec(client=CLIENT, therapist="lee", id=aid, date=t0.date()),
                                      practice.drafts)) for aid in (*ARCHIVED, DRAFT)]
     log_renders(practice, drafts)
-    for i, (aid, draft) in enumerate(zip(ARCHIVED, drafts)):
+    for i, (aid, draft) in enumerate(zip(ARCHIVED, drafts[:len(ARCHIVED)], strict=True)):
         sign_client(practice, aid, client_signing(draft), PASS, now=t0 + dt.timedelta(seconds=i))
     for i, aid in enumerate(COMPLETE):
         sign_therapist(practice, aid, LEE_PASS, now=t0 + dt.timedelta(seconds=10 + i))
@@ -126,17 +129,14 @@ def write_ledger(root: Path, lines: list[bytes]) -> None:
 def ledger_index(lines: list[bytes], aid: str, event: str, record: str | None = None) -> int:
     for i, line in enumerate(lines):
         e = json.loads(line)
-        if e["agreement_id"] == aid and e["event"] == event and (record is None or e.get("record") == record):
+        if e.get("agreement_id") == aid and e["event"] == event and (record is None or e.get("record") == record):
             return i
     raise AssertionError(f"no {event} entry for {aid} {record or ''}")
 
 
-def compact(entry: dict) -> bytes:
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def audit(cli, root: Path, *args):
-    res = cli("audit", root / "signed", *args)
+    """``agreements audit ROOT/signed --trust ROOT/pki/root.pem ARGS``."""
+    res = cli("audit", root / "signed", *trust_args(root), *args)
     assert "Traceback" not in res.stdout + res.stderr, res.stdout + res.stderr
     return res
 
@@ -166,10 +166,13 @@ def test_audit_untouched_archive(cli, pr: Path):
     entries = len(ledger_lines(pr))
     assert lines[0] == (f"ok: 6 agreements: 4 valid, 0 invalid, 1 incomplete, 1 voided; "
                         f"ledger {entries} entries, 0 problem(s)")
+    # The root it trusted, by its fingerprint, to compare with the one the practice published.
+    fp = root_fingerprint(pr / "pki" / "root.pem")
+    assert lines[1] == f"  trust root: {pr / 'pki' / 'root.pem'} (given with --trust), SHA-256 {fp}"
     # Incomplete and voided agreements are listed (problems first), valid ones are not; no failures.
-    assert lines[1].startswith(f"  incomplete: {HALF} is not fully signed (signed by {CLIENT} (client) on ")
-    assert lines[2] == f"  voided: {VOIDED} was voided and is no longer in effect"
-    assert not [line for line in lines[3:] if line.startswith("  ")], res.stdout  # valid ones are not listed
+    assert lines[2].startswith(f"  incomplete: {HALF} is not fully signed (signed by {CLIENT} (client) on ")
+    assert lines[3] == f"  voided: {VOIDED} was voided and is no longer in effect"
+    assert lines[4:] == [], res.stdout  # valid ones are not listed
 
 
 def test_audit_json_summary(cli, pr: Path):
@@ -178,7 +181,7 @@ def test_audit_json_summary(cli, pr: Path):
     assert s["ok"] is True
     assert s["agreements"] == 6
     assert s["counts"] == {"invalid": 0, "incomplete": 1, "voided": 1, "valid": 4}
-    assert s["ledger"] == {"entries": len(ledger_lines(pr)), "problems": []}
+    assert s["ledger"] == {"entries": len(ledger_lines(pr)), "problems": [], "codes": []}
     assert s["missing_from_archive"] == []
     assert s["drafts_not_archived"] == 1  # DRAFT
     rows = out["agreements"]
@@ -188,15 +191,38 @@ def test_audit_json_summary(cli, pr: Path):
     assert [signer["role"] for signer in rows[2]["signers"]] == ["client", "therapist"]
 
 
-def test_audit_agrees_with_verify_on_the_untouched_archive(pr: Path):
-    """Audit's fast path and verify's pyHanko path give every agreement the same status."""
+def verify_verdicts(pr: Path) -> dict[str, tuple[str, list[tuple[str, str, str]]]]:
+    """agreement id -> (status, sorted (step, code, subject) of each failure), as ``verify`` finds them.
+
+    ``verify`` of one agreement also fails it for the ledger's archive-wide problems, which
+    audit lists once, in its summary; leaving those out, the failures must be audit's, and
+    the status the one the same Verifier gives with them left out."""
     trust = load_trust(pr / "pki" / "root.pem")
     ledger = pr / "signed" / "ledger.jsonl"
-    statuses = {aid: verify_folder(pr / "signed" / aid, trust, ledger=ledger).status for aid in ARCHIVED}
-    fast = {aid: verify_folder(pr / "signed" / aid, trust, ledger=ledger, backend="fast", deep=False).status
-            for aid in ARCHIVED}
-    assert statuses == fast == {A: "valid", B: "valid", C: "valid", D: "valid", HALF: "incomplete",
-                                VOIDED: "voided"}
+    verifier = Verifier(trust, build_index(str(ledger)), leave_out=_ARCHIVE_WIDE)
+    out = {}
+    for folder in sorted((pr / "signed").glob("agr-*")):
+        v = verify_folder(folder, trust, ledger=ledger)
+        failures = sorted((c.name, c.code, c.subject) for c in v.failures
+                          if not (c.name == "ledger" and not c.subject and c.code in _ARCHIVE_WIDE))
+        w = verifier.verify(folder)
+        assert failures == sorted((c.name, c.code, c.subject) for c in w.failures)
+        assert v.status == w.status or (w.status != "invalid" and v.status == "invalid")
+        out[folder.name] = (w.status, failures)
+    return out
+
+
+def audit_verdicts(out: dict) -> dict[str, tuple[str, list[tuple[str, str, str]]]]:
+    return {r["id"]: (r["status"], sorted((f["name"], f["code"], f["subject"]) for f in r["failures"]))
+            for r in out["agreements"]}
+
+
+def test_audit_agrees_with_verify_on_the_untouched_archive(cli, pr: Path):
+    """Audit and verify run the same steps: every agreement gets the same status and no failure."""
+    verdicts = verify_verdicts(pr)
+    assert verdicts == audit_verdicts(audit_json(cli, pr))
+    assert {aid: status for aid, (status, _) in verdicts.items()} == {
+        A: "valid", B: "valid", C: "valid", D: "valid", HALF: "incomplete", VOIDED: "voided"}
 
 
 def test_audit_revocation_after_the_signatures_is_no_problem(cli, pr: Path):
@@ -225,7 +251,7 @@ def t_record_edited(pr: Path, mp, base: Base) -> str:
     path = pr / "signed" / C / CLIENT_REC
     rec = json.loads(path.read_bytes())
     rec["identity"]["method"] = "not checked"
-    rewrite(path, canonical(rec))
+    rewrite(path, record_format.encode(rec))
     return C
 
 
@@ -281,45 +307,49 @@ def t_signer_duplicated(pr: Path, mp, base: Base) -> str:
     return C
 
 
-AGREEMENT_TAMPERS = {
-    "pdf-flipped": (t_pdf_flipped, "pdf", "changed, truncated or extended"),
-    "manifest-edited": (t_manifest_edited, "record-manifest", "signs a different manifest.json"),
-    "record-edited": (t_record_edited, "signature", "changed after it was signed"),
-    "record-moved": (t_record_moved, "record-id", "moved here from another agreement"),
-    "other-ca": (t_other_ca, "chain", "does not lead to the trusted root"),
-    "revoked": (t_revoked, "revocation", "before this signature"),
-    "expired": (t_expired, "validity", "not valid at the signing time"),
-    "future": (t_future, "time", "in the future"),
-    "client-missing": (t_client_missing, "signers", "client signature whose record is missing"),
-    "signer-duplicated": (t_signer_duplicated, "signers", "duplicated signer"),
+AGREEMENT_TAMPERS = {  # case: (tamper, step, reason code, words of its sentence)
+    "pdf-flipped": (t_pdf_flipped, "pdf", "pdf.hash-mismatch", "changed, truncated or extended"),
+    "manifest-edited": (t_manifest_edited, "records", "records.wrong-manifest", "signs a different manifest.json"),
+    "record-edited": (t_record_edited, "signature", "cms.digest", "changed after it was signed"),
+    "record-moved": (t_record_moved, "records", "records.wrong-agreement", "moved here from another agreement"),
+    "other-ca": (t_other_ca, "signature", "certificate.not-named", "not the one the record names"),
+    "revoked": (t_revoked, "revocation", "revocation.revoked", "before this signature"),
+    "expired": (t_expired, "path", "validity.expired", "not valid at the signing time"),
+    "future": (t_future, "order", "time.future", "in the future"),
+    "client-missing": (t_client_missing, "ledger", "ledger.record-erased", "missing from the archive"),
+    "signer-duplicated": (t_signer_duplicated, "order", "order.duplicate-signer", "signed more than once"),
 }
 
 
 @pytest.mark.parametrize("case", list(AGREEMENT_TAMPERS))
 def test_audit_tampered_agreement(cli, pr: Path, base: Base, monkeypatch, case: str):
-    tamper, name, words = AGREEMENT_TAMPERS[case]
+    tamper, name, code, words = AGREEMENT_TAMPERS[case]
     target = tamper(pr, monkeypatch, base)
     res = audit(cli, pr)
     assert res.exit_code == 1, res.stdout + res.stderr
     assert res.stdout.startswith("PROBLEMS: 6 agreements: "), res.stdout
     lines = res.stdout.splitlines()
     # Invalid agreements come first (before the incomplete and voided ones), each with its failures.
-    headlines = [line for line in lines if re.match(r"  \w", line)]
+    headlines = [line for line in lines if re.match(r"  (not valid|incomplete|voided|valid): ", line)]
     assert f"  not valid: {target}: " in "\n".join(headlines), res.stdout
     invalid = [i for i, line in enumerate(headlines) if line.startswith("  not valid: ")]
     assert invalid == list(range(len(invalid))), res.stdout
-    assert any(re.match(rf"    {re.escape(name)}( \[[^]]+\])?: .*{re.escape(words)}", line) for line in lines), \
-        res.stdout
+    step = STEPS.index(name) + 1
+    assert any(re.match(rf"    +{step} {re.escape(name)}( \[[^]]+\])?: .*{re.escape(words)}.* \[{re.escape(code)}\]$",
+                        line) for line in lines), res.stdout
     out = audit_json(cli, pr)
     row = next(r for r in out["agreements"] if r["id"] == target)
     assert row["status"] == "invalid"
-    assert any(f["name"] == name and words in f["detail"] for f in row["failures"]), row["failures"]
+    assert any(f["name"] == name and f["code"] == code and f["step"] == step and words in f["detail"]
+               for f in row["failures"]), row["failures"]
     assert out["summary"]["ok"] is False
     # Every other agreement keeps its status (the moved record also leaves A without a therapist record).
     expected = {A: "valid", B: "valid", C: "valid", D: "valid", HALF: "incomplete", VOIDED: "voided", target: "invalid"}
     if case == "record-moved":
         expected[A] = "invalid"
     assert {r["id"]: r["status"] for r in out["agreements"]} == expected
+    # And verify says the same of every agreement, failure for failure.
+    assert audit_verdicts(out) == verify_verdicts(pr)
 
 
 def damaged_certificate(pr: Path) -> None:
@@ -332,20 +362,21 @@ def wrong_typed_record(pr: Path) -> None:
     path = pr / "signed" / C / CLIENT_REC
     rec = json.loads(path.read_bytes())
     rec["document"] = "tampered"
-    rewrite(path, canonical(rec))
+    rewrite(path, record_format.encode(rec))
 
 
 def audit_in_subprocess(agreements_bin: str, root: Path, timeout: float = 6) -> subprocess.CompletedProcess:
     """``agreements audit`` in its own session, killed (the session only) if it outlives ``timeout``."""
-    env = {k: v for k, v in os.environ.items() if k != "AGREEMENTS_PRACTICE"}
-    proc = subprocess.Popen([agreements_bin, "audit", str(root / "signed")], stdout=subprocess.PIPE,
+    env = clean_environ()
+    proc = subprocess.Popen([agreements_bin, "audit", str(root / "signed"), *map(str, trust_args(root))],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        raise AssertionError(f"agreements audit still running after {timeout} s (it hangs)\n{err[-2000:]}")
+        raise AssertionError(f"agreements audit still running after {timeout} s (it hangs)\n{err[-2000:]}") from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
@@ -382,7 +413,7 @@ def l_edited(pr: Path) -> None:
     i = ledger_index(lines, B, "archive")
     entry = json.loads(lines[i])
     entry["time"] = "2020-01-01T00:00:00Z"
-    lines[i] = compact(entry)
+    lines[i] = jcs_line(entry)
     write_ledger(pr, lines)
 
 
@@ -400,17 +431,17 @@ def l_inserted(pr: Path) -> None:
     write_ledger(pr, lines)
 
 
-LEDGER_TAMPERS = {
-    "deleted": (l_deleted, "ledger lines were deleted"),
-    "edited": (l_edited, "was edited"),
-    "reordered": (l_reordered, "ledger lines were reordered"),
-    "inserted": (l_inserted, "inserted"),
+LEDGER_TAMPERS = {  # case: (tamper, reason code, words of its sentence)
+    "deleted": (l_deleted, "ledger.deleted", "ledger lines were deleted"),
+    "edited": (l_edited, "ledger.chain", "was edited"),
+    "reordered": (l_reordered, "ledger.reordered", "ledger lines were reordered"),
+    "inserted": (l_inserted, "ledger.duplicate", "inserted"),
 }
 
 
 @pytest.mark.parametrize("case", list(LEDGER_TAMPERS))
 def test_audit_ledger_tampered(cli, pr: Path, case: str):
-    tamper, words = LEDGER_TAMPERS[case]
+    tamper, code, words = LEDGER_TAMPERS[case]
     tamper(pr)
     res = audit(cli, pr)
     assert res.exit_code == 1, res.stdout + res.stderr
@@ -418,12 +449,22 @@ def test_audit_ledger_tampered(cli, pr: Path, case: str):
                     res.stdout.splitlines()[0]), res.stdout
     assert any(line.startswith("  ledger: ") and words in line for line in res.stdout.splitlines()), res.stdout
     out = audit_json(cli, pr)
-    assert any(words in p for p in out["summary"]["ledger"]["problems"]), out["summary"]
+    ledger = out["summary"]["ledger"]
+    assert code in ledger["codes"] and any(words in p for p in ledger["problems"]), out["summary"]
+    assert len(ledger["codes"]) == len(ledger["problems"])
     assert out["summary"]["ok"] is False
+    # Reported once, in the summary: not again in every agreement's verdict, whose status stays
+    # what its own checks make it.
+    assert not [f for r in out["agreements"] for f in r["failures"] if f["code"] == code]
+    statuses = {r["id"]: r["status"] for r in out["agreements"]}
+    assert {aid: statuses[aid] for aid in (A, C, D, HALF, VOIDED)} == {
+        A: "valid", C: "valid", D: "valid", HALF: "incomplete", VOIDED: "voided"}
+    assert audit_verdicts(out) == verify_verdicts(pr)
     # And `agreements verify` of the affected agreement says the same.
-    v = cli("verify", pr / "signed" / B)
+    v = cli("verify", *trust_args(pr), pr / "signed" / B)
     assert v.exit_code == 1, v.stdout
-    assert any(line.strip().startswith("FAIL ledger") and words in line for line in v.stdout.splitlines()), v.stdout
+    assert any(re.match(rf"  FAIL 11 ledger: .*{re.escape(words)}.* \[{re.escape(code)}\]$", line)
+               for line in v.stdout.splitlines()), v.stdout
 
 
 def test_audit_ledger_line_deleted_names_the_record(cli, pr: Path):
@@ -431,8 +472,8 @@ def test_audit_ledger_line_deleted_names_the_record(cli, pr: Path):
     out = audit_json(cli, pr)
     row = next(r for r in out["agreements"] if r["id"] == B)
     assert row["status"] == "invalid"
-    assert any(f["name"] == "ledger" and f["subject"] == CLIENT_REC and "no entry for this record" in f["detail"]
-               for f in row["failures"]), row["failures"]
+    assert any(f["name"] == "ledger" and f["subject"] == CLIENT_REC and f["code"] == "ledger.unlogged-record"
+               and "no entry for this record" in f["detail"] for f in row["failures"]), row["failures"]
 
 
 def test_audit_last_ledger_line_edited(cli, pr: Path):
@@ -441,10 +482,14 @@ def test_audit_last_ledger_line_edited(cli, pr: Path):
     assert (entry["event"], entry["agreement_id"]) == ("void", VOIDED)
     entry["pdf_sha256"] = hashlib.sha256(b"another pdf").hexdigest()
     entry["role"] = "client"
-    lines[-1] = compact(entry)
+    lines[-1] = jcs_line(entry)
     write_ledger(pr, lines)
     res = audit(cli, pr)
     assert res.exit_code == 1, res.stdout
+    out = audit_json(cli, pr)
+    assert "ledger.chain" not in out["summary"]["ledger"]["codes"]  # the last line: nothing chains to it
+    row = next(r for r in out["agreements"] if r["id"] == VOIDED)
+    assert "ledger.entry-differs" in {f["code"] for f in row["failures"]}, row["failures"]
 
 
 def test_audit_ledger_entry_without_folder(cli, pr: Path):
@@ -471,9 +516,10 @@ def test_audit_archived_folder_not_in_the_ledger(cli, pr: Path):
     assert out["summary"]["ledger"]["problems"] == []  # the chain itself is intact
     row = next(r for r in out["agreements"] if r["id"] == DRAFT)
     assert row["status"] == "invalid"
-    details = [f["detail"] for f in row["failures"] if f["name"] == "ledger"]
-    assert any("no entry for this agreement entering the archive" in d for d in details), row["failures"]
-    assert any("no entry for this record" in d for d in details), row["failures"]
+    codes = {f["code"] for f in row["failures"]}
+    assert {"ledger.not-archived", "ledger.unlogged-record"} <= codes, row["failures"]
+    # The one-time certificate was entered in the register in the lines cut off, too.
+    assert "register.unregistered" in codes, row["failures"]
 
 
 def test_audit_folder_that_is_not_an_agreement(cli, pr: Path):
@@ -486,12 +532,27 @@ def test_audit_folder_that_is_not_an_agreement(cli, pr: Path):
     assert "no manifest.json" in res.stdout
 
 
-def test_audit_cannot_check_without_trust(cli, tmp_path: Path):
+def test_audit_without_a_trusted_root_is_not_verified(cli, tmp_path: Path):
     archive = tmp_path / "signed"
     archive.mkdir()
-    res = cli("audit", archive, "--practice", tmp_path)
-    assert res.exit_code == 2, res.stdout + res.stderr
-    assert res.stderr.startswith("error: ") and "no trust root" in res.stderr
+    res = cli("audit", archive, "--practice", tmp_path)  # a practice folder with no pki/root.pem
+    assert res.exit_code == 1, res.stdout + res.stderr
+    assert res.stdout == ""
+    assert res.stderr.startswith("error: not verified: no trusted root: give --trust ROOT.pem or --trust-sha256 HEX")
+
+
+def test_audit_does_not_trust_the_root_beside_the_archive(cli, pr: Path):
+    """pki/root.pem beside signed/ proves nothing (anyone can put a root there): exit 1, naming its fingerprint."""
+    res = cli("audit", pr / "signed")
+    assert res.exit_code == 1, res.stdout + res.stderr
+    assert res.stdout == ""
+    fp = root_fingerprint(pr / "pki" / "root.pem")
+    assert res.stderr.startswith("error: not verified: no trusted root. "), res.stderr
+    assert f"its SHA-256 is {fp}" in res.stderr and f"--trust-sha256 {fp}" in res.stderr
+    # Pinned by that fingerprint, the same root file is trusted.
+    res = cli("audit", pr / "signed", "--trust-sha256", fp)
+    assert res.exit_code == 0, res.stdout + res.stderr
+    assert "(pinned by --trust-sha256)" in res.stdout
 
 
 # --------------------------------------------------------------------------- the report
@@ -538,7 +599,6 @@ def test_audit_report_refuses_to_overwrite(cli, pr: Path, tmp_path: Path):
     assert report.read_text() == "keep me"
 
 
-@needs_poppler
 def test_audit_report_pdf(cli, pr: Path, tmp_path: Path):
     flip(pr / "signed" / D / "agreement.pdf", 2000)
     report = tmp_path / "audit.pdf"
@@ -559,7 +619,8 @@ def test_audit_does_not_import_weasyprint(pr: Path):
              "try:\n    main.main(args=sys.argv[1:], prog_name='agreements', standalone_mode=False)\n"
              "except SystemExit as exc:\n    code = exc.code\n"
              "print(code, any(m.split('.')[0] == 'weasyprint' for m in sys.modules))\n")
-    proc = subprocess.run([sys.executable, "-c", probe, "audit", str(pr / "signed"), "--workers", "1"],
+    proc = subprocess.run([sys.executable, "-c", probe, "audit", str(pr / "signed"), "--workers", "1",
+                           *map(str, trust_args(pr))],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0].startswith("ok: 6 agreements")
@@ -609,7 +670,7 @@ def readme_script() -> str:
 def demo(tmp_path_factory, agreements_bin: str) -> tuple[Path, Path]:
     """``agreements demo DIR`` (as a clinician would run it): the practice and its signed agreement."""
     directory = tmp_path_factory.mktemp("demo") / "demo-practice"
-    env = {k: v for k, v in os.environ.items() if k != "AGREEMENTS_PRACTICE"}
+    env = clean_environ()
     proc = subprocess.run([agreements_bin, "demo", str(directory)], capture_output=True, text=True, env=env,
                           cwd=directory.parent, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -626,7 +687,6 @@ def run_readme(practice: Path, folder: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-@needs_openssl
 def test_readme_commands_verify_a_demo_agreement(demo):
     practice, folder = demo
     proc = run_readme(practice, folder)
@@ -638,15 +698,16 @@ def test_readme_commands_verify_a_demo_agreement(demo):
     lines = proc.stdout.splitlines()
     pdf_sha = lines[0].split()[0]
     assert pdf_sha == hashlib.sha256((folder / "agreement.pdf").read_bytes()).hexdigest()
-    printed = re.findall(r'^\s*"sha256": "([0-9a-f]{64})",?$', proc.stdout, re.M)
+    printed = re.findall(r'^"document": *\{"file": *"agreement\.pdf", *"sha256": *"([0-9a-f]{64})"\}$', proc.stdout,
+                         re.M)
     assert printed == [pdf_sha] * len(records), proc.stdout
     for r in records:
         assert f"== signed/{folder.name}/{r.name}" in lines
-    assert '"role": "client"' in proc.stdout and '"role": "therapist"' in proc.stdout
-    assert "Issuer" in proc.stdout  # the CRL listing ran
+    assert re.search(r'^"role": *"client"$', proc.stdout, re.M) and re.search(r'^"role": *"therapist"$', proc.stdout,
+                                                                              re.M), proc.stdout
+    assert "Issuer" in proc.stdout and "CRL Number" in proc.stdout  # the CRL listing ran
 
 
-@needs_openssl
 def test_readme_commands_fail_on_a_changed_record(demo, tmp_path: Path):
     practice, folder = demo
     copy = tmp_path / "demo-copy"

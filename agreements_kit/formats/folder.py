@@ -121,9 +121,9 @@ def read_folder(path: str, *, read_pdf: bool = True) -> FolderFiles:
             if name == "manifest.json":
                 out.manifest = read_file(full, limit_for(name), name)
             elif name == "agreement.pdf":
-                out.pdf = read_file(full, limit_for(name), name) if read_pdf else b""
                 if not read_pdf:
-                    _check_regular(full, name)
+                    _check_regular(full, name)  # first: a link is a problem, not a PDF that is there
+                out.pdf = read_file(full, limit_for(name), name) if read_pdf else b""
             elif name == "completion.pdf":
                 _check_regular(full, name)
                 out.has_completion = True

@@ -32,7 +32,7 @@ KINDS = ("client", "guardian", "therapist", "void")
 MAX_BYTES = 64 * 1024
 RELATIONS = ("parent", "legal guardian", "conservator", "health care agent", "other legal representative")
 CANONICAL_FORM = {1: "pretty", 2: "rfc8785"}
-INITIALS_RE = re.compile(r"^[^\W\d_]{1,5}$")
+INITIALS_RE = re.compile(r"^[^\W\d_]{1,5}\Z")  # letters only; \Z: "$" would allow a final newline
 CLIENT_ROLES = ("client", "guardian")
 INTENT = ("I have read this agreement. By adopting my typed name as my signature, "
           "I intend to sign it electronically, with the same effect as a handwritten signature.")

@@ -41,7 +41,7 @@ def explicit_practice(option: Path | None) -> Path | None:
 
 
 def resolve_target(path: Path, archive: Path | None, practice: Path | None) -> Target:
-    from agreements_kit.formats.pdfattach import embedded_manifest, manifest_from_damaged_pdf
+    from agreements_kit.formats.pdfattach import manifest_from_damaged_pdf, scan_manifests
 
     if path.is_dir():
         return Target(path, archive or path.resolve().parent)
@@ -49,7 +49,9 @@ def resolve_target(path: Path, archive: Path | None, practice: Path | None) -> T
         data = read_file(str(path), limit_for("agreement.pdf"), path.name)
     except InvalidFormat as exc:
         raise CannotCheck(f"{path}: {exc.message}") from None
-    raw = embedded_manifest(data)
+    # The bounded scan, not a full PDF reader: this PDF is anyone's, and may be a decompression bomb.
+    found = scan_manifests(data)
+    raw = found[0] if found and len(found) == 1 else None
     try:
         manifest = json.loads(raw) if raw else manifest_from_damaged_pdf(data)
         agreement_id = manifest["agreement"]["id"]  # type: ignore[index]

@@ -24,7 +24,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, abort, make_response, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
@@ -61,6 +72,10 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
     guesses = RateLimiter(limit=10, window=600)
     logins = RateLimiter(limit=5, window=600)
     state: dict[str, Any] = {"practice": practice, "base_url": base_url}
+    # Two blueprints over one validated signing request (sign.ClientSigning): the client's pages
+    # on the tablet, and the staff pages that open intakes.
+    signing = Blueprint("signing", __name__)
+    staff = Blueprint("staff", __name__)
 
     def page(template: str, status: int = 200, **context: Any) -> Response:
         context.setdefault("practice_name", practice.name)
@@ -115,11 +130,11 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
     def http_error(exc: HTTPException):
         return message(exc.name, "This page is not available.", exc.code or 500)
 
-    @app.get("/")
+    @signing.get("/")
     def index():
         return message("Intake", "Please ask the front desk for your signing link.", 200)
 
-    @app.get("/i/<token>")
+    @signing.get("/i/<token>")
     def claim(token: str):
         address = request.remote_addr or "?"
         if guesses.blocked(address):
@@ -131,18 +146,18 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             return message("Link not valid", f"{exc.message.capitalize()}.", exc.http_status)
         s = sessions.create(ticket)
         log.info("intake session opened")
-        response = redirect(url_for("consent"))
+        response = redirect(url_for("signing.consent"))
         cookie(response, COOKIE, s.id)
         # The device now belongs to the client: end any staff session it had.
         staff_sessions.pop(request.cookies.get(STAFF_COOKIE, ""), None)
         response.delete_cookie(STAFF_COOKIE, path="/")
         return response
 
-    @app.route("/sign/consent", methods=["GET", "POST"])
+    @signing.route("/sign/consent", methods=["GET", "POST"])
     def consent():
         s = current()
         if s.signed:
-            return redirect(url_for("done"))
+            return redirect(url_for("signing.done"))
         disclosure = record.load_disclosure()
         if request.method == "POST":
             check_csrf(s.csrf)
@@ -151,16 +166,16 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
                             disclosure=disclosure.text, error="to sign electronically, tick the box to agree. "
                             "If you prefer paper, tell the front desk.")
             s.consent = True
-            return redirect(url_for("review"))
+            return redirect(url_for("signing.review"))
         return page("consent.html.j2", title="Before you sign", step=1, csrf=s.csrf, disclosure=disclosure.text)
 
-    @app.route("/sign/agreement", methods=["GET", "POST"])
+    @signing.route("/sign/agreement", methods=["GET", "POST"])
     def review():
         s = current()
         if s.signed:
-            return redirect(url_for("done"))
+            return redirect(url_for("signing.done"))
         if not s.consent:
-            return redirect(url_for("consent"))
+            return redirect(url_for("signing.consent"))
         try:
             clauses = clauses_for(s)
         except AgreementsError as exc:
@@ -179,22 +194,22 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
                 return page("review.html.j2", 422, title="Read and initial", step=2, csrf=s.csrf, clauses=clauses,
                             given=given, error=f"{why} for part {c['number']}, \u201c{c['title']}\u201d.")
             s.result["initials"] = given
-            return redirect(url_for("signature"))
+            return redirect(url_for("signing.signature"))
         return page("review.html.j2", title="Read and initial", step=2, csrf=s.csrf, clauses=clauses, given=given)
 
-    @app.get("/sign/document.pdf")
+    @signing.get("/sign/document.pdf")
     def document():
         s = current()
         return send_file(agreement_folder(s) / "agreement.pdf", mimetype="application/pdf",
                          download_name="agreement.pdf", as_attachment=False)
 
-    @app.route("/sign/signature", methods=["GET", "POST"])
+    @signing.route("/sign/signature", methods=["GET", "POST"])
     def signature():
         s = current()
         if s.signed:
-            return redirect(url_for("done"))
+            return redirect(url_for("signing.done"))
         if not s.consent or "initials" not in s.result:
-            return redirect(url_for("review" if s.consent else "consent"))
+            return redirect(url_for("signing.review" if s.consent else "signing.consent"))
         context = dict(title="Sign", step=3, csrf=s.csrf, intent=record.INTENT, role=s.ticket.role, name="")
         if request.method == "GET":
             return page("signature.html.j2", **context)
@@ -210,7 +225,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             return page("signature.html.j2", 422, **context, error=f"{exc}. Clear the drawing and try again.")
         with s.lock:  # a double-submitted form signs once
             if s.signed:
-                return redirect(url_for("done"))
+                return redirect(url_for("signing.done"))
             try:
                 result = sign_client(practice, s.ticket.agreement_id, ClientSigning(
                     name=name, consent=s.consent, initials=s.result["initials"], intent=True, role=s.ticket.role,
@@ -222,17 +237,17 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             s.result["signed_at"] = result.record["signed_at"]
             s.result["folder"] = str(result.folder.path)
         log.info("intake signature recorded")
-        return redirect(url_for("done"))
+        return redirect(url_for("signing.done"))
 
-    @app.get("/sign/done")
+    @signing.get("/sign/done")
     def done():
         s = current()
         if not s.signed:
-            return redirect(url_for("consent"))
+            return redirect(url_for("signing.consent"))
         return page("done.html.j2", title="Signed", step=4, csrf=s.csrf,
                     signed_at=s.result["signed_at"].replace("T", " ").replace("Z", " UTC"))
 
-    @app.get("/sign/copy/<name>")
+    @signing.get("/sign/copy/<name>")
     def copy(name: str):
         s = current()
         if not s.signed or name not in ("agreement.pdf", "receipt.pdf"):
@@ -249,7 +264,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         response.headers["Content-Disposition"] = 'attachment; filename="receipt-of-signing.pdf"'
         return response
 
-    @app.post("/sign/finish")
+    @signing.post("/sign/finish")
     def finish():
         s = current()
         check_csrf(s.csrf)
@@ -271,7 +286,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             return None
         return entry[0]
 
-    @app.route("/staff", methods=["GET"])
+    @staff.route("/staff", methods=["GET"])
     def staff_home():
         csrf = staff_csrf()
         if csrf is None:
@@ -281,7 +296,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             return response
         return page("staff_home.html.j2", title="Open an intake", csrf=csrf, agreements=awaiting(practice))
 
-    @app.post("/staff/login")
+    @staff.post("/staff/login")
     def staff_login():
         address = request.remote_addr or "?"
         expected = request.cookies.get("intake_login", "")
@@ -296,16 +311,16 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
                         error="that passphrase is not right.")
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         staff_sessions[sid] = (csrf, time.monotonic() + STAFF_MINUTES * 60)
-        response = redirect(url_for("staff_home"))
+        response = redirect(url_for("staff.staff_home"))
         cookie(response, STAFF_COOKIE, sid)
         response.delete_cookie("intake_login", path="/")
         return response
 
-    @app.post("/staff/open")
+    @staff.post("/staff/open")
     def staff_open():
         csrf = staff_csrf()
         if csrf is None:
-            return redirect(url_for("staff_home"))
+            return redirect(url_for("staff.staff_home"))
         check_csrf(csrf)
         agreement_id = request.form.get("agreement", "")
         if agreement_id not in {a["id"] for a in awaiting(practice)}:
@@ -323,17 +338,19 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         link = intake_link(state["base_url"] or request.host_url, token)
         return page("staff_link.html.j2", title="Intake link", link=link, qr=qr_data_uri(link), minutes=15)
 
-    @app.post("/staff/logout")
+    @staff.post("/staff/logout")
     def staff_logout():
         sid = request.cookies.get(STAFF_COOKIE, "")
         csrf = staff_csrf()
         if csrf is not None:
             check_csrf(csrf)
             staff_sessions.pop(sid, None)
-        response = redirect(url_for("staff_home"))
+        response = redirect(url_for("staff.staff_home"))
         response.delete_cookie(STAFF_COOKIE, path="/")
         return response
 
+    app.register_blueprint(signing)
+    app.register_blueprint(staff)
     app.extensions["agreements"] = {"tickets": tickets, "sessions": sessions, "practice": practice}
     return app
 

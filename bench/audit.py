@@ -27,11 +27,13 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -46,6 +48,9 @@ from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapi
 
 PASS = b"bench-passphrase"
 OUT = REPO / "bench" / "out"
+# Bumped whenever the archive format changes, so cached archives are rebuilt
+# (3: certificate register and CRL entries in the ledger, role-bound one-time certificates).
+FORMAT = 3
 
 
 TINY_TEMPLATE = """<!DOCTYPE html>
@@ -70,7 +75,7 @@ def build(root: Path, n: int) -> Path:
     from agreements_kit.signing.renders import log_renders
 
     done = root / "built.json"
-    if done.exists() and json.loads(done.read_text()) == {"n": n, "format": 2}:
+    if done.exists() and json.loads(done.read_text()) == {"n": n, "format": FORMAT}:
         return root
     shutil.rmtree(root, ignore_errors=True)
     init_practice(root, passphrase=PASS, **DEMO_PRACTICE)
@@ -98,7 +103,7 @@ def build(root: Path, n: int) -> Path:
         shutil.rmtree(draft)
         if (i + 1) % 1000 == 0:
             print(f"  signed {i + 1}/{n} ({(i + 1) / (time.perf_counter() - t0):.0f}/s)", file=sys.stderr)
-    done.write_text(json.dumps({"n": n, "format": 2}))
+    done.write_text(json.dumps({"n": n, "format": FORMAT}))
     return root
 
 
@@ -135,20 +140,45 @@ def openssl_per_sig(pairs, root: Path) -> float:
 
 
 def pyhanko_per_sig(pairs, root: Path) -> float:
-    from agreements_kit.verification.cmscheck import check_pyhanko
-    from agreements_kit.verification.trust import load_trust
+    """pyHanko's own CMS validation per signature: trust root only, no fetching, at the signing time."""
+    import asyncio
 
-    trust = load_trust(root)
+    from asn1crypto import cms as acms
+    from asn1crypto import pem
+    from asn1crypto import x509 as ax509
+    from pyhanko.sign.validation.generic_cms import async_validate_detached_cms
+    from pyhanko_certvalidator import ValidationContext
+
+    der = root.read_bytes()
+    if pem.detect(der):
+        _, _, der = pem.unarmor(der)
+    anchor = ax509.Certificate.load(der)
+
+    async def one(data: bytes, p7s: bytes, when: dt.datetime) -> bool:
+        signed_data = acms.ContentInfo.load(p7s)["content"]
+        vc = ValidationContext(trust_roots=[anchor], allow_fetching=False, moment=when)
+        status = await async_validate_detached_cms(data, signed_data, signer_validation_context=vc)
+        return bool(status.bottom_line)
+
     t0 = time.perf_counter()
     for rec, sig in pairs:
         data = rec.read_bytes()
         when = dt.datetime.fromisoformat(json.loads(data)["signed_at"].replace("Z", "+00:00"))
-        assert check_pyhanko(data, sig.read_bytes(), trust, when).bottom_line
+        assert asyncio.run(one(data, sig.read_bytes(), when)), f"pyHanko does not validate {sig}"
     return (time.perf_counter() - t0) / len(pairs)
 
 
-def run_audit(practice: Path) -> dict[str, float]:
-    """`agreements audit` in a fresh process that reports its children's peak memory and CPU."""
+SUMMARY_RE = re.compile(r"^(ok|PROBLEMS): (\d+) agreements: (\d+) valid, (\d+) invalid, (\d+) incomplete, "
+                        r"(\d+) voided")
+
+
+def run_audit(practice: Path) -> dict[str, Any]:
+    """`agreements audit --trust ROOT` in a fresh process that reports its children's peak memory and CPU.
+
+    The trust root is given explicitly (the audit never trusts the root beside the
+    archive). Peak RSS is ru_maxrss of RUSAGE_CHILDREN: the largest single process
+    (the audit's main process or one of its workers), not their sum.
+    """
     probe = (
         "import resource, subprocess, sys, time\n"
         "t0 = time.perf_counter()\n"
@@ -156,15 +186,30 @@ def run_audit(practice: Path) -> dict[str, float]:
         "wall = time.perf_counter() - t0\n"
         "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
         "print(p.returncode, wall, u.ru_utime + u.ru_stime, u.ru_maxrss)\n"
-        "sys.stderr.write(p.stdout[-2000:] + p.stderr[-2000:])\n"
+        "sys.stderr.write(p.stdout[:6000] + ('\\n' + p.stderr[-3000:] if p.stderr.strip() else ''))\n"
     )
-    cli = [sys.executable, "-m", "agreements_kit.cli.commands", "audit", str(practice / "signed")]
+    cli = [sys.executable, "-m", "agreements_kit.cli.commands", "audit", str(practice / "signed"),
+           "--trust", str(practice / "pki" / "root.pem")]
     out = subprocess.run([sys.executable, "-c", probe, *cli], capture_output=True, text=True, cwd=REPO,
                          check=True)
     code, wall, cpu, rss = out.stdout.split()
-    summary = out.stderr.strip().splitlines()[0] if out.stderr.strip() else ""
+    lines = out.stderr.strip().splitlines()
+    summary = lines[0] if lines else ""
+    m = SUMMARY_RE.match(summary)
+    counts = dict(zip(("agreements", "valid", "invalid", "incomplete", "voided"),
+                      (int(x) for x in m.groups()[1:]), strict=True)) if m else {}
     return {"code": int(code), "wall": float(wall), "cpu": float(cpu), "rss_mib": int(rss) / 1024,
-            "summary": summary}
+            "summary": summary, "output": lines, "counts": counts}
+
+
+def all_valid(result: dict[str, Any], n: int) -> bool:
+    return result["code"] == 0 and result["counts"].get("valid") == n == result["counts"].get("agreements")
+
+
+def show_failures(label: str, result: dict[str, Any], n: int, limit: int = 40) -> None:
+    print(f"FAILED: audit of {label} exited {result['code']}, expected all {n} agreements valid (exit 0):")
+    for line in result["output"][:limit] or ["(no output)"]:
+        print(f"    {line}")
 
 
 def main() -> int:
@@ -172,6 +217,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--small", type=int, default=1000)
     ap.add_argument("--samples", type=int, default=200, help="signatures timed with openssl and pyHanko")
+    ap.add_argument("--runs", type=int, default=3, help="audits of the N archive (best wall time kept)")
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
     print(f"building archives of {args.small} and {args.n} signed agreements (cached in {OUT})", file=sys.stderr)
@@ -179,29 +225,53 @@ def main() -> int:
     big = build(OUT / f"archive-{args.n}", args.n)
     root = big / "pki" / "root.pem"
 
+    # The audits first: if the archive does not audit as all valid, no figure means anything.
+    print("auditing", file=sys.stderr)
+    a_small = run_audit(small)
+    if not all_valid(a_small, args.small):
+        show_failures(f"{args.small}", a_small, args.small)
+        return 1
+    # Best of several: this machine is shared and noisy; the floor is a rate over two seconds.
+    runs = []
+    for _ in range(max(1, args.runs)):
+        runs.append(run_audit(big))
+        if not all_valid(runs[-1], args.n):
+            show_failures(f"{args.n}", runs[-1], args.n)
+            return 1
+    a_big = min(runs, key=lambda r: r["wall"])
+
+    print("timing the floor, openssl and pyHanko", file=sys.stderr)
     rate = floor_rate()
-    floor = 3 * args.n / rate
+    floor3 = 3 * args.n / rate
+    floor2 = 2 * args.n / rate
     pairs = records(big / "signed", args.samples)
     ossl = openssl_per_sig(pairs, root) * 2 * args.n
     ph = pyhanko_per_sig(pairs, root) * 2 * args.n
-    a_small = run_audit(small)
-    # Best of three: this machine is shared and noisy; the floor is a rate over two seconds.
-    a_big = min((run_audit(big) for _ in range(3)), key=lambda r: r["wall"])
     cores = os.cpu_count() or 1
-    print(f"archive: {args.n} agreements, {2 * args.n} signatures; {cores} cores")
-    print(f"floor (raw ECDSA P-256 verify, {rate:,.0f}/s on one core, 3 per agreement): {floor:8.2f} s")
+    wall = a_big["wall"]
+    walls = ", ".join(f"{r['wall']:.1f}" for r in runs)
+    print(f"archive: {args.n} agreements, {2 * args.n} signatures; {cores} cores; "
+          f"audit run {len(runs)}x, best wall time kept ({walls} s)")
+    print(f"raw ECDSA P-256 verify (cryptography, one core, measured now): {rate:,.0f}/s")
+    print(f"floor, 3 verifies per agreement:                         {floor3:8.2f} s")
+    print("  = the 2 CMS signatures (client, therapist) + 1 certificate link: each agreement's one-time client")
+    print("    certificate is new, so the intake CA's signature on it must be checked; the therapist's and the")
+    print("    CAs' certificates recur and need checking once for the whole archive")
+    print(f"floor, 2 verifies per agreement (the signatures only):   {floor2:8.2f} s")
     print(f"openssl cms -verify per signature (sample {len(pairs)}, extrapolated):        {ossl:8.2f} s")
-    print(f"pyHanko validation per signature (sample {len(pairs)}, extrapolated):         {ph:8.2f} s")
-    print(f"agreements audit (exit {a_big['code']}): {a_big['wall']:.2f} s wall, {a_big['cpu']:.2f} s CPU "
-          f"({a_big['cpu'] / a_big['wall']:.2f} cores busy), peak RSS {a_big['rss_mib']:.0f} MiB")
+    print(f"pyHanko async_validate_detached_cms per signature (sample {len(pairs)}, extrapolated): {ph:8.2f} s")
+    print(f"agreements audit --trust (exit {a_big['code']}): {wall:.2f} s wall, {a_big['cpu']:.2f} s CPU "
+          f"({a_big['cpu'] / wall:.2f} cores busy), peak RSS {a_big['rss_mib']:.0f} MiB")
     print(f"  {a_big['summary']}")
-    print(f"  ratio to the floor: {a_big['wall'] / floor:.2f}x (goal <= 3x): "
-          f"{'met' if a_big['wall'] <= 3 * floor else 'MISSED'}")
-    print(f"  ratio to openssl per signature: {a_big['wall'] / ossl:.3f}x; to pyHanko: {a_big['wall'] / ph:.3f}x")
-    print(f"memory: audit of {args.small}: peak RSS {a_small['rss_mib']:.0f} MiB; of {args.n}: "
-          f"{a_big['rss_mib']:.0f} MiB ({a_big['rss_mib'] / a_small['rss_mib']:.2f}x for "
-          f"{args.n / args.small:.0f}x the agreements)")
-    return 0 if a_big["code"] == 0 else 1
+    print(f"  ratio to the 3-per-agreement floor: {wall / floor3:.2f}x wall (goal <= 3x): "
+          f"{'met' if wall <= 3 * floor3 else 'MISSED'}; {a_big['cpu'] / floor3:.2f}x in CPU time")
+    print(f"  ratio to the 2-per-agreement floor: {wall / floor2:.2f}x wall; {a_big['cpu'] / floor2:.2f}x in CPU time")
+    print(f"  ratio to openssl per signature: {wall / ossl:.3f}x; to pyHanko: {wall / ph:.3f}x")
+    mem = a_big["rss_mib"] / a_small["rss_mib"]
+    print(f"memory: audit of {args.small} (exit {a_small['code']}, {a_small['wall']:.2f} s): peak RSS "
+          f"{a_small['rss_mib']:.0f} MiB; of {args.n}: {a_big['rss_mib']:.0f} MiB ({mem:.2f}x for "
+          f"{args.n / args.small:.0f}x the agreements; goal <= 1.3x): {'met' if mem <= 1.3 else 'MISSED'}")
+    return 0
 
 
 if __name__ == "__main__":

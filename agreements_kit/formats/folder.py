@@ -21,6 +21,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from agreements_kit.errors import InvalidFormat
 
@@ -33,6 +34,24 @@ MAX_ENTRIES = 400
 
 def limit_for(name: str) -> int:
     return LIMITS.get(name) or LIMITS[os.path.splitext(name)[1]]
+
+
+def open_regular(path: str, where: str | None = None) -> BinaryIO:
+    """A regular file opened for reading, never through a link, never a FIFO, device or socket."""
+    where = where or path
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if os.path.islink(path):
+            raise InvalidFormat("is a symbolic link: it must be a regular file", path=where, code="format.link") \
+                from None
+        raise InvalidFormat(f"cannot be read ({exc.strerror})", path=where, code="format.unreadable") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InvalidFormat("is not a regular file (a FIFO, device or folder)", path=where, code="format.not-regular")
+    return os.fdopen(fd, "rb")
 
 
 def read_file(path: str, limit: int, where: str | None = None) -> bytes:

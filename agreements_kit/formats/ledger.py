@@ -109,8 +109,7 @@ def parse_entry(line: bytes, where: str, number: int) -> LedgerEntry:
         if version not in (1, FORMAT_VERSION) or isinstance(version, bool):
             raise LedgerError(f"unsupported ledger format version {str(version)[:20]!r}", path=where, line=number,
                               code="format.version")
-        jsonio.parse(line, at, max_bytes=MAX_LINE, max_depth=3,
-                     canonical_form="rfc8785" if version == FORMAT_VERSION else "compact")
+        jsonio.check_canonical(value, line, at, "rfc8785" if version == FORMAT_VERSION else "compact")
         event = value.get("event")
         if version == 1 and event not in LEGACY_EVENTS:
             raise LedgerError(f"legacy ledger lines have no event {str(event)[:20]!r}", path=where, line=number,

@@ -158,7 +158,7 @@ def parse_record(data: bytes, where: str) -> SigningRecord:
         if type(version) is not int or version not in CANONICAL_FORM:
             raise RecordError(f"unsupported record format version {str(version)[:20]!r}", path=where,
                               code="format.version")
-        jsonio.parse(data, where, max_bytes=MAX_BYTES, max_depth=4, canonical_form=CANONICAL_FORM[version])
+        jsonio.check_canonical(value, data, where, CANONICAL_FORM[version])
         kind = value.get("kind")
         checked = shape.fields(value, where, _VOID if kind == "void" else _SIGNATURE)
         role = checked["signer"].get("role") if isinstance(checked["signer"], dict) else None

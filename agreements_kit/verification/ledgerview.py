@@ -19,14 +19,14 @@ import hashlib
 import json
 import os
 import sqlite3
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from agreements_kit.errors import InvalidFormat
-from agreements_kit.formats.folder import read_file
-from agreements_kit.formats.ledger import GENESIS, LedgerEntry, parse_entry
+from agreements_kit.formats.folder import open_regular
+from agreements_kit.formats.ledger import GENESIS, MAX_LINE, LedgerEntry, parse_entry
 
-MAX_LEDGER = 16 * 1024 * 1024 * 1024
 LEDGER_SKEW = dt.timedelta(minutes=5)
 SCHEMA = """
 CREATE TABLE entries (agreement_id TEXT, seq INTEGER, line INTEGER, event TEXT, data TEXT);
@@ -122,7 +122,7 @@ def build_index(ledger_path: str, db_path: str = ":memory:") -> LedgerIndex:
     db.executescript(SCHEMA)
     report = LedgerReport(ledger_path)
     try:
-        data = read_file(ledger_path, MAX_LEDGER, os.path.basename(ledger_path))
+        fh = open_regular(ledger_path, os.path.basename(ledger_path))
     except FileNotFoundError:
         report.missing = True
         report.add("ledger.missing", f"{ledger_path}: the ledger is missing (deleted, or not given with the folder)")
@@ -133,24 +133,38 @@ def build_index(ledger_path: str, db_path: str = ":memory:") -> LedgerIndex:
         report.add(exc.code, f"the ledger {exc.message}")
         db.executescript(INDEXES)
         return LedgerIndex(db, report)
-    _scan(data, ledger_path, db, report)
+    with fh:
+        _scan(_lines(fh, report), ledger_path, db, report)
     db.executescript(INDEXES)
     db.commit()
     return LedgerIndex(db, report)
 
 
-def _scan(data: bytes, path: str, db: sqlite3.Connection, report: LedgerReport) -> None:
+def _lines(fh: BinaryIO, report: LedgerReport) -> Iterator[bytes]:
+    """The ledger's lines, streamed (without their newline); a line over the limit is cut and named."""
+    while True:
+        line = fh.readline(MAX_LINE + 2)
+        if not line:
+            return
+        if not line.endswith(b"\n"):
+            if len(line) > MAX_LINE:
+                yield line  # parse_entry names it as too large
+                while line and not line.endswith(b"\n"):  # skip the rest of the overlong line
+                    line = fh.readline(1 << 20)
+                continue
+            report.add("ledger.incomplete", "the ledger's last line is incomplete (a write was interrupted and "
+                       "not repaired)")
+            return
+        yield line[:-1]
+
+
+def _scan(lines: Iterable[bytes], path: str, db: sqlite3.Connection, report: LedgerReport) -> None:
     highest = 0
     gaps: dict[int, int] = {}
     recent: dict[int, tuple[str, int]] = {0: (GENESIS, 0)}
     last_time: dt.datetime | None = None
     rows: list[tuple[Any, ...]] = []
     certs: list[tuple[Any, ...]] = []
-    lines = data.split(b"\n")
-    if lines and lines[-1] != b"":
-        report.add("ledger.incomplete", "the ledger's last line is incomplete (a write was interrupted and not "
-                   "repaired)")
-    lines = lines[:-1]
     for number, line in enumerate(lines, start=1):
         report.entries += 1
         digest = hashlib.sha256(line).hexdigest()

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from agreements_kit.errors import InvalidFormat
+from agreements_kit.formats.crlset import CrlSet
 from agreements_kit.formats.folder import FolderFiles, RecordFiles
 from agreements_kit.formats.manifest import Manifest, parse_manifest
 from agreements_kit.formats.record import INITIALS_RE, INTENT, VOID_INTENT, SigningRecord, load_disclosure, parse_record
@@ -147,7 +148,8 @@ class Context:
     manifest_sha256: str = ""
     signatures: list[Signature] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)
-    crl_verified: dict[bytes, bool] = field(default_factory=dict)
+    crl_verified: dict[bytes, bool] = field(default_factory=dict)  # shared by one Verifier's agreements
+    memo: dict[str, Any] = field(default_factory=dict)  # answers that are the same for every agreement
 
 
 def _sha(data: bytes) -> str:
@@ -429,23 +431,13 @@ def step_revocation(v: Verdict, ctx: Context, sig: Signature) -> None:
                "archive: revocation cannot be checked" + (f" ({ctx.trust.crl_problem})" if ctx.trust.crl_problem
                                                           else ""), name)
         return
-    ok = True
-    if ctx.ledger is not None and not ctx.ledger.report.missing:
-        newest = ctx.ledger.newest_crl()
-        if newest is not None and crls.number < newest[0]:
-            v.fail("revocation", "revocation.rollback", f"the CRL set is number {crls.number}, but the ledger records "
-                   f"that number {newest[0]} was published: an older CRL set was put back", name)
-            ok = False
-        elif newest is not None:
-            logged = ctx.ledger.crl_entry(crls.number)
-            if logged is None:
-                v.fail("revocation", "revocation.unlogged", f"the CRL set number {crls.number} is not in the ledger: "
-                       "it was not published by the practice's tools", name)
-                ok = False
-            elif logged["crls"] != crls.digests():
-                v.fail("revocation", "revocation.substituted", f"the CRL set number {crls.number} is not the one the "
-                       "ledger recorded (its CRLs' SHA-256 differ)", name)
-                ok = False
+    # The CRL set against the ledger is the same question for every signature: answered once per verifier.
+    if "crl-set" not in ctx.memo:
+        ctx.memo["crl-set"] = _crl_set_problems(ctx, crls)
+    problems: list[tuple[str, str]] = ctx.memo["crl-set"]
+    for code, sentence in problems:
+        v.fail("revocation", code, sentence, name)
+    ok = not problems
     for cert, issuer in zip(sig.path, sig.path[1:], strict=False):
         crl = crls.for_issuer(issuer.subject)
         key = issuer.public_bytes(serialization.Encoding.DER)
@@ -476,6 +468,25 @@ def step_revocation(v: Verdict, ctx: Context, sig: Signature) -> None:
     if ok:
         v.add("revocation", True, f"no certificate of the path was revoked before the signature (CRL set "
               f"{crls.number})", name)
+
+
+def _crl_set_problems(ctx: Context, crls: CrlSet) -> list[tuple[str, str]]:
+    if ctx.ledger is None or ctx.ledger.report.missing:
+        return []
+    newest = ctx.ledger.newest_crl()
+    if newest is None:
+        return []
+    if crls.number < newest[0]:
+        return [("revocation.rollback", f"the CRL set is number {crls.number}, but the ledger records that number "
+                 f"{newest[0]} was published: an older CRL set was put back")]
+    logged = ctx.ledger.crl_entry(crls.number)
+    if logged is None:
+        return [("revocation.unlogged", f"the CRL set number {crls.number} is not in the ledger: it was not "
+                 "published by the practice's tools")]
+    if logged["crls"] != crls.digests():
+        return [("revocation.substituted", f"the CRL set number {crls.number} is not the one the ledger recorded "
+                 "(its CRLs' SHA-256 differ)")]
+    return []
 
 
 # ----------------------------------------------------------------------------- 9. role

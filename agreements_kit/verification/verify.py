@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
+from typing import Any
 
 from agreements_kit.errors import CannotCheck, InvalidFormat
 from agreements_kit.formats.folder import limit_for, read_file, read_folder
@@ -37,6 +38,8 @@ class Verifier:
         self.now = now or dt.datetime.now(dt.UTC)
         self.cache = CertCache()
         self.validator = PathValidator(trust.root)
+        self.crl_verified: dict[bytes, bool] = {}
+        self.memo: dict[str, Any] = {}
 
     def verify(self, folder: Path, *, pdf_path: Path | None = None, check_embedded: bool = True) -> Verdict:
         try:
@@ -54,7 +57,7 @@ class Verifier:
             raise CannotCheck(f"{folder} is not an agreement folder (no manifest.json)")
         v = Verdict(os.path.basename(folder.rstrip("/")), folder)
         ctx = Context(folder, files, self.trust, self.validator, self.cache, self.ledger, self.now,
-                      check_embedded=check_embedded)
+                      check_embedded=check_embedded, crl_verified=self.crl_verified, memo=self.memo)
         pdf = files.pdf
         if pdf_path is not None:
             try:

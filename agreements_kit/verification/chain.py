@@ -53,7 +53,7 @@ _CA = ExtensionPolicy.webpki_defaults_ca()
 class PathValidator:
     """Validates signer certificates to one trusted root, caching successful paths."""
 
-    def __init__(self, root: x509.Certificate, limit: int = 4096):
+    def __init__(self, root: x509.Certificate, limit: int = 256):
         self.root = root
         self.store = Store([root])
         self.cache: OrderedDict[tuple[str, ...], list[x509.Certificate]] = OrderedDict()

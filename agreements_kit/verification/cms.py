@@ -59,7 +59,7 @@ class SignatureFacts:
 class CertCache:
     """Certificates parsed once, by the SHA-256 of their DER (least recently used dropped first)."""
 
-    def __init__(self, limit: int = 1024):
+    def __init__(self, limit: int = 256):
         self.parsed: OrderedDict[bytes, tuple[x509.Certificate, str]] = OrderedDict()
         self.limit = limit
 

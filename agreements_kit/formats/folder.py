@@ -45,8 +45,8 @@ def open_regular(path: str, where: str | None = None) -> BinaryIO:
         raise
     except OSError as exc:
         if os.path.islink(path):
-            raise InvalidFormat("is a symbolic link: it must be a regular file", path=where, code="format.link") \
-                from None
+            raise InvalidFormat("is a symbolic link: agreement files must be regular files", path=where,
+                                code="format.link") from None
         raise InvalidFormat(f"cannot be read ({exc.strerror})", path=where, code="format.unreadable") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -57,36 +57,13 @@ def open_regular(path: str, where: str | None = None) -> BinaryIO:
 def read_file(path: str, limit: int, where: str | None = None) -> bytes:
     """A regular file's bytes, refusing links, special files and files over ``limit`` bytes."""
     where = where or path
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        if os.path.islink(path):
-            raise InvalidFormat("is a symbolic link: agreement files must be regular files", path=where,
-                                code="format.link") from None
-        raise InvalidFormat(f"cannot be read ({exc.strerror})", path=where, code="format.unreadable") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidFormat("is not a regular file (a FIFO, device or folder)", path=where,
-                                code="format.not-regular")
-        if info.st_size > limit:
+    with open_regular(path, where) as fh:
+        if os.fstat(fh.fileno()).st_size > limit:
             raise InvalidFormat(f"is larger than {limit} bytes", path=where, code="format.too-large")
-        chunks = []
-        left = limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
-        if len(data) > limit:
-            raise InvalidFormat(f"is larger than {limit} bytes", path=where, code="format.too-large")
-        return data
-    finally:
-        os.close(fd)
+        data = fh.read(limit + 1)  # the file may grow while it is read: never more than limit + 1
+    if len(data) > limit:
+        raise InvalidFormat(f"is larger than {limit} bytes", path=where, code="format.too-large")
+    return data
 
 
 @dataclass

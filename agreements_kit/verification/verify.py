@@ -81,7 +81,7 @@ class Verifier:
             steps.step_revocation(v, ctx, sig)                           # 8
             steps.step_role(v, ctx, sig)                                 # 9
         client, therapist, voids = steps.step_order(v, ctx)             # 10
-        ledger_roles = steps.step_ledger(v, ctx)                         # 11
+        steps.step_ledger(v, ctx)                                        # 11
         if self.ledger is not None:
             for problem in self.ledger.report.problems:
                 if not self.ledger.report.missing and problem.code not in self.leave_out:
@@ -94,8 +94,6 @@ class Verifier:
             v.status = "incomplete"
             v.add("order", True, "missing: " + ", ".join(
                 x for x, have in (("client", client), ("therapist", therapist)) if not have), code="order.incomplete")
-            if ledger_roles:
-                pass
         else:
             v.add("order", True, "client and therapist each signed once, in order", code="order.complete")
         return v

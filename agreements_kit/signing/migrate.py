@@ -30,7 +30,7 @@ from agreements_kit.formats.crlset import parse_crl_set
 from agreements_kit.formats.folder import read_folder
 from agreements_kit.formats.ids import ID_RE
 from agreements_kit.formats.record import parse_record
-from agreements_kit.signing.pki import PKI, _iso, fingerprint, load_cert, utcnow
+from agreements_kit.signing.pki import PKI, fingerprint, iso, load_cert, utcnow
 from agreements_kit.store.archive import Archive
 
 
@@ -105,8 +105,8 @@ def migrate(practice: Practice, now: dt.datetime | None = None) -> Migration:
         revoked = [fp for fp, (cert, _, issuer, _) in found.items()
                    if (crl := crls.for_issuer(issuer.subject)) is not None
                    and crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None]
-        archive.log({"event": "crl", "crl_number": crls.number, "crls": crls.digests(), "time": _iso(now),
+        archive.log({"event": "crl", "crl_number": crls.number, "crls": crls.digests(), "time": iso(now),
                      "revoked": revoked})
         archive.log({"event": "migrate", "from_version": 1, "to_version": 2, "agreements": count,
-                     "time": _iso(now)})
+                     "time": iso(now)})
     return Migration(count, added, crls.number)

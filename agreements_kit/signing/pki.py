@@ -31,16 +31,23 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agreements_kit.errors import PKIError
+from agreements_kit.errors import InvalidFormat, PKIError
+from agreements_kit.formats.certprofile import (  # noqa: F401 - re-exported for callers
+    AGREEMENT_URN,
+    OU_CLIENT,
+    OU_GUARDIAN,
+    OU_INTAKE,
+    OU_ROOT,
+    OU_THERAPIST,
+    agreement_uri,
+    common_name,
+    fingerprint,
+    iso,
+)
+from agreements_kit.formats.crlset import parse_crl_set
 from agreements_kit.store.files import make_private_dir, write_new
 
-# Organizational units name what a certificate is for; verifiers bind roles to them.
-OU_ROOT = "agreements-kit root"
-OU_INTAKE = "agreements-kit intake"
-OU_CLIENT = "client"
-OU_GUARDIAN = "guardian"
-OU_THERAPIST = "therapist"
-AGREEMENT_URN = "urn:agreements-kit:agreement:"  # + "ID:ROLE" in a one-time certificate's SAN
+# Organizational units name what a certificate is for; verifiers bind roles to them (formats.certprofile).
 
 ROOT_YEARS = 30
 INTAKE_YEARS = 20
@@ -50,17 +57,8 @@ CRL_DAYS = 3650
 MIN_PASSPHRASE = 8
 
 
-def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 over the certificate's DER: what records name the signer's certificate by."""
-    return cert.fingerprint(hashes.SHA256()).hex()
 
 
 def _name(common: str, org: str, unit: str) -> x509.Name:
@@ -234,8 +232,8 @@ class PKI:
                         source: str = "issued", **ids: str) -> dict:
         """The ledger entry that enters ``cert`` in the register of issued certificates (no names)."""
         return {"event": "certificate", "certificate_sha256": fingerprint(cert), "serial": f"{cert.serial_number:x}",
-                "role": role, "issuer_sha256": fingerprint(issuer), "source": source, "time": _iso(now),
-                "not_before": _iso(cert.not_valid_before_utc), "not_after": _iso(cert.not_valid_after_utc), **ids}
+                "role": role, "issuer_sha256": fingerprint(issuer), "source": source, "time": iso(now),
+                "not_before": iso(cert.not_valid_before_utc), "not_after": iso(cert.not_valid_after_utc), **ids}
 
     def register(self, cert: x509.Certificate, role: str, issuer: x509.Certificate, now: dt.datetime,
                  **ids: str) -> None:
@@ -248,13 +246,12 @@ class PKI:
 
     def log_crls(self, now: dt.datetime, revoked: list[x509.Certificate]) -> None:
         """Enter the CRL set just published in the ledger: its number, each CRL's hash, what it revokes."""
-        from agreements_kit.formats.crlset import parse_crl_set
         from agreements_kit.store.archive import Archive
 
         crls = parse_crl_set(self.crl.read_bytes(), str(self.crl))
         archive = Archive(self.archive_dir())
         with archive.locked():
-            archive.log({"event": "crl", "crl_number": crls.number, "crls": crls.digests(), "time": _iso(now),
+            archive.log({"event": "crl", "crl_number": crls.number, "crls": crls.digests(), "time": iso(now),
                          "revoked": [fingerprint(c) for c in revoked]})
 
     def _write_crls(self, root, root_key, intake, intake_key, revoked: list[tuple[int, dt.datetime]],
@@ -291,7 +288,10 @@ class PKI:
             data = self.crl.read_bytes()
         except FileNotFoundError:
             raise PKIError(f"CRL not found: {self.crl}") from None
-        return parse_crls(data)
+        try:
+            return list(parse_crl_set(data, str(self.crl)).crls)  # the verifiers' own reader of crl.pem
+        except InvalidFormat as exc:
+            raise PKIError(f"{self.crl}: {exc.message}") from None
 
     def revoked(self) -> dict[int, dt.datetime]:
         """Serial -> revocation time, over both CRLs."""
@@ -349,7 +349,7 @@ class PKI:
             raise PKIError(f"one-time certificates are for a client or guardian, not '{role}'")
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _leaf(_name(name[:64], practice_name, role), key.public_key(), self.intake(), intake_key,
-                     now - dt.timedelta(minutes=5), now + ONE_TIME, uri=f"{AGREEMENT_URN}{agreement_id}:{role}")
+                     now - dt.timedelta(minutes=5), now + ONE_TIME, uri=agreement_uri(agreement_id, role))
         return cert, key
 
     def server_certificate(self, hostnames: list[str], ca_passphrase: bytes, days: int = 30
@@ -402,14 +402,3 @@ class PKI:
                 "status": status, "sha256": fingerprint(cert),
             })
         return rows
-
-
-def parse_crls(data: bytes) -> list[x509.CertificateRevocationList]:
-    """Every CRL of a PEM file (``crl.pem`` holds the root's and the intake CA's). ValueError if malformed."""
-    marker = b"-----END X509 CRL-----"
-    return [x509.load_pem_x509_crl(chunk.strip() + b"\n" + marker + b"\n") for chunk in data.split(marker)[:-1]]
-
-
-def common_name(cert: x509.Certificate) -> str:
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else ""

@@ -27,7 +27,7 @@ from agreements_kit.formats.ids import ID_RE
 from agreements_kit.formats.record import INITIALS_RE  # noqa: F401 - one definition; verifiers check records with it
 from agreements_kit.formats.text import check_name, check_text, nfc, same_name
 from agreements_kit.signing import cms
-from agreements_kit.signing.pki import PKI, PKIError, common_name, fingerprint, load_cert, load_key, utcnow
+from agreements_kit.signing.pki import PKI, PKIError, common_name, fingerprint, iso, load_cert, load_key, utcnow
 from agreements_kit.store.archive import AgreementFolder, Archive, ArchiveError, _crashpoint, load_folder, sha256_file
 
 MAX_PNG = 512 * 1024
@@ -56,10 +56,6 @@ class SignResult:
     record: dict[str, Any]
     completion: Path | None = None
     files: list[Path] = field(default_factory=list)
-
-
-def iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def find_agreement(practice: Practice, ref: str | Path) -> AgreementFolder:

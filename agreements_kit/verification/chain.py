@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
+from agreements_kit.formats.certprofile import common_name as _cn
+
 
 class ChainProblem(Exception):
     def __init__(self, code: str, message: str):
@@ -101,9 +103,3 @@ def _explain(text: str, leaf: x509.Certificate, others: list[x509.Certificate], 
     return ChainProblem("chain.untrusted", f"the certificate of {_cn(leaf)} does not lead to the trusted root "
                         f"'{_cn(root)}' (its issuer is '{leaf.issuer.rfc4514_string()}'; {text})")
 
-
-def _cn(cert: x509.Certificate) -> str:
-    from cryptography.x509.oid import NameOID
-
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else cert.subject.rfc4514_string()

@@ -34,9 +34,12 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
 
 from agreements_kit.errors import InvalidFormat
+from agreements_kit.formats.certprofile import OU_INTAKE, agreement_uri
+from agreements_kit.formats.certprofile import common_name as cn
+from agreements_kit.formats.certprofile import fingerprint as _fp
+from agreements_kit.formats.certprofile import unit as ou
 from agreements_kit.formats.crlset import CrlSet
 from agreements_kit.formats.folder import FolderFiles, RecordFiles
 from agreements_kit.formats.manifest import Manifest, parse_manifest
@@ -48,8 +51,6 @@ from agreements_kit.verification.ledgerview import LEDGER_SKEW, LedgerIndex
 from agreements_kit.verification.trust import Trust
 
 CLOCK_SKEW = dt.timedelta(minutes=5)
-OU_INTAKE = "agreements-kit intake"
-AGREEMENT_URN = "urn:agreements-kit:agreement:"
 STEPS = ("folder", "manifest", "pdf", "records", "signature", "register", "path", "revocation", "role", "order",
          "ledger")
 STEP_NUMBER = {name: i for i, name in enumerate(STEPS, start=1)}
@@ -155,19 +156,6 @@ class Context:
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
-
-def cn(cert: x509.Certificate) -> str:
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else ""
-
-
-def ou(cert: x509.Certificate) -> str:
-    attrs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
-    return str(attrs[0].value) if attrs else ""
-
-
-def _fp(cert: x509.Certificate) -> str:
-    return _sha(cert.public_bytes(serialization.Encoding.DER))
 
 
 # ----------------------------------------------------------------------------- 1. folder
@@ -502,7 +490,7 @@ def step_role(v: Verdict, ctx: Context, sig: Signature) -> None:
         elif ou(leaf) not in ((rec.kind,) if rec.version >= 2 else ("client",)):
             problem = ("role.wrong-certificate", f"was made with a {ou(leaf) or 'unknown'} certificate, not a "
                        f"{rec.kind}'s")
-        elif rec.version >= 2 and uris != [f"{AGREEMENT_URN}{rec.agreement_id}:{rec.kind}"]:
+        elif rec.version >= 2 and uris != [agreement_uri(rec.agreement_id, rec.kind)]:
             problem = ("role.wrong-agreement", "was made with a one-time certificate issued for another agreement "
                        "or role")
         elif cn(leaf) != nfc(rec.name)[:64]:

@@ -16,6 +16,7 @@ from cryptography.x509.oid import NameOID
 
 OU_ROOT = "agreements-kit root"
 OU_INTAKE = "agreements-kit intake"
+OU_CLINICIANS = "agreements-kit clinicians"  # the clinician CA: issues therapists' (and administrators') certificates
 OU_CLIENT = "client"
 OU_GUARDIAN = "guardian"
 OU_THERAPIST = "therapist"

@@ -1,19 +1,24 @@
 """The CRL set format: ``crl.pem``, the practice's published revocation lists.
 
-One PEM file holding exactly one CRL per issuing CA (the root's and the intake
-CA's), all with the same CRL number (RFC 5280 5.2.3), which grows by one each time
-the practice publishes. Anything else is refused: two CRLs from one issuer (an
-older one prepended or appended: which would a reader take?), a CRL without a
-number, numbers that differ, text between the PEM blocks, a file too large.
-Each set the practice issues is entered in the ledger (number and each CRL's
-SHA-256), so a verifier can tell a current set from an older one put back.
+One PEM file holding exactly one CRL per issuing CA (the root's, the intake CA's,
+the clinician CA's, and those of CAs retired by rotation). Each CRL carries its
+own CRL number (RFC 5280 5.2.3), which grows by one each time its own CA
+re-issues it, and only that CA's key re-issues it: revoking a therapist changes
+the clinician CA's CRL alone, and needs no other key.
+
+Anything else is refused: two CRLs from one issuer (an older one prepended or
+appended: which would a reader take?), a CRL without a number, text between the
+PEM blocks, a file too large. Each set the practice publishes is entered in the
+ledger (per issuer its CRL number and its CRL's SHA-256), so a verifier can tell,
+issuer by issuer, a current CRL from an older one put back or another one put in
+its place.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -24,11 +29,17 @@ MAX_BYTES = 4 * 1024 * 1024
 _BLOCK = re.compile(rb"-----BEGIN X509 CRL-----\r?\n[A-Za-z0-9+/=\r\n]+-----END X509 CRL-----\r?\n?")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CrlSet:
     raw: bytes
-    number: int
     crls: tuple[x509.CertificateRevocationList, ...]
+    numbers: dict[str, int] = field(default_factory=dict)  # issuer key (issuer_key) -> its CRL's number
+
+    @property
+    def number(self) -> int:
+        """How many times this set's CRLs were issued in all (the sum of their numbers): it grows by one with
+        every CRL a CA publishes, so of two sets of one practice the newer has the larger. Per issuer: ``numbers``."""
+        return sum(self.numbers.values())
 
     def digests(self) -> dict[str, str]:
         """SHA-256 of each issuer's name (DER) -> SHA-256 of its CRL (DER): what the ledger records."""
@@ -37,6 +48,11 @@ class CrlSet:
 
     def for_issuer(self, name: x509.Name) -> x509.CertificateRevocationList | None:
         return next((c for c in self.crls if c.issuer == name), None)
+
+    def describe(self) -> str:
+        """The numbers of its CRLs, for verdicts: 'CRL numbers 1, 2, 1'."""
+        return "CRL number" + ("s " if len(self.crls) > 1 else " ") + ", ".join(
+            str(self.numbers[issuer_key(c.issuer)]) for c in self.crls)
 
 
 def issuer_key(name: x509.Name) -> str:
@@ -76,10 +92,10 @@ def parse_crl_set(data: bytes, where: str) -> CrlSet:
     if len(set(issuers)) != len(issuers):
         raise InvalidFormat("holds two CRLs from the same issuer: an older CRL was added to it", path=where,
                             code="format.duplicate-crl")
-    numbers = {crl_number(c) for c in crls}
-    if None in numbers:
-        raise InvalidFormat("a CRL in it has no CRL number", path=where, code="format.bad-crl")
-    if len(numbers) != 1:
-        raise InvalidFormat("its CRLs have different CRL numbers: CRLs from different publications were mixed",
-                            path=where, code="format.mixed-crl")
-    return CrlSet(data, int(numbers.pop() or 0), tuple(crls))
+    numbers: dict[str, int] = {}
+    for crl in crls:
+        number = crl_number(crl)
+        if number is None:
+            raise InvalidFormat("a CRL in it has no CRL number", path=where, code="format.bad-crl")
+        numbers[issuer_key(crl.issuer)] = number
+    return CrlSet(data, tuple(crls), numbers)

@@ -8,6 +8,8 @@ An agreement folder holds exactly these files, each a regular file inside it::
     NN-ROLE.json.p7s           therapist or void; each with its detached CMS signature (DER)
     NN-ROLE.png              a drawn signature, when one was given
     completion.pdf           the certificate of completion, once complete
+    renewal-NN.json          archive time-stamps (agreements archive renew), each with
+    renewal-NN.tsr             its RFC 3161 token (agreements_kit.formats.renewal)
 
 Reading never follows a link, never opens a FIFO, device or socket (it would hang
 or stream forever), and never reads more than a format's size limit, so a hostile
@@ -27,8 +29,9 @@ from agreements_kit.errors import InvalidFormat
 
 RECORD_RE = re.compile(r"^([0-9]{2})-(client|guardian|therapist|void)\.json\Z")  # ASCII digits; \Z, not $
 PNG_RE = re.compile(r"^([0-9]{2})-(client|guardian)\.png\Z")
+RENEWAL_RE = re.compile(r"^renewal-([0-9]{2})\.(json|tsr)\Z")  # archive time-stamps (formats/renewal.py)
 LIMITS = {"agreement.pdf": 64 * 1024 * 1024, "manifest.json": 1024 * 1024, "completion.pdf": 16 * 1024 * 1024,
-          ".json": 64 * 1024, ".p7s": 64 * 1024, ".png": 512 * 1024}
+          ".json": 64 * 1024, ".p7s": 64 * 1024, ".png": 512 * 1024, ".tsr": 64 * 1024}
 MAX_ENTRIES = 400
 
 
@@ -36,9 +39,8 @@ def limit_for(name: str) -> int:
     return LIMITS.get(name) or LIMITS[os.path.splitext(name)[1]]
 
 
-def open_regular(path: str, where: str | None = None) -> BinaryIO:
-    """A regular file opened for reading, never through a link, never a FIFO, device or socket."""
-    where = where or path
+def _open_regular_fd(path: str, where: str) -> tuple[int, os.stat_result]:
+    """The descriptor and status of a regular file opened for reading (see :func:`open_regular`)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -48,19 +50,41 @@ def open_regular(path: str, where: str | None = None) -> BinaryIO:
             raise InvalidFormat("is a symbolic link: agreement files must be regular files", path=where,
                                 code="format.link") from None
         raise InvalidFormat(f"cannot be read ({exc.strerror})", path=where, code="format.unreadable") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise InvalidFormat("is not a regular file (a FIFO, device or folder)", path=where, code="format.not-regular")
+    return fd, info
+
+
+def open_regular(path: str, where: str | None = None) -> BinaryIO:
+    """A regular file opened for reading, never through a link, never a FIFO, device or socket."""
+    fd, _ = _open_regular_fd(path, where or path)
     return os.fdopen(fd, "rb")
 
 
 def read_file(path: str, limit: int, where: str | None = None) -> bytes:
-    """A regular file's bytes, refusing links, special files and files over ``limit`` bytes."""
+    """A regular file's bytes, refusing links, special files and files over ``limit`` bytes.
+
+    Read with os.read on the descriptor (no file object: an audit reads seven files per agreement)."""
     where = where or path
-    with open_regular(path, where) as fh:
-        if os.fstat(fh.fileno()).st_size > limit:
+    fd, info = _open_regular_fd(path, where)
+    try:
+        if info.st_size > limit:
             raise InvalidFormat(f"is larger than {limit} bytes", path=where, code="format.too-large")
-        data = fh.read(limit + 1)  # the file may grow while it is read: never more than limit + 1
+        chunks: list[bytes] = []
+        total = 0
+        while total <= limit:  # the file may grow while it is read: never more than limit + 1
+            # Ask for what the file holds (plus one byte, to see growth), not for the limit: os.read
+            # allocates what it is asked for.
+            chunk = os.read(fd, min(limit + 1 - total, max(info.st_size + 1 - total, 1 << 16)))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if len(data) > limit:
         raise InvalidFormat(f"is larger than {limit} bytes", path=where, code="format.too-large")
     return data
@@ -85,6 +109,7 @@ class FolderFiles:
     records: list[RecordFiles] = field(default_factory=list)
     pngs: dict[str, bytes] = field(default_factory=dict)
     has_completion: bool = False
+    renewals: dict[str, bytes] = field(default_factory=dict)  # renewal-NN.json / .tsr by name
     problems: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -128,6 +153,8 @@ def read_folder(path: str, *, read_pdf: bool = True) -> FolderFiles:
                                             None)
             elif name.endswith(".json.p7s") and RECORD_RE.match(name[:-4]):
                 continue  # read with its record below
+            elif RENEWAL_RE.match(name):
+                out.renewals[name] = read_file(full, limit_for(name), name)
             elif PNG_RE.match(name):
                 out.pngs[name] = read_file(full, limit_for(name), name)
             else:

@@ -32,7 +32,68 @@ BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 
 def canonical_json(data: Any) -> bytes:
     """The ``pretty`` canonical form: sorted keys, two-space indent, UTF-8, final newline."""
+    parts: list[str] = []
+    if _pretty(data, "\n", parts):
+        parts.append("\n")
+        return "".join(parts).encode("utf-8")
+    del parts  # a large or unusual document: the standard library's printer, in its bounded memory
     return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+_encode_string = json.encoder.encode_basestring  # the C encoder's string form (ensure_ascii=False)
+_PRETTY_PARTS = 20_000  # a manifest needs about 300 parts; past this, json.dumps (its memory stays bounded)
+
+
+def _pretty(value: Any, newline: str, out: list[str]) -> bool:
+    """``json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False)`` into ``out``, for what
+    ``json.loads`` makes from text without floats (str keys; dict, list, str, int, bool, None): the
+    standard library's pretty printer is pure Python and this is several times faster. False, with
+    ``out`` partly written, for anything else (the caller then uses json.dumps). Held equal to
+    json.dumps by tests/test_fastpaths.py."""
+    kind = type(value)
+    if kind is str:
+        out.append(_encode_string(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif kind is int:
+        out.append(int.__repr__(value))
+    elif kind is dict:
+        if not value:
+            out.append("{}")
+            return True
+        inner = newline + "  "
+        first = True
+        try:
+            keys = sorted(value)
+        except TypeError:
+            return False
+        for key in keys:
+            if type(key) is not str:
+                return False
+            out.append(("{" if first else ",") + inner + _encode_string(key) + ": ")
+            first = False
+            if len(out) > _PRETTY_PARTS or not _pretty(value[key], inner, out):
+                return False
+        out.append(newline + "}")
+    elif kind is list:
+        if not value:
+            out.append("[]")
+            return True
+        inner = newline + "  "
+        first = True
+        for item in value:
+            out.append(("[" if first else ",") + inner)
+            first = False
+            if len(out) > _PRETTY_PARTS or not _pretty(item, inner, out):
+                return False
+        out.append(newline + "]")
+    else:
+        return False  # floats, tuples, subclasses: json.dumps decides
+    return True
 
 
 def canonical(data: dict[str, Any]) -> bytes:
@@ -104,6 +165,9 @@ def parse(data: bytes, where: str, *, max_bytes: int, max_depth: int = MAX_DEPTH
     """
     if len(data) > max_bytes:
         raise InvalidFormat(f"larger than {max_bytes} bytes", path=where, code="format.too-large")
+    quick = _parse_plain(data, max_depth, canonical_form)
+    if quick is not None:
+        return quick[0]
     if data.startswith(BOMS):
         raise InvalidFormat("starts with a byte-order mark: documents are UTF-8 without one", path=where,
                             code="format.encoding")
@@ -128,8 +192,48 @@ def parse(data: bytes, where: str, *, max_bytes: int, max_depth: int = MAX_DEPTH
     return value
 
 
+def _parse_plain(data: bytes, max_depth: int, canonical_form: str | None) -> tuple[Any] | None:
+    """The fast path of :func:`parse`: ``(value,)`` when the bytes are already in canonical form, else None.
+
+    Plain ``json.loads`` (the C decoder, no hooks) is enough when re-encoding the value gives back
+    exactly ``data``: the canonical encoding of a parsed object names each key once, so equal bytes
+    had no key twice; a plain value (see :func:`_plain`) holds no float, so no NaN, Infinity or
+    1e400; and the nesting is checked on the way. Everything :func:`parse` would refuse fails one of
+    these, and then the full path runs and names the reason. ``canonical_form`` None asks for the
+    compact form here (only as a shortcut: other bytes go the full way and are accepted there).
+    """
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8 or not JSON, a BOM, a huge number: the full path says
+        return None
+    if not _plain(value, max_depth):
+        return None
+    if canonical_form == "pretty":
+        encoded = canonical_json(value)
+    else:
+        try:
+            encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+            return None
+    if encoded != data:
+        return None
+    if canonical_form != "pretty":
+        _LAST_COMPACT[:] = [value, data]  # see check_canonical
+    return (value,)
+
+
+# The last value parse() returned through its compact fast path, with its bytes: check_canonical of
+# exactly these two objects (the value as parse() returned it, unmodified, as parse_entry and
+# parse_record pass it straight on) is already answered: data is the compact and RFC 8785 form of it.
+_LAST_COMPACT: list[Any] = [None, None]
+
+
 def check_canonical(value: Any, data: bytes, where: str, canonical_form: str) -> None:
-    """``data`` must be exactly the ``canonical_form`` bytes of ``value`` (InvalidFormat otherwise)."""
+    """``data`` must be exactly the ``canonical_form`` bytes of ``value`` (InvalidFormat otherwise).
+
+    ``value`` must be what :func:`parse` returned for ``data``, unmodified."""
+    if canonical_form in ("rfc8785", "compact") and value is _LAST_COMPACT[0] and data is _LAST_COMPACT[1]:
+        return
     if canonical_form == "rfc8785" and _jcs_fast(value) == data:
         return
     try:
@@ -145,19 +249,30 @@ def check_canonical(value: Any, data: bytes, where: str, canonical_form: str) ->
 _SAFE_INT = 2**53
 
 
-def _plain(value: Any) -> bool:
+def _plain(value: Any, max_depth: int = 1 << 30, level: int = 1) -> bool:
     """Whether RFC 8785 and the C encoder write ``value`` alike: no floats, integers JavaScript holds
     exactly, keys within the Basic Multilingual Plane (RFC 8785 sorts keys by UTF-16 code units,
-    Python by code points: the two orders differ only beyond it)."""
-    if isinstance(value, dict):
-        return all(max(map(ord, k), default=0) < 0x10000 and _plain(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_plain(v) for v in value)
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    Python by code points: the two orders differ only beyond it); and objects and lists nested at
+    most ``max_depth`` levels (as :func:`_depth` counts them). Values are what ``json.loads`` makes."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
         return True
-    if isinstance(value, int):
-        return -_SAFE_INT < value < _SAFE_INT
-    return False
+    if kind is int:
+        return bool(-_SAFE_INT < value < _SAFE_INT)
+    if kind is dict:
+        if level > max_depth:
+            return False
+        for k, v in value.items():
+            if not k.isascii() and max(map(ord, k)) >= 0x10000:
+                return False
+            if type(v) is not str and not _plain(v, max_depth, level + 1):
+                return False
+        return True
+    if kind is list:
+        if level > max_depth:
+            return False
+        return all(_plain(v, max_depth, level + 1) for v in value)
+    return False  # a float (json.loads makes nothing else)
 
 
 def _jcs_fast(value: Any) -> bytes | None:

@@ -9,7 +9,7 @@ manifest whose bytes are not the canonical form of its content is refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agreements_kit.errors import AgreementsError, InvalidFormat
@@ -67,6 +67,8 @@ class Manifest:
 
     raw: bytes
     data: dict[str, Any]
+    # True when parse_manifest proved raw to be the pretty canonical form of data (see embedded_bytes).
+    canonical: bool = field(default=False, compare=False)
 
     @property
     def agreement_id(self) -> str:
@@ -99,6 +101,17 @@ class Manifest:
 
     def embedded_bytes(self) -> bytes:
         """The bytes the copy embedded in the PDF must have: this manifest without ``document``."""
+        if self.canonical and "document" in self.data:
+            # raw is canonical_json(data): the same text without the top-level member "document". In the
+            # pretty form a raw newline is only layout (one in a string is written \n), so the member sits
+            # at two spaces of indent, after a comma (keys are sorted, "agreement" comes first), and is
+            # exactly what the pretty printer writes for its value at that depth.
+            member = ',\n  "document": ' + jsonio.canonical_json(self.data["document"])[:-1].decode("utf-8").replace(
+                "\n", "\n  ")
+            text = self.raw.decode("utf-8")
+            at = text.find(member)
+            if at > 0 and text.find(',\n  "document": ', at + 1) < 0:
+                return (text[:at] + text[at + len(member):]).encode("utf-8")
         return jsonio.canonical_json({k: v for k, v in self.data.items() if k != "document"})
 
 
@@ -118,4 +131,4 @@ def parse_manifest(data: bytes, where: str, *, embedded: bool = False) -> Manife
         raise
     except AgreementsError as exc:  # pragma: no cover - the checkers raise InvalidFormat only
         raise InvalidFormat(exc.message, path=where, code=exc.code) from None
-    return Manifest(data, checked)
+    return Manifest(data, checked, canonical=True)

@@ -143,7 +143,7 @@ _SIGNERS: dict[str, shape.Checker] = {
 
 
 def _time(value: str) -> dt.datetime:
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    return shape.parse_time(value)  # value passed shape.timestamp
 
 
 def parse_record(data: bytes, where: str) -> SigningRecord:

@@ -1,0 +1,206 @@
+"""The verifier's fast paths, each held equal to the slower code it stands in for.
+
+An audit checks every agreement with the same strict readers as ``verify``; to make it
+affordable some of them take shortcuts that must change nothing they accept or refuse:
+
+- ``formats/jsonio``: ``parse`` first tries plain ``json.loads`` and accepts only when
+  re-encoding gives back the very bytes (else the full, hooked path runs and names the
+  fault); ``canonical_json`` writes the pretty form itself instead of through the
+  standard library's pure-Python pretty printer;
+- ``formats/manifest``: ``embedded_bytes`` cuts ``document`` out of the canonical text;
+- ``verification/cms``: the signature is parsed in full field by field, and subtrees
+  already parsed (same type, same bytes) are not parsed again; held equal here to the
+  eager ``.native`` of every part it replaced, on a time-stamped signature from a real
+  local TSA process and thousands of damaged copies of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agreements_kit.errors import InvalidFormat
+from agreements_kit.formats import jsonio
+from agreements_kit.formats.manifest import Manifest
+from agreements_kit.localtsa import create, start
+from agreements_kit.signing.cms import sign_detached
+from agreements_kit.signing.timestamp import Timestamper, timestamp_signature
+from agreements_kit.verification import cms
+
+# ----------------------------------------------------------------------------- JSON
+
+_keys = st.text(st.characters(codec="utf-8"), max_size=8)
+_scalars = st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text(st.characters(codec="utf-8"),
+                                                                               max_size=12)
+_values = st.recursive(_scalars | st.floats(allow_nan=True, allow_infinity=True),
+                       lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=4),
+                       max_leaves=25)
+
+
+def _stdlib_pretty(value: Any) -> bytes:
+    return (json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+@settings(max_examples=400, deadline=None)
+@given(_values)
+def test_pretty_printer_writes_what_the_standard_library_writes(value: Any) -> None:
+    assert jsonio.canonical_json(value) == _stdlib_pretty(value)
+
+
+def _outcome(data: bytes, form: str | None, depth: int) -> tuple[str, Any]:
+    try:
+        return "ok", jsonio.parse(data, "x.json", max_bytes=1 << 20, max_depth=depth, canonical_form=form)
+    except InvalidFormat as exc:
+        return "refused", exc.code
+
+
+def _slow_outcome(monkeypatch: pytest.MonkeyPatch, data: bytes, form: str | None, depth: int) -> tuple[str, Any]:
+    with monkeypatch.context() as m:
+        m.setattr(jsonio, "_parse_plain", lambda *a: None)
+        return _outcome(data, form, depth)
+
+
+def _layouts(value: Any) -> list[bytes]:
+    out = [jsonio.canonical_json(value)]
+    for kw in ({"separators": (",", ":"), "sort_keys": True}, {"separators": (",", ":")}, {"indent": 2},
+               {"sort_keys": True}, {"ensure_ascii": True, "sort_keys": True, "separators": (",", ":")}):
+        with contextlib.suppress(UnicodeEncodeError):
+            out.append(json.dumps(value, ensure_ascii=kw.pop("ensure_ascii", False), **kw).encode("utf-8"))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(_values, st.sampled_from([None, "compact", "rfc8785", "pretty"]), st.integers(1, 4))
+def test_fast_parse_accepts_and_refuses_exactly_what_the_full_parse_does(value: Any, form: str | None, depth: int
+                                                                        ) -> None:
+    mp = pytest.MonkeyPatch()
+    try:
+        for data in _layouts(value):
+            for candidate in (data, data[:-1], data + b" ", b'{"a":1,"a":2}', b"\xef\xbb\xbf" + data):
+                fast, slow = _outcome(candidate, form, depth), _slow_outcome(mp, candidate, form, depth)
+                assert fast == slow or (fast[0] == slow[0] == "ok" and _same(fast[1], slow[1])), candidate
+    finally:
+        mp.undo()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, and of the same types all the way down (1, 1.0 and True are == in Python)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True) and type(a) is type(b)
+
+
+def test_check_canonical_of_another_value_is_not_taken_from_the_last_parse() -> None:
+    data = b'{"a":1}'
+    jsonio.parse(data, "x", max_bytes=100)
+    with pytest.raises(InvalidFormat) as err:
+        jsonio.check_canonical({"a": 2}, data, "x", "rfc8785")
+    assert err.value.code == "format.not-canonical"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=5), _values)
+def test_embedded_manifest_bytes_are_the_canonical_form_without_document(rest: dict[str, Any], document: Any
+                                                                       ) -> None:
+    value = {"agreement": {"id": "x"}, **{k: v for k, v in rest.items() if k != "document"}, "document": document}
+    raw = jsonio.canonical_json(value)
+    expected = jsonio.canonical_json({k: v for k, v in value.items() if k != "document"})
+    assert Manifest(raw, value, canonical=True).embedded_bytes() == expected
+    assert Manifest(raw, value).embedded_bytes() == expected
+
+
+# ----------------------------------------------------------------------------- CMS
+
+
+def _eager(sd: Any, cache: cms.CertCache, acms: Any, core: Any, *, token: bool) -> None:
+    """What cms._check did before: every part but the certificates, through asn1crypto's .native."""
+    for part in ("version", "digest_algorithms", "encap_content_info", "crls", "signer_infos"):
+        sd[part].native  # noqa: B018
+
+
+@pytest.fixture(scope="module")
+def stamped(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
+    """A record and its detached signature, time-stamped by a real local TSA process."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Fast path signer")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+            .sign(key, hashes.SHA256()))
+    record = b'{"format":"agreements-kit/record","note":"fast path"}'
+    folder = create(Path(tmp_path_factory.mktemp("tsa")) / "tsa")
+    with start(folder.path) as tsa:
+        p7s, _token = timestamp_signature(sign_detached(record, cert, key), Timestamper((tsa.url,)))
+    return record, p7s
+
+
+EAGER_BUDGET = 2  # seconds for one eager parse (the reference), by SIGALRM
+
+
+class _OverBudget(BaseException):
+    """Not an Exception: the code under test catches those, and must not swallow this."""
+
+
+def _bounded(fn: Any) -> tuple[Any, ...] | None:
+    """fn() within EAGER_BUDGET seconds, else None."""
+    import signal
+
+    def expired(signum: int, frame: Any) -> None:
+        raise _OverBudget
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(EAGER_BUDGET)
+    try:
+        return fn()  # type: ignore[no-any-return]
+    except _OverBudget:
+        return None
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _cms_outcome(record: bytes, p7s: bytes, cache: cms.CertCache) -> tuple[Any, ...]:
+    try:
+        f = cms.check_signature(record, p7s, cache)
+    except cms.CmsProblem as exc:
+        return (exc.code,)
+    return ("ok", f.signer_sha256, f.token, f.signature_value, f.signing_time)
+
+
+def test_memoized_parse_of_a_signature_refuses_and_accepts_what_the_eager_parse_did(
+        stamped: tuple[bytes, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    record, p7s = stamped
+    cases = [p7s, p7s + b"\x00", *(p7s[:n] for n in range(0, len(p7s), 61))]
+    for i in range(len(p7s)):
+        for mask in ((0x01, 0x80) if i % 2 else (0x20,)):
+            damaged = bytearray(p7s)
+            damaged[i] ^= mask
+            cases.append(bytes(damaged))
+    fast_cache = cms.CertCache()  # shared across cases, as in an audit: memoized subtrees must not leak
+    fast = [_cms_outcome(record, c, fast_cache) for c in cases]
+    monkeypatch.setattr(cms, "_signed_data_in_full", _eager)
+    eager_cache = cms.CertCache()
+    eager = [_bounded(lambda c=c: _cms_outcome(record, c, eager_cache)) for c in cases]
+    # The old eager parse can take minutes on a few damaged inputs (asn1crypto re-encoding SET OFs
+    # over and over); the fast path answers those at once. They are counted, not compared.
+    slow = [i for i, o in enumerate(eager) if o is None]
+    assert len(slow) <= 5, f"{len(slow)} damaged inputs took the eager parse over {EAGER_BUDGET} s"
+    assert all(fast[i][0] != "ok" for i in slow), "an input the eager parse chokes on was accepted"
+    differ = [i for i, (a, b) in enumerate(zip(fast, eager, strict=True))
+              if b is not None and (a[:1] != b[:1] or (a[0] == "ok" and a != b))]
+    assert not differ, [(i, fast[i][:1], eager[i][:1]) for i in differ[:10]]
+    accepted = sum(o[0] == "ok" for o in fast)
+    assert fast[0][0] == "ok" and fast[0][2] is not None, "the undamaged signature carries its token and passes"
+    assert 10 < accepted < len(cases) - 300, (accepted, len(cases))  # both outcomes are well represented

@@ -143,6 +143,18 @@ class SigningError(AgreementsError):
     code = "usage.signing"
 
 
+class TimestampError(AgreementsError):
+    """No time-stamp token could be had from any configured TSA (signing stops: never a local time instead)."""
+
+    code = "unavailable.tsa"
+
+
+class LogError(AgreementsError):
+    """The transparency log, its key or a checkpoint cannot be used (bad key, wrong passphrase, no checkpoint)."""
+
+    code = "usage.log"
+
+
 class IntakeError(AgreementsError):
     """An intake link or session is unusable."""
 
@@ -172,9 +184,9 @@ class NotVerified(AgreementsError):
 # Kinds -> exit codes (CLI) and HTTP statuses (web app).
 EXIT_CODES: dict[str, int] = {
     "usage": 2, "format": 2, "conflict": 2, "denied": 2, "not-found": 2, "gone": 2,
-    "lint": 1, "invalid": 1,
+    "lint": 1, "invalid": 1, "unavailable": 3,
 }
 HTTP_STATUSES: dict[str, int] = {
     "usage": 400, "format": 400, "conflict": 409, "denied": 403, "not-found": 404, "gone": 410,
-    "lint": 422, "invalid": 422,
+    "lint": 422, "invalid": 422, "unavailable": 503,
 }

@@ -4,8 +4,10 @@
   of the archive: no key at all;
 - a dishonest therapist holds their own key and passphrase and may write to the
   archive (its folders and its ledger);
-- front-desk staff run intakes: they hold the practice passphrase (in the current
-  design it unlocks the intake CA's key, and the root's) and write to the archive.
+- front-desk staff run intakes: they hold the intake CA's passphrase (its key alone;
+  the root's and the clinician CA's have passphrases of their own) and write to the
+  archive. Attacks that need the root's or the clinician CA's key say so: they are an
+  insider holding that passphrase too.
 
 A pristine practice is built once (:func:`build_pristine`); every attack works on its
 own copy. :func:`judge` runs both verifiers on a copy: ``verify_folder`` with the
@@ -45,7 +47,9 @@ from agreements_kit.signing.setup import init_practice
 from agreements_kit.signing.sign import ClientSigning, iso, sign_client, sign_therapist, void
 from agreements_kit.store.ledger import GENESIS, line_bytes
 
-PASS = b"practice-pass-1"  # the practice passphrase: root and intake CA keys (front desk knows it)
+PASS = b"practice-pass-1"  # the root's passphrase
+INTAKE_PASS = b"intake-pass-1"  # the intake CA's (front desk knows it)
+CLINICIAN_PASS = b"clinician-ca-pass-1"  # the clinician CA's (whoever issues and revokes therapists)
 KEY_PASS = {"lee": b"lee-key-pass-1", "ortiz": b"ortiz-key-pass-1", "kim": b"kim-key-pass-1",
             "park": b"park-key-pass-1"}
 PRACTICE_NAME = "Test Practice"
@@ -94,11 +98,12 @@ def build_pristine(base: Path) -> Pristine:
     early = now - dt.timedelta(days=40)
     init_practice(root, name=PRACTICE_NAME, jurisdiction="US-NY", phone="(212) 555-0100", therapists=THERAPISTS)
     pki = PKI(root / "pki")
-    pki.create(PRACTICE_NAME, PASS, now=early)
+    pki.create(PRACTICE_NAME, PASS, INTAKE_PASS, CLINICIAN_PASS, now=early)
     practice = load_practice(root)
-    pki.issue_clinician("park", THERAPISTS["park"][0], practice.name, PASS, KEY_PASS["park"], now=early, days=1)
+    pki.issue_clinician("park", THERAPISTS["park"][0], practice.name, CLINICIAN_PASS, KEY_PASS["park"], now=early,
+                        days=1)
     for tid in ("lee", "ortiz", "kim"):
-        pki.issue_clinician(tid, THERAPISTS[tid][0], practice.name, PASS, KEY_PASS[tid], now=early)
+        pki.issue_clinician(tid, THERAPISTS[tid][0], practice.name, CLINICIAN_PASS, KEY_PASS[tid], now=early)
     renderer = Renderer.load(root)
     therapist_of = {ORTIZ: "ortiz", KIMS: "kim", PARKS: "park"}
     date_of = {PARKS: early.date()}
@@ -111,7 +116,7 @@ def build_pristine(base: Path) -> Pristine:
     log_renders(practice, list(drafts.values()))
     for i, aid in enumerate(SIGNED):
         signing = client_signing(drafts[aid], GUARDIAN, "guardian") if aid == GUARDED else client_signing(drafts[aid])
-        sign_client(practice, aid, signing, PASS, now=t0 + dt.timedelta(seconds=i))
+        sign_client(practice, aid, signing, INTAKE_PASS, now=t0 + dt.timedelta(seconds=i))
     for i, aid in enumerate((VALID, OTHER, GUARDED)):
         sign_therapist(practice, aid, KEY_PASS["lee"], now=t0 + dt.timedelta(seconds=10 + i))
     sign_therapist(practice, ORTIZ, KEY_PASS["ortiz"], now=t0 + dt.timedelta(seconds=15))
@@ -122,7 +127,7 @@ def build_pristine(base: Path) -> Pristine:
     old_crl = base / "crl-1.pem"
     shutil.copy(root / "pki" / "crl.pem", old_crl)
     revoked_at = utcnow()
-    pki.revoke(load_cert(pki.therapist_cert("kim"), "kim"), PASS, now=revoked_at)
+    pki.revoke(load_cert(pki.therapist_cert("kim"), "kim"), CLINICIAN_PASS, now=revoked_at)
     return Pristine(root, auditor, old_crl, t0, revoked_at)
 
 
@@ -297,12 +302,22 @@ class Keys:
                 load_key(self.pki.therapist_key(tid), KEY_PASS[tid], tid))
 
     def intake_key(self) -> ec.EllipticCurvePrivateKey:
-        """The intake CA's key: front desk holds the practice passphrase."""
-        return load_key(self.pki.intake_key, PASS, "intake CA")
+        """The intake CA's key: front desk holds its passphrase."""
+        return load_key(self.pki.intake_key, INTAKE_PASS, "intake CA")
 
     def root_key(self) -> ec.EllipticCurvePrivateKey:
-        """The root's key: the same practice passphrase unlocks it (the current design)."""
+        """The root's key (an insider holding the root passphrase)."""
         return load_key(self.pki.root_key, PASS, "root CA")
+
+    def clinician_key(self) -> ec.EllipticCurvePrivateKey:
+        """The clinician CA's key (whoever issues and revokes therapists holds its passphrase)."""
+        return load_key(self.pki.clinician_key, CLINICIAN_PASS, "clinician CA")
+
+    def chain(self, cert: x509.Certificate) -> list[x509.Certificate]:
+        """The CA certificates a signature by ``cert`` carries, as the tools send them: the clinician CA for
+        a therapist's certificate it issued."""
+        ca = self.pki.clinician_ca()
+        return [ca] if cert.issuer == ca.subject else []
 
     def one_time(self, signer: str, agreement_id: str, role: str = "client", *, when: dt.datetime | None = None
                  ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
@@ -453,8 +468,8 @@ class Attack:
 
 def crl_set(issuers: list[tuple[x509.Certificate | x509.Name, ec.EllipticCurvePrivateKey]], number: int,
             revoked: list[tuple[int, dt.datetime]] = (), when: dt.datetime | None = None) -> bytes:
-    """A ``crl.pem`` as the practice writes it: one CRL per issuer, all numbered ``number``;
-    ``revoked`` (serial, time) go on the first issuer's (the root's) CRL."""
+    """A ``crl.pem`` of one CRL per issuer, all numbered ``number``; ``revoked`` (serial, time) go on the
+    first issuer's CRL."""
     when = when or utcnow()
     out = []
     for i, (issuer, key) in enumerate(issuers):
@@ -468,6 +483,17 @@ def crl_set(issuers: list[tuple[x509.Certificate | x509.Name, ec.EllipticCurvePr
                                           .revocation_date(at).build())
         out.append(b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
     return b"".join(out)
+
+
+def replace_crl(data: bytes, issuer: x509.Certificate, key: ec.EllipticCurvePrivateKey, number: int,
+                revoked: list[tuple[int, dt.datetime]] = ()) -> bytes:
+    """``data`` (a crl.pem) with ``issuer``'s CRL replaced by one numbered ``number`` listing ``revoked``;
+    the other issuers' CRLs stay byte for byte (each CA re-issues only its own)."""
+    from agreements_kit.formats.crlset import parse_crl_set
+
+    others = [c.public_bytes(serialization.Encoding.PEM) for c in parse_crl_set(data, "crl.pem").crls
+              if c.issuer != issuer.subject]
+    return b"".join(others) + crl_set([(issuer, key)], number, revoked)
 
 
 # ----------------------------------------------------------------------------- one attack's scene

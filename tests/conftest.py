@@ -23,7 +23,7 @@ from agreements_kit.signing.setup import init_practice
 
 REPO = Path(__file__).resolve().parent.parent
 # What verify and audit trust when not told on the command line: never taken from the environment tests run in.
-TRUST_VARIABLES = ("AGREEMENTS_TRUST", "AGREEMENTS_TRUST_SHA256")
+TRUST_VARIABLES = ("AGREEMENTS_TRUST", "AGREEMENTS_TRUST_SHA256", "AGREEMENTS_TSA_TRUST", "AGREEMENTS_LOG_KEY")
 
 
 @dataclass

@@ -40,7 +40,9 @@ T = dt.datetime(2025, 3, 14, 12, 0, tzinfo=UTC)  # the checked time of most case
 MINUTE = dt.timedelta(minutes=1)
 HOUR = dt.timedelta(hours=1)
 PRACTICE = "Differential Practice"
-PASS = b"diff-practice-pass"
+PASS = b"diff-practice-pass"  # the root's
+INTAKE_PASS = b"diff-intake-pass"
+CLINICIAN_PASS = b"diff-clinician-ca-pass"
 KEY_PASS = b"diff-clinician-pass"
 AGREEMENT = "agr-diff-0001"
 
@@ -414,13 +416,14 @@ def _crl(issuer: x509.Certificate, key: Any, number: int, when: dt.datetime,
 
 def _practice(folder: Path) -> tuple[PKI, dict[str, Party], Any, Any]:
     pki = PKI(folder / "pki")
-    pki.create(PRACTICE, PASS, now=T - HOUR)
+    pki.create(PRACTICE, PASS, INTAKE_PASS, CLINICIAN_PASS, now=T - HOUR)
     root_key = load_key(pki.root_key, PASS, "root CA")
-    intake_key = load_key(pki.intake_key, PASS, "intake CA")
+    intake_key = load_key(pki.intake_key, INTAKE_PASS, "intake CA")
     parties = {}
     for tid, name in (("lee", "Dr. Robin Lee"), ("ortiz", "Sam Ortiz")):
-        cert = pki.issue_clinician(tid, name, PRACTICE, PASS, KEY_PASS, now=T - HOUR)
-        parties[tid] = Party(cert, load_key(pki.therapist_key(tid), KEY_PASS, tid), [])
+        cert = pki.issue_clinician(tid, name, PRACTICE, CLINICIAN_PASS, KEY_PASS, now=T - HOUR)
+        # the clinician CA issues therapists' certificates and travels in their signatures
+        parties[tid] = Party(cert, load_key(pki.therapist_key(tid), KEY_PASS, tid), [pki.clinician_ca()])
     for role, name in (("client", "Jane Q. Doe"), ("guardian", "John Doe")):
         cert, key = pki.one_time_client(name, PRACTICE, intake_key, T, AGREEMENT, role)
         parties[role] = Party(cert, key, [pki.intake()])
@@ -433,28 +436,33 @@ def build_world(folder: Path) -> World:
     other_pki, other, other_root_key, other_intake_key = _practice(folder / "other")
     crls = {"base": pki.crl.read_bytes(), "other": other_pki.crl.read_bytes()}
 
-    def revoked_set(name: str, cert: x509.Certificate, when: dt.datetime) -> None:
+    def revoked_set(name: str, cert: x509.Certificate, when: dt.datetime, passphrase: bytes = CLINICIAN_PASS) -> None:
         shutil.copytree(folder / "main", folder / name)
         copy = PKI(folder / name / "pki")
-        copy.revoke(cert, PASS, now=when)
+        copy.revoke(cert, passphrase, now=when)  # a therapist by the clinician CA, a CA by the root
         crls[name] = copy.crl.read_bytes()
 
     ortiz = parties["ortiz"].cert
     revoked_set("ortiz-before", ortiz, T - 10 * MINUTE)
     revoked_set("ortiz-at", ortiz, T)
     revoked_set("ortiz-after", ortiz, T + HOUR)
-    revoked_set("intake-before", intake, T - 10 * MINUTE)
+    revoked_set("intake-before", intake, T - 10 * MINUTE, PASS)
+    # The clinician CA's own CRL, as the practice issues it, for the hand-made sets below (each CA its own).
+    clinicians = _crl(pki.clinician_ca(), load_key(pki.clinician_key, CLINICIAN_PASS, "clinician CA"), 1, T - HOUR)
     # The intake CA's own CRL revoking the client's one-time certificate (PKI.revoke never does this).
     crls["client-before"] = (_crl(root, root_key, 2, T - 10 * MINUTE)
                              + _crl(intake, intake_key, 2, T - 10 * MINUTE,
-                                    ((parties["client"].cert.serial_number, T - 10 * MINUTE),)))
+                                    ((parties["client"].cert.serial_number, T - 10 * MINUTE),))
+                             + clinicians)
     # Only the root's CRL: nothing to check a client's certificate against.
     crls["root-only"] = _crl(root, root_key, 2, T - 10 * MINUTE)
     # The intake CA's CRL signed by the look-alike's intake key (same issuer name, another key).
-    crls["intake-forged"] = _crl(root, root_key, 2, T - 10 * MINUTE) + _crl(intake, other_intake_key, 2,
-                                                                           T - 10 * MINUTE)
+    crls["intake-forged"] = (_crl(root, root_key, 2, T - 10 * MINUTE)
+                             + _crl(intake, other_intake_key, 2, T - 10 * MINUTE) + clinicians)
     # A CRL set issued after the checked time, revoking nothing.
-    crls["issued-later"] = _crl(root, root_key, 2, T + HOUR) + _crl(intake, intake_key, 2, T + HOUR)
+    crls["issued-later"] = (_crl(root, root_key, 2, T + HOUR) + _crl(intake, intake_key, 2, T + HOUR)
+                            + _crl(pki.clinician_ca(), load_key(pki.clinician_key, CLINICIAN_PASS, "clinician CA"), 2,
+                                   T + HOUR))
 
     def add(name: str, cert: x509.Certificate, key: Any, chain: list[x509.Certificate]) -> None:
         parties[name] = Party(cert, key, chain)
@@ -607,8 +615,8 @@ def signature_cases(w: World, flip_step: int = 7, flip_cap: int = 260) -> list[C
         add(V, "valid", rec, built(rec, who), who)
         add(f"{V}/smime-capabilities", "valid", rec,
             built(rec, who, attrs=[*standard_attrs(rec), attribute(SMIME_CAPABILITIES, seq())]), who)
-        add(f"{V}/unsigned-attribute", "valid", rec,
-            built(rec, who, unsigned=[attribute(PRIVATE_OID, tlv(0x0C, b"note"))]), who)
+        add(f"attrs/{who}/unsigned-attribute", "attrs", rec,
+            built(rec, who, unsigned=[attribute(PRIVATE_OID, tlv(0x0C, b"note"))]), who, policy="only-token-unsigned")
         add(f"{V}/extra-unrelated-certs", "valid", rec,
             built(rec, who, certs=[P[who].cert, *P[who].chain, P["other-lee"].cert, w.roots["other"]]), who)
         add(f"{V}/root-included", "valid", rec, built(rec, who, certs=[P[who].cert, *P[who].chain, w.root]), who)
@@ -742,17 +750,17 @@ def signature_cases(w: World, flip_step: int = 7, flip_cap: int = 260) -> list[C
     # ---- signers
     add("signers/two-valid", "signers", rec,
         make_cms(rec, [Signer(lee.cert, lee.key), Signer(client.cert, client.key)],
-                 [lee.cert, client.cert, *client.chain]), "lee", policy="one-signer")
+                 [lee.cert, *lee.chain, client.cert, *client.chain]), "lee", policy="one-signer")
     add("signers/second-forged", "signers", rec,
         make_cms(rec, [Signer(lee.cert, lee.key), Signer(client.cert, P["other-client"].key)],
-                 [lee.cert, client.cert, *client.chain]), "lee")
+                 [lee.cert, *lee.chain, client.cert, *client.chain]), "lee")
     add("signers/second-untrusted", "signers", rec,
         make_cms(rec, [Signer(lee.cert, lee.key), Signer(P["other-lee"].cert, P["other-lee"].key)],
-                 [lee.cert, P["other-lee"].cert]), "lee")
+                 [lee.cert, *lee.chain, P["other-lee"].cert, *P["other-lee"].chain]), "lee")
     add("signers/none", "signers", rec, make_cms(rec, [], [lee.cert], digest_algs=[SHA256]), "lee")
     add("signers/same-twice", "signers", rec,
         make_cms(rec, [Signer(lee.cert, lee.key), Signer(lee.cert, lee.key, signing_time=T + MINUTE)],
-                 [lee.cert]), "lee", policy="one-signer")
+                 [lee.cert, *lee.chain]), "lee", policy="one-signer")
     add("signers/by-ski", "signers", rec, built(rec, "lee", sid="ski"), "lee", policy="issuer-serial-sid")
     add("signers/by-ski-client", "signers", rec, built(rec, "client", sid="ski"), "client",
         policy="issuer-serial-sid")
@@ -772,11 +780,12 @@ def signature_cases(w: World, flip_step: int = 7, flip_cap: int = 260) -> list[C
     add("certs/main-under-other-root", "certs", rec, lib(rec, "lee"), "lee", root="other", crls="other")
     # A look-alike with the signer's issuer name and serial number, made with another key.
     twin = P["twin"].cert
-    add("certs/twin-first-real-signs", "certs", rec, built(rec, "lee", certs=[twin, lee.cert]), "lee",
+    add("certs/twin-first-real-signs", "certs", rec, built(rec, "lee", certs=[twin, lee.cert, *lee.chain]), "lee",
         policy="ambiguous-signer-twin-first")
-    add("certs/twin-last-real-signs", "certs", rec, built(rec, "lee", certs=[lee.cert, twin]), "lee",
+    add("certs/twin-last-real-signs", "certs", rec, built(rec, "lee", certs=[lee.cert, twin, *lee.chain]), "lee",
         policy="ambiguous-signer-twin-last")
-    add("certs/twin-signs", "certs", rec, make_cms(rec, [Signer(twin, P["twin"].key)], [twin, lee.cert]), "twin")
+    add("certs/twin-signs", "certs", rec, make_cms(rec, [Signer(twin, P["twin"].key)], [twin, lee.cert, *lee.chain]),
+        "twin")
     add("certs/twin-alone-signs", "certs", rec, built(rec, "twin"), "twin")
     add("certs/garbage-cert", "certs", rec, built(rec, "lee", raw_certs=[_der(lee.cert), seq(integer(1))]), "lee")
 

@@ -55,7 +55,9 @@ def ok(res):
 def invoke(args: list, env: dict[str, str] | None = None):
     """The CLI in-process, for module-scoped fixtures (which cannot use monkeypatch)."""
     base = {"AGREEMENTS_PRACTICE": None, "AGREEMENTS_PASSPHRASE": None, "AGREEMENTS_KEY_PASSPHRASE": None,
-            "AGREEMENTS_FAULT": None, "AGREEMENTS_TRUST": None, "AGREEMENTS_TRUST_SHA256": None}
+            "AGREEMENTS_INTAKE_PASSPHRASE": None, "AGREEMENTS_CLINICIAN_CA_PASSPHRASE": None,
+            "AGREEMENTS_FAULT": None, "AGREEMENTS_TRUST": None, "AGREEMENTS_TRUST_SHA256": None,
+            "AGREEMENTS_TSA_TRUST": None, "AGREEMENTS_LOG_KEY": None, "AGREEMENTS_LOG_PASSPHRASE": None}
     return ok(CliRunner().invoke(main, [str(a) for a in args], env={**base, **(env or {})},
                                  catch_exceptions=False))
 
@@ -86,8 +88,9 @@ def flip(path: Path, position: int) -> None:
     os.chmod(path, mode)
 
 
-AGREEMENTS_VARIABLES = ("AGREEMENTS_PASSPHRASE", "AGREEMENTS_KEY_PASSPHRASE", "AGREEMENTS_FAULT",
-                        "AGREEMENTS_PRACTICE", "AGREEMENTS_TRUST", "AGREEMENTS_TRUST_SHA256")
+AGREEMENTS_VARIABLES = ("AGREEMENTS_PASSPHRASE", "AGREEMENTS_KEY_PASSPHRASE", "AGREEMENTS_INTAKE_PASSPHRASE",
+                        "AGREEMENTS_CLINICIAN_CA_PASSPHRASE", "AGREEMENTS_FAULT", "AGREEMENTS_PRACTICE",
+                        "AGREEMENTS_TRUST", "AGREEMENTS_TRUST_SHA256")
 
 
 def private_copy(base: Path, tmp_path: Path, monkeypatch=None) -> Path:

@@ -4,8 +4,9 @@ Three adversaries (docs/threat-model.md), each limited to what they hold:
 
 - ``forger``: the practice's public files (root.pem, crl.pem) and a copy of the archive; no key;
 - ``therapist``: their own certificate, key and passphrase, and write access to the archive (folders, ledger);
-- ``frontdesk``: runs intakes, so holds the practice passphrase (the intake CA's key and, in the current
-  design, the root's) and writes to the archive as the intake does.
+- ``frontdesk``: runs intakes, so holds the intake CA's passphrase, and writes to the archive as the intake
+  does; cases that use the root's or the clinician CA's key (each under a passphrase of its own) are an
+  insider who holds that one too.
 
 Every case starts from its own copy of one pristine practice (tests/attack_kit.py), changes it as its
 adversary would, and asserts that ``verify_folder`` (with the archive's ledger) and ``audit`` (the
@@ -80,7 +81,7 @@ def countersign(s: Scene, target: str, tid: str = "lee", **kw) -> kit.Forged:
     """The therapist ``tid`` countersigns ``target`` with their own key (record, CMS, ledger entry)."""
     cert, key = s.keys.therapist(tid)
     body = kw.pop("body", None) or therapist_body(tid)
-    return forge(s.folder(target), "therapist", body, cert, key, **kw)
+    return forge(s.folder(target), "therapist", body, cert, key, s.keys.chain(cert), **kw)
 
 
 def intake_sign(s: Scene, target: str, signer: str = CLIENT, role: str = "client", *, cert_role: str | None = None,
@@ -343,9 +344,13 @@ def _(s):
 
 # --- revocation
 
-@attack("crl-deleted", "forger", "revocation", VALID, "revocation.missing-crl")
+@attack("crl-deleted", "therapist", "revocation", KIMS, "revocation.missing-crl")
 def _(s):
+    """Signatures made by the tools carry the CRLs in force at signing, so deleting crl.pem hides nothing
+    from them (tests/test_renew.py); kim, revoked, deletes it and countersigns with a signature of her own
+    making, which carries none: revocation cannot be judged."""
     (s.root / "pki" / "crl.pem").unlink()
+    countersign(s, KIMS, "kim")
 
 
 @attack("older-crl-substituted", "forger", "revocation", VALID, "revocation.rollback")
@@ -408,16 +413,16 @@ def _(s):
 
 @attack("crl-reissued-without-revocation", "frontdesk", "revocation", KIMS, "revocation.substituted")
 def _(s):
-    """Front desk (root and intake keys) re-issues CRL set number 2 without kim's revocation."""
+    """The clinician CA's key re-issues its CRL number 2 (the one that revoked kim) without kim's revocation."""
     pki = s.keys.pki
-    kit.rewrite(pki.crl, kit.crl_set([(pki.root(), s.keys.root_key()), (pki.intake(), s.keys.intake_key())], 2))
+    kit.rewrite(pki.crl, kit.replace_crl(pki.crl.read_bytes(), pki.clinician_ca(), s.keys.clinician_key(), 2))
     countersign(s, KIMS, "kim")
 
 
 @attack("crl-new-number-unlogged", "frontdesk", "revocation", KIMS, "revocation.unlogged")
 def _(s):
     pki = s.keys.pki
-    kit.rewrite(pki.crl, kit.crl_set([(pki.root(), s.keys.root_key()), (pki.intake(), s.keys.intake_key())], 3))
+    kit.rewrite(pki.crl, kit.replace_crl(pki.crl.read_bytes(), pki.clinician_ca(), s.keys.clinician_key(), 3))
     countersign(s, KIMS, "kim")
 
 
@@ -428,9 +433,10 @@ def _(s):
     from agreements_kit.formats.crlset import parse_crl_set
 
     pki = s.keys.pki
-    data = kit.crl_set([(pki.root(), s.keys.root_key()), (pki.intake(), s.keys.intake_key())], 3)
+    data = kit.replace_crl(pki.crl.read_bytes(), pki.clinician_ca(), s.keys.clinician_key(), 3)
     kit.rewrite(pki.crl, data)
-    kit.ledger_append(s.archive, {"event": "crl", "crl_number": 3, "crls": parse_crl_set(data, "crl").digests(),
+    crls = parse_crl_set(data, "crl")
+    kit.ledger_append(s.archive, {"event": "crl", "crl_numbers": crls.numbers, "crls": crls.digests(),
                                   "time": kit.iso(utcnow()), "revoked": []})
     countersign(s, KIMS, "kim")
 
@@ -539,7 +545,7 @@ def _(s):
 def _(s):
     kit.admit(s.root, FRESH)
     cert, key = s.keys.therapist("lee")
-    forge(s.folder(FRESH), "client", client_body(CLIENT, s.folder(FRESH)), cert, key)
+    forge(s.folder(FRESH), "client", client_body(CLIENT, s.folder(FRESH)), cert, key, s.keys.chain(cert))
 
 
 @attack("countersignature-with-client-certificate", "frontdesk", "roles", HALF, "role.wrong-certificate")
@@ -865,7 +871,7 @@ def _(s):
     cert, key = s.keys.therapist("lee")
     body = void_body("lee")
     body["reason"] = " "
-    forge(s.folder(HALF), "void", body, cert, key)
+    forge(s.folder(HALF), "void", body, cert, key, s.keys.chain(cert))
 
 
 
@@ -919,7 +925,7 @@ def test_attack_tools_used_honestly_give_valid_signatures(act: str, scene: Scene
         target, status = FRESH, "incomplete"
     else:
         cert, key = scene.keys.therapist("lee")
-        forge(scene.folder(HALF), "void", void_body(), cert, key)
+        forge(scene.folder(HALF), "void", void_body(), cert, key, scene.keys.chain(cert))
         target, status = HALF, "voided"
     got = scene.judge(target)
     assert got["verify"]["status"] == status and got["verify"]["codes"] == [], json.dumps(got, indent=1)

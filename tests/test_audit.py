@@ -45,7 +45,9 @@ from agreements_kit.verification.steps import STEPS
 from agreements_kit.verification.trust import load_trust
 from agreements_kit.verification.verify import Verifier, verify_folder
 
-PASS = b"practice-pass-1"
+PASS = b"practice-pass-1"  # the root's
+INTAKE_PASS = b"intake-pass-1"
+CLINICIAN_PASS = b"clinician-ca-pass-1"
 LEE_PASS = b"lee-key-pass-1"
 ORTIZ_PASS = b"ortiz-key-pass-1"
 PRACTICE_NAME = "Test Practice"
@@ -83,16 +85,16 @@ def base(tmp_path_factory) -> Base:
     t0 = utcnow() - dt.timedelta(seconds=90)
     init_practice(root, name=PRACTICE_NAME, jurisdiction="US-NY", phone="(212) 555-0100",
                   therapists={"lee": ("Dr. Robin Lee", "PhD"), "ortiz": ("Sam Ortiz", "LCSW")})
-    PKI(root / "pki").create(PRACTICE_NAME, PASS, now=t0 - dt.timedelta(hours=1))
+    PKI(root / "pki").create(PRACTICE_NAME, PASS, INTAKE_PASS, CLINICIAN_PASS, now=t0 - dt.timedelta(hours=1))
     practice = load_practice(root)
-    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, PASS, LEE_PASS,
+    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, CLINICIAN_PASS, LEE_PASS,
                                       now=t0 - dt.timedelta(hours=1))
     renderer = Renderer.load(root)
     drafts = [renderer.render_to(Job(make_spec(client=CLIENT, therapist="lee", id=aid, date=t0.date()),
                                      practice.drafts)) for aid in (*ARCHIVED, DRAFT)]
     log_renders(practice, drafts)
     for i, (aid, draft) in enumerate(zip(ARCHIVED, drafts[:len(ARCHIVED)], strict=True)):
-        sign_client(practice, aid, client_signing(draft), PASS, now=t0 + dt.timedelta(seconds=i))
+        sign_client(practice, aid, client_signing(draft), INTAKE_PASS, now=t0 + dt.timedelta(seconds=i))
     for i, aid in enumerate(COMPLETE):
         sign_therapist(practice, aid, LEE_PASS, now=t0 + dt.timedelta(seconds=10 + i))
     void(practice, VOIDED, "Replaced by a newer agreement", LEE_PASS, now=t0 + dt.timedelta(seconds=20))
@@ -151,7 +153,8 @@ def audit_json(cli, root: Path) -> dict:
 def bypass_credential_checks(monkeypatch) -> None:
     """Let sign_therapist use a revoked or expired certificate, as a forger with the key could."""
     def credentials(pki: PKI, tid: str, passphrase: bytes, now: dt.datetime):
-        return load_cert(pki.therapist_cert(tid), tid), load_key(pki.therapist_key(tid), passphrase, tid)
+        cert = load_cert(pki.therapist_cert(tid), tid)
+        return cert, load_key(pki.therapist_key(tid), passphrase, tid), [pki.issuer_of(cert)]
 
     monkeypatch.setattr(sign_module, "_therapist_credentials", credentials)
 
@@ -227,7 +230,7 @@ def test_audit_agrees_with_verify_on_the_untouched_archive(cli, pr: Path):
 
 def test_audit_revocation_after_the_signatures_is_no_problem(cli, pr: Path):
     store = PKI(pr / "pki")
-    store.revoke(load_cert(store.therapist_cert("lee"), "lee"), PASS)
+    store.revoke(load_cert(store.therapist_cert("lee"), "lee"), CLINICIAN_PASS)
     res = audit(cli, pr)
     assert res.exit_code == 0, res.stdout
     assert res.stdout.startswith("ok: 6 agreements: 4 valid, 0 invalid")
@@ -263,9 +266,9 @@ def t_record_moved(pr: Path, mp, base: Base) -> str:
 
 def t_other_ca(pr: Path, mp, base: Base) -> str:
     other = PKI(pr.parent / "other-pki")
-    other.create(PRACTICE_NAME, b"other-pass-1")
+    other.create(PRACTICE_NAME, b"other-pass-1", b"other-intake-1", b"other-clinician-1")
     path = pr / "signed" / C / THERAPIST_REC
-    cert = other.issue_clinician("lee", "Dr. Robin Lee", PRACTICE_NAME, b"other-pass-1", b"forger-pass-1",
+    cert = other.issue_clinician("lee", "Dr. Robin Lee", PRACTICE_NAME, b"other-clinician-1", b"forger-pass-1",
                                  now=utcnow() - dt.timedelta(hours=1))
     key = load_key(other.therapist_key("lee"), b"forger-pass-1", "x")
     rewrite(Path(f"{path}.p7s"), cms.sign_detached(path.read_bytes(), cert, key))
@@ -275,14 +278,14 @@ def t_other_ca(pr: Path, mp, base: Base) -> str:
 def t_revoked(pr: Path, mp, base: Base) -> str:
     store = PKI(pr / "pki")
     # after the fixture's signatures (the last at t0 + 20 s), before this one
-    store.revoke(load_cert(store.therapist_cert("lee"), "lee"), PASS, now=base.t0 + dt.timedelta(seconds=30))
+    store.revoke(load_cert(store.therapist_cert("lee"), "lee"), CLINICIAN_PASS, now=base.t0 + dt.timedelta(seconds=30))
     bypass_credential_checks(mp)
     sign_therapist(load_practice(pr), HALF, LEE_PASS, completion=False)
     return HALF
 
 
 def t_expired(pr: Path, mp, base: Base) -> str:
-    PKI(pr / "pki").issue_clinician("ortiz", "Sam Ortiz", PRACTICE_NAME, PASS, ORTIZ_PASS,
+    PKI(pr / "pki").issue_clinician("ortiz", "Sam Ortiz", PRACTICE_NAME, CLINICIAN_PASS, ORTIZ_PASS,
                                     now=utcnow() - dt.timedelta(days=3), days=1)
     bypass_credential_checks(mp)
     sign_therapist(load_practice(pr), HALF, ORTIZ_PASS, therapist_id="ortiz", completion=False)
@@ -463,7 +466,7 @@ def test_audit_ledger_tampered(cli, pr: Path, case: str):
     # And `agreements verify` of the affected agreement says the same.
     v = cli("verify", *trust_args(pr), pr / "signed" / B)
     assert v.exit_code == 1, v.stdout
-    assert any(re.match(rf"  FAIL 11 ledger: .*{re.escape(words)}.* \[{re.escape(code)}\]$", line)
+    assert any(re.match(rf"  FAIL 12 ledger: .*{re.escape(words)}.* \[{re.escape(code)}\]$", line)
                for line in v.stdout.splitlines()), v.stdout
 
 
@@ -506,7 +509,7 @@ def test_audit_archived_folder_not_in_the_ledger(cli, pr: Path):
     """DRAFT is signed into the archive, and the ledger lines that recorded it are cut off."""
     before = (pr / "signed" / "ledger.jsonl").read_bytes()
     practice = load_practice(pr)
-    sign_client(practice, DRAFT, client_signing(pr / "drafts" / DRAFT), PASS)
+    sign_client(practice, DRAFT, client_signing(pr / "drafts" / DRAFT), INTAKE_PASS)
     assert (pr / "signed" / DRAFT / CLIENT_REC).exists()
     rewrite(pr / "signed" / "ledger.jsonl", before)
     res = audit(cli, pr)
@@ -674,7 +677,7 @@ def demo(tmp_path_factory, agreements_bin: str) -> tuple[Path, Path]:
     proc = subprocess.run([agreements_bin, "demo", str(directory)], capture_output=True, text=True, env=env,
                           cwd=directory.parent, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    folders = [p for p in (directory / "signed").iterdir() if p.is_dir() and not p.name.startswith(".")]
+    folders = [p for p in (directory / "signed").iterdir() if p.is_dir() and p.name.startswith("agr-")]
     assert len(folders) == 1
     return directory, folders[0]
 

@@ -28,7 +28,9 @@ from agreements_kit.signing.renders import log_renders
 from agreements_kit.signing.setup import init_practice
 from agreements_kit.signing.sign import ClientSigning, sign_client
 
-PRACTICE_PASS = "practice-pass-1"
+PRACTICE_PASS = "practice-pass-1"  # the intake CA's (client signatures)
+ROOT_PASS = "root-pass-1"
+CLINICIAN_PASS = "clinician-ca-pass-1"
 LEE_PASS = "lee-key-pass-1"
 CLIENT = "Jane Q. Doe"
 ONE = "agr-crash-one"
@@ -115,7 +117,7 @@ def openssl_ok(record: Path, root_pem: Path) -> bool:
 
 
 def client_env(**more: str) -> dict[str, str]:
-    return {"AGREEMENTS_PASSPHRASE": PRACTICE_PASS, **more}
+    return {"AGREEMENTS_INTAKE_PASSPHRASE": PRACTICE_PASS, **more}
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -126,9 +128,10 @@ def base(tmp_path_factory) -> Path:
     """A practice with its PKI, lee's certificate, and two rendered (and logged) drafts."""
     root = tmp_path_factory.mktemp("crash-base") / "practice"
     init_practice(root, name="Test Practice", jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")}, passphrase=PRACTICE_PASS.encode())
+                  therapists={"lee": ("Dr. Robin Lee", "PhD")}, passphrase=ROOT_PASS.encode(),
+                  intake_passphrase=PRACTICE_PASS.encode(), clinician_passphrase=CLINICIAN_PASS.encode())
     practice = load_practice(root)
-    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, PRACTICE_PASS.encode(),
+    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, CLINICIAN_PASS.encode(),
                                       LEE_PASS.encode())
     renderer = Renderer.load(root)
     drafts = [renderer.render_to(Job(make_spec(client=CLIENT, therapist="lee", id=aid, date="2026-11-27"),
@@ -282,7 +285,7 @@ def test_partial_ledger_line_is_dropped_by_the_next_sign(run_bin, pr: Path, afte
 
 def _popen(agreements_bin: str, args: list, cwd: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("AGREEMENTS_PRACTICE", "AGREEMENTS_FAULT")}
-    env["AGREEMENTS_PASSPHRASE"] = PRACTICE_PASS
+    env["AGREEMENTS_INTAKE_PASSPHRASE"] = PRACTICE_PASS
     return subprocess.Popen([agreements_bin, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, cwd=cwd)
 

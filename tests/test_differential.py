@@ -57,6 +57,8 @@ POLICY: dict[str, tuple[tuple[bool, bool, bool], str]] = {
     "content-type-data": ((False, True, False), "the signed contentType must be id-data (pyHanko agrees); OpenSSL "
                           "does not compare it with the content's type"),
     "only-known-attributes": ((False, True, True), "we accept only the signed attributes our signer writes"),
+    "only-token-unsigned": ((False, True, True), "the one unsigned attribute accepted is the signature time-stamp "
+                            "token (step 6): anything else there is unsigned text a reader might take for evidence"),
     "signed-attrs-required": ((False, True, True), "without signed attributes there is no signing time"),
     "one-signer": ((False, True, False), "exactly one SignerInfo: a record has one signer (pyHanko agrees); "
                    "OpenSSL verifies every signer and accepts when all verify"),

@@ -33,7 +33,10 @@ from agreements_kit.store.archive import Archive
 from agreements_kit.verification.trust import load_trust
 from agreements_kit.verification.verify import verify_folder
 
-PASS = b"forgery-test-passphrase"
+PASS = b"forgery-test-passphrase"  # the root's
+INTAKE_PASS = b"forgery-intake-pass"
+CLINICIAN_PASS = b"forgery-clinician-pass"
+LEE_PASS = b"forgery-lee-pass"
 CLIENT = "Jane Q. Doe"
 GUARDIAN = "Pat Q. Doe"
 AID = "agr-forge-1"
@@ -44,8 +47,9 @@ WITH_GUARDIAN = "agr-forge-g"  # names GUARDIAN (parent) as the client's guardia
 def base(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("forge") / "practice"
     init_practice(root, name="Forgery Test Practice", jurisdiction="US", passphrase=PASS,
+                  intake_passphrase=INTAKE_PASS, clinician_passphrase=CLINICIAN_PASS,
                   therapists={"lee": ("Dr. Robin Lee", "PhD")})
-    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", "Forgery Test Practice", PASS, PASS)
+    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", "Forgery Test Practice", CLINICIAN_PASS, LEE_PASS)
     renderer = Renderer.load(root)
     renderer.render_to(Job(make_spec(client=CLIENT, therapist="lee", id=AID), root / "drafts"))
     renderer.render_to(Job(make_spec(client=CLIENT, therapist="lee", id=WITH_GUARDIAN, guardian=GUARDIAN,
@@ -85,8 +89,8 @@ def one_time(pr: Path, name: str, role: str = "client", issued_for: str = AID, r
     entered in the register (as ``sign_client`` does) unless ``register`` is false."""
     store = PKI(pr / "pki")
     now = utcnow()
-    cert, key = store.one_time_client(name, load_practice(pr).name, load_key(store.intake_key, PASS, "intake"), now,
-                                      issued_for, role)
+    intake_key = load_key(store.intake_key, INTAKE_PASS, "intake")
+    cert, key = store.one_time_client(name, load_practice(pr).name, intake_key, now, issued_for, role)
     if register:
         store.register(cert, role, store.intake(), now, agreement_id=issued_for)
     return cert, key
@@ -94,7 +98,7 @@ def one_time(pr: Path, name: str, role: str = "client", issued_for: str = AID, r
 
 def lee(pr: Path):
     store = PKI(pr / "pki")
-    return load_cert(store.therapist_cert("lee"), "lee"), load_key(store.therapist_key("lee"), PASS, "lee")
+    return load_cert(store.therapist_cert("lee"), "lee"), load_key(store.therapist_key("lee"), LEE_PASS, "lee")
 
 
 def verdict(pr: Path, aid: str = AID):
@@ -112,13 +116,13 @@ def client_signs(pr: Path, aid: str = AID, role: str = "client", name: str = CLI
     folder = sign.find_agreement(practice, aid)
     sign.sign_client(practice, aid, sign.ClientSigning(
         name=name, consent=True, initials={c["id"]: "JQD" for c in folder.manifest["clauses"] if c["initials"]},
-        intent=True, identity_method="photo ID", identity_checked_by="desk", role=role), PASS)
+        intent=True, identity_method="photo ID", identity_checked_by="desk", role=role), INTAKE_PASS)
 
 
 def test_a_therapist_cannot_sign_the_clients_part_with_their_own_certificate(pr: Path):
     cert, key = lee(pr)
-    forge_client_record(pr, cert, key, [], name="Dr. Robin Lee")
-    sign.sign_therapist(load_practice(pr), AID, PASS)
+    forge_client_record(pr, cert, key, [PKI(pr / "pki").clinician_ca()], name="Dr. Robin Lee")
+    sign.sign_therapist(load_practice(pr), AID, LEE_PASS)
     v = verdict(pr)
     assert v.status == "invalid"
     assert any("one-time certificate from the practice's intake CA" in d
@@ -169,7 +173,7 @@ def test_an_ordinary_certificate_cannot_act_as_a_certificate_authority(pr: Path,
               .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), False)
               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(cert.public_key()), False)
               .sign(key, hashes.SHA256()))  # a well-formed leaf in every way but its issuer
-    forge_client_record(pr, forged, leaf_key, [cert])
+    forge_client_record(pr, forged, leaf_key, [cert, PKI(pr / "pki").clinician_ca()])
     if not with_crl:
         (pr / "pki" / "crl.pem").unlink()  # revocation cannot be what refuses it
     v = verdict(pr)
@@ -214,7 +218,7 @@ def test_a_guardian_signature_must_be_the_named_guardians(pr: Path, name: str):
 
 def test_the_named_guardian_signs_validly(pr: Path):
     client_signs(pr, WITH_GUARDIAN, role="guardian", name=GUARDIAN)
-    sign.sign_therapist(load_practice(pr), WITH_GUARDIAN, PASS, completion=False)
+    sign.sign_therapist(load_practice(pr), WITH_GUARDIAN, LEE_PASS, completion=False)
     v = verdict(pr, WITH_GUARDIAN)
     assert v.status == "valid", describe_failures(v)
     assert [s["role"] for s in v.signers] == ["guardian", "therapist"]

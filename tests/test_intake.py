@@ -47,7 +47,9 @@ from agreements_kit.signing.renders import log_renders
 from agreements_kit.signing.setup import init_practice
 from agreements_kit.signing.sign import ClientSigning, sign_client
 
-PASS = "practice-pass-1"
+PASS = "practice-pass-1"  # the intake CA's: the intake server and /staff use it alone
+ROOT_PASS = "root-pass-1"
+CLINICIAN_PASS = "clinician-ca-pass-1"
 A_ID = "agr-web-alpha"
 A_NAME = "Jane Q. Doe"
 B_ID = "agr-web-bravo"
@@ -266,7 +268,8 @@ def base(tmp_path_factory) -> Path:
     """A practice with its PKI and two rendered drafts, for two different clients."""
     root = tmp_path_factory.mktemp("intake-base") / "practice"
     init_practice(root, name="Test Practice", jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")}, passphrase=PASS.encode())
+                  therapists={"lee": ("Dr. Robin Lee", "PhD")}, passphrase=ROOT_PASS.encode(),
+                  intake_passphrase=PASS.encode(), clinician_passphrase=CLINICIAN_PASS.encode())
     practice = load_practice(root)
     renderer = Renderer.load(root)
     drafts = [renderer.render_to(Job(make_spec(client=name, therapist="lee", id=aid, date=DATE), practice.drafts))
@@ -282,7 +285,8 @@ def copy_practice(base: Path, dest: Path) -> Path:
 
 @pytest.fixture
 def pr(base: Path, tmp_path: Path, monkeypatch) -> Path:
-    for key in ("AGREEMENTS_PASSPHRASE", "AGREEMENTS_KEY_PASSPHRASE", "AGREEMENTS_FAULT", "AGREEMENTS_PRACTICE"):
+    for key in ("AGREEMENTS_PASSPHRASE", "AGREEMENTS_KEY_PASSPHRASE", "AGREEMENTS_INTAKE_PASSPHRASE",
+                "AGREEMENTS_CLINICIAN_CA_PASSPHRASE", "AGREEMENTS_FAULT", "AGREEMENTS_PRACTICE"):
         monkeypatch.delenv(key, raising=False)
     return copy_practice(base, tmp_path / "practice")
 
@@ -765,7 +769,7 @@ def test_staff_login_is_rate_limited_after_five_failures(app):
     r = t.staff_login(PASS)
     assert r.status_code == 429 and "Too many" in text(r)
     assert not set_cookies(r, web.STAFF_COOKIE)
-    assert "Practice passphrase" in text(t.get("/staff"))  # still the login form
+    assert "Intake CA passphrase" in text(t.get("/staff"))  # still the login form
     assert Tablet(app, addr="10.0.1.2").staff_login(PASS).status_code == 302
 
 
@@ -1554,13 +1558,15 @@ def stdin_for_subprocesses(monkeypatch):
 
 
 def test_cli_intake_serve_without_passphrase_and_no_tty(run_bin, pr: Path, monkeypatch, stdin_for_subprocesses):
-    monkeypatch.delenv("AGREEMENTS_PASSPHRASE", raising=False)
+    monkeypatch.delenv("AGREEMENTS_INTAKE_PASSPHRASE", raising=False)
+    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", ROOT_PASS)  # the root's is never used in its place
     stdin_for_subprocesses("devnull")
-    one_error_line(run_bin("intake", "serve", "--practice", pr, "--port", "1"), "passphrase", "AGREEMENTS_PASSPHRASE")
+    one_error_line(run_bin("intake", "serve", "--practice", pr, "--port", "1"), "intake CA passphrase",
+                   "AGREEMENTS_INTAKE_PASSPHRASE")
 
 
 def test_cli_intake_serve_with_stdin_closed(run_bin, pr: Path, monkeypatch, stdin_for_subprocesses):
-    monkeypatch.delenv("AGREEMENTS_PASSPHRASE", raising=False)
+    monkeypatch.delenv("AGREEMENTS_INTAKE_PASSPHRASE", raising=False)
     stdin_for_subprocesses("closed")
     one_error_line(run_bin("intake", "serve", "--practice", pr, "--port", "1"), "passphrase")
 

@@ -25,7 +25,10 @@ from agreements_kit.signing.setup import init_practice
 from agreements_kit.signing.sign import sign_therapist
 
 CHROMIUM = "/usr/bin/chromium"
-PASS = b"browser-test-passphrase"
+PASS = b"browser-test-passphrase"  # the intake CA's
+ROOT_PASS = b"browser-root-pass"
+CLINICIAN_PASS = b"browser-clinician-pass"
+LEE_PASS = b"browser-lee-pass"
 SHOTS = Path(__file__).resolve().parent / "output" / "screenshots"
 CLIENTS = {"agr-web-0001": "Jane Q. Doe", "agr-web-0002": "John Roe", "agr-web-0003": "Mary Major",
            "agr-web-0004": "Ana María Núñez"}
@@ -42,9 +45,10 @@ def site(tmp_path_factory):
     from werkzeug.serving import make_server
 
     root = tmp_path_factory.mktemp("web") / "practice"
-    init_practice(root, passphrase=PASS, **DEMO_PRACTICE)
+    init_practice(root, passphrase=ROOT_PASS, intake_passphrase=PASS, clinician_passphrase=CLINICIAN_PASS,
+                  **DEMO_PRACTICE)
     practice = load_practice(root)
-    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, PASS, PASS)
+    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, CLINICIAN_PASS, LEE_PASS)
     renderer = Renderer.load(root)
     for aid, name in CLIENTS.items():
         renderer.render_to(Job(make_spec(client=name, therapist="lee", id=aid), practice.drafts))
@@ -157,7 +161,7 @@ def test_keyboard_only_client_completes_the_whole_flow(site, page, run_bin):
     shot(page, "5-finished")
     assert "session is closed" in page.content()
     # The therapist countersigns; agreements verify and OpenSSL accept both signatures.
-    sign_therapist(site["practice"], "agr-web-0001", PASS)
+    sign_therapist(site["practice"], "agr-web-0001", LEE_PASS)
     res = run_bin("verify", folder, "--trust", site["root"] / "pki" / "root.pem")
     assert res.exit_code == 0, res.stdout + res.stderr
     assert res.stdout.startswith("valid: agr-web-0001 signed by Jane Q. Doe (client)")
@@ -321,7 +325,7 @@ def test_two_tablets_sign_two_agreements_at_once_and_the_archive_audits_valid(si
     for folder in sorted((site["root"] / "signed").iterdir()):
         if folder.is_dir() and not folder.name.startswith(".") and \
                 not (folder / "02-therapist.json").exists() and (folder / "01-client.json").exists():
-            sign_therapist(practice, folder.name, PASS)
+            sign_therapist(practice, folder.name, LEE_PASS)
     res = run_bin("audit", site["root"] / "signed", "--json", "--trust", site["root"] / "pki" / "root.pem")
     assert res.exit_code == 0, (res.stdout[-2000:], res.stderr[-2000:])
     summary = json.loads(res.stdout)["summary"]

@@ -26,13 +26,14 @@ from agreements_kit.intake.app import intake_link
 from agreements_kit.intake.tickets import TicketStore
 from agreements_kit.signing.setup import init_practice
 
-PASS = "serve-test-passphrase"
+PASS = "serve-test-passphrase"  # the intake CA's: all the intake server holds
 
 
 @pytest.fixture(scope="module")
 def practice(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("serve") / "practice"
-    init_practice(root, name="Serve Test Practice", jurisdiction="US", passphrase=PASS.encode(),
+    init_practice(root, name="Serve Test Practice", jurisdiction="US", passphrase=b"serve-root-pass",
+                  intake_passphrase=PASS.encode(), clinician_passphrase=b"serve-clinician-pass",
                   therapists={"lee": ("Dr. Robin Lee", "PhD")})
     renderer = Renderer.load(root)
     renderer.render_to(Job(make_spec(client="Jane Q. Doe", therapist="lee", id="agr-serve-1"), root / "drafts"))
@@ -49,7 +50,7 @@ class Served:
     def __init__(self, practice: Path, *args: str):
         self.port = free_port()
         agreements = Path(sys.executable).parent / "agreements"
-        env = dict(os.environ, AGREEMENTS_PASSPHRASE=PASS)
+        env = dict(os.environ, AGREEMENTS_INTAKE_PASSPHRASE=PASS)
         self.proc = subprocess.Popen([str(agreements), "intake", "serve", "--practice", str(practice),
                                       "--port", str(self.port), *args], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,

@@ -29,8 +29,12 @@ from agreements_kit.authoring.practice import load_practice
 from agreements_kit.cli.commands import main
 from agreements_kit.signing.pki import PKI
 
-PRACTICE_PASS = "practice-pass-1"
+PRACTICE_PASS = "practice-pass-1"  # the root's
+INTAKE_PASS = "intake-pass-1"
+CLINICIAN_PASS = "clinician-ca-pass-1"
 LEE_PASS = "lee-key-pass-1"
+ALL_CA_PASSPHRASES = {"AGREEMENTS_PASSPHRASE": PRACTICE_PASS, "AGREEMENTS_INTAKE_PASSPHRASE": INTAKE_PASS,
+                      "AGREEMENTS_CLINICIAN_CA_PASSPHRASE": CLINICIAN_PASS}
 PRACTICE_NAME = "Test PKI Practice"
 
 needs_openssl = pytest.mark.requires_tool("openssl")
@@ -68,7 +72,8 @@ def basic_constraints(c: x509.Certificate) -> x509.Extension:
 
 
 def env(monkeypatch, **values: str | None) -> None:
-    for key in ("AGREEMENTS_PASSPHRASE", "AGREEMENTS_KEY_PASSPHRASE", "AGREEMENTS_PRACTICE"):
+    for key in ("AGREEMENTS_PASSPHRASE", "AGREEMENTS_KEY_PASSPHRASE", "AGREEMENTS_INTAKE_PASSPHRASE",
+                "AGREEMENTS_CLINICIAN_CA_PASSPHRASE", "AGREEMENTS_PRACTICE"):
         monkeypatch.delenv(key, raising=False)
     for key, value in values.items():
         if value is not None:
@@ -91,14 +96,15 @@ def base(tmp_path_factory) -> Path:
     pass_file = top / "practice-pass.txt"
     pass_file.write_text(PRACTICE_PASS + "\n")
     root = top / "practice"
-    invoke(["init", root, "--name", PRACTICE_NAME, "--jurisdiction", "US-NY", "--passphrase-file", pass_file])
+    invoke(["init", root, "--name", PRACTICE_NAME, "--jurisdiction", "US-NY", "--passphrase-file", pass_file],
+           env={"AGREEMENTS_INTAKE_PASSPHRASE": INTAKE_PASS, "AGREEMENTS_CLINICIAN_CA_PASSPHRASE": CLINICIAN_PASS})
     # practice.yaml from init lists only an example therapist: list ours.
     settings = yaml.safe_load((root / "practice.yaml").read_text())
     settings["therapists"] = {"lee": {"name": "Dr. Robin Lee", "credentials": "PhD"},
                               "ortiz": {"name": "Sam Ortiz", "credentials": "LCSW"}}
     (root / "practice.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     invoke(["pki", "issue", "--practice", root, "--therapist", "lee"],
-           env={"AGREEMENTS_PASSPHRASE": PRACTICE_PASS, "AGREEMENTS_KEY_PASSPHRASE": LEE_PASS})
+           env={"AGREEMENTS_CLINICIAN_CA_PASSPHRASE": CLINICIAN_PASS, "AGREEMENTS_KEY_PASSPHRASE": LEE_PASS})
     return root
 
 
@@ -114,7 +120,8 @@ def pr(base: Path, tmp_path: Path) -> Path:
 def test_init_creates_the_pki_files(base: Path):
     pki = base / "pki"
     names = {p.name for p in pki.iterdir()}
-    assert {"root.pem", "root.key.pem", "intake.pem", "intake.key.pem", "crl.pem", "therapists"} <= names
+    assert {"root.pem", "root.key.pem", "intake.pem", "intake.key.pem", "clinicians.pem", "clinicians.key.pem",
+            "crl.pem", "therapists"} <= names
     assert (pki / "therapists").is_dir()
     assert {p.name for p in (pki / "therapists").iterdir()} == {"lee.pem", "lee.key.pem"}
 
@@ -159,15 +166,16 @@ def test_intake_ca_is_issued_by_root_with_path_length_0(base: Path):
 @needs_openssl
 def test_openssl_accepts_the_chain(base: Path):
     pki = base / "pki"
-    for leaf in ("intake.pem", "therapists/lee.pem"):
-        proc = subprocess.run(["openssl", "verify", "-CAfile", str(pki / "root.pem"), str(pki / leaf)],
-                              capture_output=True, text=True)
+    for leaf in ("intake.pem", "clinicians.pem", "therapists/lee.pem"):
+        proc = subprocess.run(["openssl", "verify", "-CAfile", str(pki / "root.pem"), "-untrusted",
+                               str(pki / "clinicians.pem"), str(pki / leaf)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize(("key_file", "cert_file", "passphrase"), [
     ("root.key.pem", "root.pem", PRACTICE_PASS),
-    ("intake.key.pem", "intake.pem", PRACTICE_PASS),
+    ("intake.key.pem", "intake.pem", INTAKE_PASS),
+    ("clinicians.key.pem", "clinicians.pem", CLINICIAN_PASS),
     ("therapists/lee.key.pem", "therapists/lee.pem", LEE_PASS),
 ])
 def test_private_keys_are_encrypted_pem(base: Path, key_file: str, cert_file: str, passphrase: str):
@@ -189,35 +197,38 @@ def test_therapist_key_is_not_under_the_practice_passphrase(base: Path):
         serialization.load_pem_private_key(data, password=PRACTICE_PASS.encode())
 
 
-def test_crl_file_holds_the_root_and_intake_crls_signed_by_them(base: Path):
-    root = cert(base / "pki" / "root.pem")
-    intake = cert(base / "pki" / "intake.pem")
+def test_crl_file_holds_the_root_intake_and_clinician_crls_signed_by_them(base: Path):
+    cas = {c.subject: c for c in (cert(base / "pki" / f) for f in ("root.pem", "intake.pem", "clinicians.pem"))}
     found = crls(base / "pki" / "crl.pem")
-    assert len(found) == 2
-    assert {c.issuer for c in found} == {root.subject, intake.subject}
+    assert len(found) == 3
+    assert {c.issuer for c in found} == set(cas)
     for c in found:
-        issuer = root if c.issuer == root.subject else intake
+        issuer = cas[c.issuer]
         assert c.is_signature_valid(issuer.public_key())
         assert len(c) == 0  # nothing revoked yet
         assert c.next_update_utc > dt.datetime.now(dt.UTC)
 
 
 def test_init_passphrase_from_environment(cli, monkeypatch, tmp_path: Path):
-    env(monkeypatch, AGREEMENTS_PASSPHRASE="env-pass-phrase")
+    env(monkeypatch, AGREEMENTS_PASSPHRASE="env-pass-phrase", AGREEMENTS_INTAKE_PASSPHRASE="env-intake-pass",
+        AGREEMENTS_CLINICIAN_CA_PASSPHRASE="env-clinician-pass")
     root = tmp_path / "envpractice"
     res = ok(cli("init", root, "--name", "Env Practice"))
     assert "root.pem" in res.stdout
-    key = (root / "pki" / "root.key.pem").read_bytes()
-    serialization.load_pem_private_key(key, password=b"env-pass-phrase")
+    for name, passphrase in (("root", b"env-pass-phrase"), ("intake", b"env-intake-pass"),
+                             ("clinicians", b"env-clinician-pass")):
+        key = (root / "pki" / f"{name}.key.pem").read_bytes()
+        serialization.load_pem_private_key(key, password=passphrase)
 
 
 def test_init_passphrase_file_wins_over_environment_and_loses_its_newline(cli, monkeypatch, tmp_path: Path):
-    env(monkeypatch, AGREEMENTS_PASSPHRASE="env-pass-phrase")
+    env(monkeypatch, AGREEMENTS_PASSPHRASE="env-pass-phrase", AGREEMENTS_INTAKE_PASSPHRASE="env-intake-pass",
+        AGREEMENTS_CLINICIAN_CA_PASSPHRASE="env-clinician-pass")
     pass_file = tmp_path / "pass.txt"
     pass_file.write_text("file-pass-phrase\n")
     root = tmp_path / "filepractice"
     ok(cli("init", root, "--passphrase-file", pass_file))
-    key = (root / "pki" / "intake.key.pem").read_bytes()
+    key = (root / "pki" / "root.key.pem").read_bytes()
     serialization.load_pem_private_key(key, password=b"file-pass-phrase")
     with pytest.raises(ValueError, match="Incorrect password"):
         serialization.load_pem_private_key(key, password=b"env-pass-phrase")
@@ -226,8 +237,8 @@ def test_init_passphrase_file_wins_over_environment_and_loses_its_newline(cli, m
 def test_init_help_offers_a_passphrase_file_but_no_passphrase_value(cli):
     res = ok(cli("init", "--help"))
     options = [w.rstrip(",") for w in res.stdout.split() if w.startswith("--")]
-    assert "--passphrase-file" in options
-    assert not [o for o in options if "passphrase" in o and o != "--passphrase-file"], options
+    assert {"--passphrase-file", "--intake-passphrase-file", "--clinician-passphrase-file"} <= set(options)
+    assert not [o for o in options if "passphrase" in o and not o.endswith("-passphrase-file")], options
 
 
 def _all_commands(group: click.Group, prefix: str = ""):
@@ -293,11 +304,11 @@ def test_init_never_replaces_an_existing_practice(cli, monkeypatch, pr: Path):
 
 
 def test_issued_therapist_certificate(base: Path):
-    root = cert(base / "pki" / "root.pem")
+    clinicians = cert(base / "pki" / "clinicians.pem")
     lee = cert(base / "pki" / "therapists" / "lee.pem")
     assert_p256_sha256(lee)
-    assert lee.issuer == root.subject
-    lee.verify_directly_issued_by(root)
+    assert lee.issuer == clinicians.subject  # the clinician CA issues therapists, not the root
+    lee.verify_directly_issued_by(clinicians)
     assert cn(lee) == "Dr. Robin Lee"
     bc = basic_constraints(lee)
     assert bc.value.ca is False
@@ -310,7 +321,7 @@ def test_issued_therapist_certificate(base: Path):
 
 
 def test_issue_with_key_passphrase_file_and_days(cli, monkeypatch, pr: Path, tmp_path: Path):
-    env(monkeypatch, AGREEMENTS_PASSPHRASE=PRACTICE_PASS)
+    env(monkeypatch, AGREEMENTS_CLINICIAN_CA_PASSPHRASE=CLINICIAN_PASS)
     key_file = tmp_path / "ortiz.txt"
     key_file.write_text("ortiz-key-pass\n")
     res = ok(cli("pki", "issue", "--practice", pr, "--therapist", "ortiz", "--key-passphrase-file", key_file,
@@ -318,7 +329,7 @@ def test_issue_with_key_passphrase_file_and_days(cli, monkeypatch, pr: Path, tmp
     ortiz = cert(pr / "pki" / "therapists" / "ortiz.pem")
     assert f"{ortiz.serial_number:x}" in res.stdout
     assert cn(ortiz) == "Sam Ortiz"
-    ortiz.verify_directly_issued_by(cert(pr / "pki" / "root.pem"))
+    ortiz.verify_directly_issued_by(cert(pr / "pki" / "clinicians.pem"))
     assert (ortiz.not_valid_after_utc - ortiz.not_valid_before_utc) <= dt.timedelta(days=10, minutes=5)
     key = serialization.load_pem_private_key((pr / "pki" / "therapists" / "ortiz.key.pem").read_bytes(),
                                              password=b"ortiz-key-pass")
@@ -328,14 +339,14 @@ def test_issue_with_key_passphrase_file_and_days(cli, monkeypatch, pr: Path, tmp
 
 
 def test_issue_unknown_therapist_is_refused(cli, monkeypatch, pr: Path):
-    env(monkeypatch, AGREEMENTS_PASSPHRASE=PRACTICE_PASS, AGREEMENTS_KEY_PASSPHRASE="some-key-pass")
+    env(monkeypatch, AGREEMENTS_CLINICIAN_CA_PASSPHRASE=CLINICIAN_PASS, AGREEMENTS_KEY_PASSPHRASE="some-key-pass")
     before = tree(pr)
     refused(cli("pki", "issue", "--practice", pr, "--therapist", "nobody"), "unknown therapist", "nobody")
     assert tree(pr) == before
 
 
 def test_issue_twice_while_valid_is_refused(cli, monkeypatch, pr: Path):
-    env(monkeypatch, AGREEMENTS_PASSPHRASE=PRACTICE_PASS, AGREEMENTS_KEY_PASSPHRASE="another-key-pass")
+    env(monkeypatch, AGREEMENTS_CLINICIAN_CA_PASSPHRASE=CLINICIAN_PASS, AGREEMENTS_KEY_PASSPHRASE="another-key-pass")
     before = tree(pr)
     refused(cli("pki", "issue", "--practice", pr, "--therapist", "lee"), "already has a valid certificate",
             "revoke")
@@ -343,21 +354,22 @@ def test_issue_twice_while_valid_is_refused(cli, monkeypatch, pr: Path):
 
 
 def test_issue_with_wrong_practice_passphrase(cli, monkeypatch, pr: Path):
-    env(monkeypatch, AGREEMENTS_PASSPHRASE="wrong-practice-pass", AGREEMENTS_KEY_PASSPHRASE="ortiz-key-pass")
+    env(monkeypatch, AGREEMENTS_CLINICIAN_CA_PASSPHRASE="wrong-clinician-pass",
+        AGREEMENTS_KEY_PASSPHRASE="ortiz-key-pass")
     before = tree(pr)
     refused(cli("pki", "issue", "--practice", pr, "--therapist", "ortiz"), "wrong passphrase")
     assert tree(pr) == before
 
 
 def test_issue_with_short_key_passphrase_is_refused(cli, monkeypatch, pr: Path):
-    env(monkeypatch, AGREEMENTS_PASSPHRASE=PRACTICE_PASS, AGREEMENTS_KEY_PASSPHRASE="short")
+    env(monkeypatch, AGREEMENTS_CLINICIAN_CA_PASSPHRASE=CLINICIAN_PASS, AGREEMENTS_KEY_PASSPHRASE="short")
     before = tree(pr)
     refused(cli("pki", "issue", "--practice", pr, "--therapist", "ortiz"), "too short")
     assert tree(pr) == before
 
 
 def test_issue_without_key_passphrase_is_refused(cli, monkeypatch, pr: Path):
-    env(monkeypatch, AGREEMENTS_PASSPHRASE=PRACTICE_PASS)
+    env(monkeypatch, AGREEMENTS_CLINICIAN_CA_PASSPHRASE=CLINICIAN_PASS)
     before = tree(pr)
     refused(cli("pki", "issue", "--practice", pr, "--therapist", "ortiz"), "AGREEMENTS_KEY_PASSPHRASE")
     assert tree(pr) == before
@@ -366,30 +378,33 @@ def test_issue_without_key_passphrase_is_refused(cli, monkeypatch, pr: Path):
 # --------------------------------------------------------------------------- revoke and list
 
 
-def test_revoke_lists_the_serial_in_the_root_crl(cli, monkeypatch, pr: Path):
-    env(monkeypatch, AGREEMENTS_PASSPHRASE=PRACTICE_PASS)
+def test_revoke_lists_the_serial_in_the_clinician_ca_crl_alone(cli, monkeypatch, pr: Path):
+    env(monkeypatch, AGREEMENTS_CLINICIAN_CA_PASSPHRASE=CLINICIAN_PASS)
     lee = cert(pr / "pki" / "therapists" / "lee.pem")
+    before = {c.issuer: c.public_bytes(serialization.Encoding.DER) for c in crls(pr / "pki" / "crl.pem")}
     res = ok(cli("pki", "revoke", "--practice", pr, "--therapist", "lee"))
     assert f"{lee.serial_number:x}" in res.stdout
-    root = cert(pr / "pki" / "root.pem")
-    intake = cert(pr / "pki" / "intake.pem")
+    root, intake = cert(pr / "pki" / "root.pem"), cert(pr / "pki" / "intake.pem")
+    clinicians = cert(pr / "pki" / "clinicians.pem")
     found = crls(pr / "pki" / "crl.pem")
-    assert len(found) == 2
+    assert len(found) == 3
     by_issuer = {c.issuer: c for c in found}
-    assert set(by_issuer) == {root.subject, intake.subject}
-    root_crl = by_issuer[root.subject]
-    assert root_crl.is_signature_valid(root.public_key())
-    assert by_issuer[intake.subject].is_signature_valid(intake.public_key())
-    entry = root_crl.get_revoked_certificate_by_serial_number(lee.serial_number)
+    assert set(by_issuer) == {root.subject, intake.subject, clinicians.subject}
+    ca_crl = by_issuer[clinicians.subject]
+    assert ca_crl.is_signature_valid(clinicians.public_key())
+    # the root's and the intake CA's CRLs are untouched: their keys were not needed
+    for other in (root, intake):
+        assert by_issuer[other.subject].public_bytes(serialization.Encoding.DER) == before[other.subject]
+    entry = ca_crl.get_revoked_certificate_by_serial_number(lee.serial_number)
     assert entry is not None
     assert abs(entry.revocation_date_utc - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=10)
-    assert [r.serial_number for r in root_crl] == [lee.serial_number]
+    assert [r.serial_number for r in ca_crl] == [lee.serial_number]
     assert stat.S_IMODE(os.stat(pr / "pki" / "crl.pem").st_mode) == 0o600
     assert not [p for p in (pr / "pki").iterdir() if p.name.startswith(".")]  # no temporary CRL left
 
 
 def test_pki_list_shows_revoked(cli, monkeypatch, pr: Path):
-    env(monkeypatch, AGREEMENTS_PASSPHRASE=PRACTICE_PASS)
+    env(monkeypatch, AGREEMENTS_CLINICIAN_CA_PASSPHRASE=CLINICIAN_PASS)
     rows = json.loads(ok(cli("pki", "list", "--practice", pr, "--json")).stdout)
     assert therapist_row(rows, "therapists/lee.pem")["status"] == "valid"
     ok(cli("pki", "revoke", "--practice", pr, "--therapist", "lee"))
@@ -398,8 +413,8 @@ def test_pki_list_shows_revoked(cli, monkeypatch, pr: Path):
     assert row["status"] == "revoked"
     assert row["subject"] == "Dr. Robin Lee"
     assert row["serial"] == f"{cert(pr / 'pki' / 'therapists' / 'lee.pem').serial_number:x}"
-    assert {r["role"]: r["status"] for r in rows if r["role"] != "therapist"} == {"root CA": "valid",
-                                                                                  "intake CA": "valid"}
+    assert {r["role"]: r["status"] for r in rows if r["role"] != "therapist"} == {
+        "root CA": "valid", "intake CA": "valid", "clinician CA": "valid"}
     text = ok(cli("pki", "list", "--practice", pr)).stdout
     lee_lines = [ln for ln in text.splitlines() if "Dr. Robin Lee" in ln]
     assert len(lee_lines) == 1 and lee_lines[0].rstrip().endswith("revoked")
@@ -407,7 +422,7 @@ def test_pki_list_shows_revoked(cli, monkeypatch, pr: Path):
 
 def test_pki_list_json_fingerprints_match_the_files(base: Path, cli):
     rows = json.loads(ok(cli("pki", "list", "--practice", base, "--json")).stdout)
-    assert [r["role"] for r in rows] == ["root CA", "intake CA", "therapist"]
+    assert [r["role"] for r in rows] == ["root CA", "intake CA", "clinician CA", "therapist"]
     for row in rows:
         c = cert(base / "pki" / row["file"])
         assert row["sha256"] == hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).hexdigest()
@@ -417,10 +432,10 @@ def test_pki_list_json_fingerprints_match_the_files(base: Path, cli):
 
 @needs_openssl
 def test_openssl_sees_the_revocation(cli, monkeypatch, pr: Path):
-    env(monkeypatch, AGREEMENTS_PASSPHRASE=PRACTICE_PASS)
+    env(monkeypatch, AGREEMENTS_CLINICIAN_CA_PASSPHRASE=CLINICIAN_PASS)
     pki = pr / "pki"
-    cmd = ["openssl", "verify", "-crl_check", "-CAfile", str(pki / "root.pem"), "-CRLfile", str(pki / "crl.pem"),
-           str(pki / "therapists" / "lee.pem")]
+    cmd = ["openssl", "verify", "-crl_check", "-CAfile", str(pki / "root.pem"), "-untrusted",
+           str(pki / "clinicians.pem"), "-CRLfile", str(pki / "crl.pem"), str(pki / "therapists" / "lee.pem")]
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     ok(cli("pki", "revoke", "--practice", pr, "--therapist", "lee"))
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -429,14 +444,14 @@ def test_openssl_sees_the_revocation(cli, monkeypatch, pr: Path):
 
 
 def test_revoke_with_wrong_passphrase_changes_nothing(cli, monkeypatch, pr: Path):
-    env(monkeypatch, AGREEMENTS_PASSPHRASE="wrong-practice-pass")
+    env(monkeypatch, AGREEMENTS_CLINICIAN_CA_PASSPHRASE="wrong-clinician-pass")
     before = tree(pr)
     refused(cli("pki", "revoke", "--practice", pr, "--therapist", "lee"), "wrong passphrase")
     assert tree(pr) == before
 
 
 def test_revoke_twice_is_refused(cli, monkeypatch, pr: Path):
-    env(monkeypatch, AGREEMENTS_PASSPHRASE=PRACTICE_PASS)
+    env(monkeypatch, AGREEMENTS_CLINICIAN_CA_PASSPHRASE=CLINICIAN_PASS)
     ok(cli("pki", "revoke", "--practice", pr, "--therapist", "lee"))
     before = tree(pr)
     refused(cli("pki", "revoke", "--practice", pr, "--therapist", "lee"), "already revoked")
@@ -444,7 +459,7 @@ def test_revoke_twice_is_refused(cli, monkeypatch, pr: Path):
 
 
 def test_reissue_after_revoke_keeps_the_old_certificate(cli, monkeypatch, pr: Path):
-    env(monkeypatch, AGREEMENTS_PASSPHRASE=PRACTICE_PASS, AGREEMENTS_KEY_PASSPHRASE="lee-new-key-pass")
+    env(monkeypatch, AGREEMENTS_CLINICIAN_CA_PASSPHRASE=CLINICIAN_PASS, AGREEMENTS_KEY_PASSPHRASE="lee-new-key-pass")
     therapists = pr / "pki" / "therapists"
     old_pem = (therapists / "lee.pem").read_bytes()
     old_key = (therapists / "lee.key.pem").read_bytes()
@@ -454,7 +469,7 @@ def test_reissue_after_revoke_keeps_the_old_certificate(cli, monkeypatch, pr: Pa
     new = cert(therapists / "lee.pem")
     assert new.serial_number != old.serial_number
     assert cn(new) == "Dr. Robin Lee"
-    new.verify_directly_issued_by(cert(pr / "pki" / "root.pem"))
+    new.verify_directly_issued_by(cert(pr / "pki" / "clinicians.pem"))
     kept = therapists / f"lee-{old.serial_number:x}.pem"
     assert kept.read_bytes() == old_pem
     assert (therapists / f"lee-{old.serial_number:x}.key.pem").read_bytes() == old_key
@@ -470,9 +485,9 @@ def test_expired_certificate_can_be_replaced_without_revoking(cli, monkeypatch, 
     practice = load_practice(pr)
     pki = PKI(pr / "pki")
     past = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=30)
-    old = pki.issue_clinician("ortiz", "Sam Ortiz", practice.name, PRACTICE_PASS.encode(), b"ortiz-old-pass",
+    old = pki.issue_clinician("ortiz", "Sam Ortiz", practice.name, CLINICIAN_PASS.encode(), b"ortiz-old-pass",
                               now=past, days=1)
-    env(monkeypatch, AGREEMENTS_PASSPHRASE=PRACTICE_PASS, AGREEMENTS_KEY_PASSPHRASE="ortiz-new-pass")
+    env(monkeypatch, AGREEMENTS_CLINICIAN_CA_PASSPHRASE=CLINICIAN_PASS, AGREEMENTS_KEY_PASSPHRASE="ortiz-new-pass")
     rows = json.loads(ok(cli("pki", "list", "--practice", pr, "--json")).stdout)
     assert therapist_row(rows, "therapists/ortiz.pem")["status"] == "expired"
     ok(cli("pki", "issue", "--practice", pr, "--therapist", "ortiz"))
@@ -482,15 +497,15 @@ def test_expired_certificate_can_be_replaced_without_revoking(cli, monkeypatch, 
 
 
 def test_crl_number_increases_with_every_revocation(pr: Path):
-    """RFC 5280 5.2.3: a new CRL gets a larger number, even within the same second."""
+    """RFC 5280 5.2.3: a new CRL of a CA gets a larger number, even within the same second."""
     practice = load_practice(pr)
     pki = PKI(pr / "pki")
-    passphrase = PRACTICE_PASS.encode()
+    passphrase = CLINICIAN_PASS.encode()
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
-    def root_crl_number() -> int:
-        root = cert(pr / "pki" / "root.pem")
-        crl = next(c for c in crls(pr / "pki" / "crl.pem") if c.issuer == root.subject)
+    def root_crl_number() -> int:  # the clinician CA's CRL: it revokes therapists
+        ca = cert(pr / "pki" / "clinicians.pem")
+        crl = next(c for c in crls(pr / "pki" / "crl.pem") if c.issuer == ca.subject)
         return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
 
     numbers = [root_crl_number()]
@@ -499,7 +514,7 @@ def test_crl_number_increases_with_every_revocation(pr: Path):
     ortiz = pki.issue_clinician("ortiz", "Sam Ortiz", practice.name, passphrase, b"ortiz-key-pass", now=now)
     pki.revoke(ortiz, passphrase, now=now)  # a second revocation in the same second
     numbers.append(root_crl_number())
-    assert len(crls(pr / "pki" / "crl.pem")) == 2
+    assert len(crls(pr / "pki" / "crl.pem")) == 3
     assert numbers[0] < numbers[1] < numbers[2], numbers
 
 
@@ -508,36 +523,41 @@ def der_sha256(c: x509.Certificate | x509.CertificateRevocationList) -> str:
 
 
 def test_every_certificate_issued_and_every_crl_set_published_is_in_the_ledger(cli, monkeypatch, pr: Path):
-    """The register: init enters both CAs and the first CRL set, issue each therapist certificate, revoke
+    """The register: init enters the three CAs and the first CRL set, issue each therapist certificate, revoke
     the new CRL set with what it revokes; by hash and role, never by name."""
-    env(monkeypatch, AGREEMENTS_PASSPHRASE=PRACTICE_PASS)
+    env(monkeypatch, AGREEMENTS_CLINICIAN_CA_PASSPHRASE=CLINICIAN_PASS)
     pki = pr / "pki"
     root, intake, lee = cert(pki / "root.pem"), cert(pki / "intake.pem"), cert(pki / "therapists" / "lee.pem")
+    clinicians = cert(pki / "clinicians.pem")
 
-    def published() -> tuple[int, dict[str, str]]:
+    def published() -> tuple[dict[str, int], dict[str, str]]:
         found = crls(pki / "crl.pem")
-        numbers = {c.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number for c in found}
-        assert len(numbers) == 1
-        return numbers.pop(), {hashlib.sha256(c.issuer.public_bytes()).hexdigest(): der_sha256(c) for c in found}
+        key = {c.issuer: hashlib.sha256(c.issuer.public_bytes()).hexdigest() for c in found}
+        return ({key[c.issuer]: c.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number for c in found},
+                {key[c.issuer]: der_sha256(c) for c in found})
 
     first_number, first_crls = published()
     ok(cli("pki", "revoke", "--practice", pr, "--therapist", "lee"))
     second_number, second_crls = published()
     entries = [e for e, _ in ledger_entries(pr / "signed" / "ledger.jsonl")]
-    assert [e["event"] for e in entries] == ["certificate", "certificate", "crl", "certificate", "crl"]
+    assert [e["event"] for e in entries] == ["certificate", "certificate", "certificate", "crl", "certificate", "crl"]
     registered = [(e["role"], e["certificate_sha256"], e["issuer_sha256"], e["serial"], e.get("therapist_id"))
                   for e in entries if e["event"] == "certificate"]
     assert registered == [
         ("root", der_sha256(root), der_sha256(root), f"{root.serial_number:x}", None),
         ("intake", der_sha256(intake), der_sha256(root), f"{intake.serial_number:x}", None),
-        ("therapist", der_sha256(lee), der_sha256(root), f"{lee.serial_number:x}", "lee"),
+        ("clinician-ca", der_sha256(clinicians), der_sha256(root), f"{clinicians.serial_number:x}", None),
+        ("therapist", der_sha256(lee), der_sha256(clinicians), f"{lee.serial_number:x}", "lee"),
     ]
-    for e, c in zip([e for e in entries if e["event"] == "certificate"], (root, intake, lee), strict=True):
+    for e, c in zip([e for e in entries if e["event"] == "certificate"], (root, intake, clinicians, lee),
+                    strict=True):
         assert e["source"] == "issued"
         assert (e["not_before"], e["not_after"]) == (f"{c.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}",
                                                      f"{c.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
-    published_sets = [(e["crl_number"], e["crls"], e["revoked"]) for e in entries if e["event"] == "crl"]
-    assert second_number > first_number
+    published_sets = [(e["crl_numbers"], e["crls"], e["revoked"]) for e in entries if e["event"] == "crl"]
+    ca = hashlib.sha256(clinicians.subject.public_bytes()).hexdigest()
+    # only the clinician CA's CRL was re-issued, with the next number; the others kept theirs
+    assert second_number == {**first_number, ca: first_number[ca] + 1}
     assert first_crls != second_crls  # the revocation published new CRLs: the first entry names the old ones
     assert published_sets == [(first_number, first_crls, []), (second_number, second_crls, [der_sha256(lee)])]
     data = (pr / "signed" / "ledger.jsonl").read_bytes()

@@ -20,7 +20,10 @@ from agreements_kit.signing.setup import init_practice
 from agreements_kit.verification.trust import load_trust
 from agreements_kit.verification.verify import verify_folder
 
-PASS = "recovery-test-passphrase"
+PASS = "recovery-test-passphrase"  # the intake CA's
+ROOT_PASS = "recovery-root-pass"
+CLINICIAN_PASS = "recovery-clinician-pass"
+LEE_PASS = "recovery-lee-pass"
 ONE, TWO = "agr-rec-0001", "agr-rec-0002"
 
 
@@ -29,9 +32,11 @@ def base(tmp_path_factory) -> Path:
     from agreements_kit.signing.pki import PKI
 
     root = tmp_path_factory.mktemp("recovery") / "practice"
-    init_practice(root, name="Recovery Practice", jurisdiction="US", passphrase=PASS.encode(),
+    init_practice(root, name="Recovery Practice", jurisdiction="US", passphrase=ROOT_PASS.encode(),
+                  intake_passphrase=PASS.encode(), clinician_passphrase=CLINICIAN_PASS.encode(),
                   therapists={"lee": ("Dr. Robin Lee", "PhD")})
-    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", "Recovery Practice", PASS.encode(), PASS.encode())
+    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", "Recovery Practice", CLINICIAN_PASS.encode(),
+                                      LEE_PASS.encode())
     renderer = Renderer.load(root)
     for aid in (ONE, TWO):
         renderer.render_to(Job(make_spec(client="Jane Q. Doe", therapist="lee", id=aid), root / "drafts"))
@@ -44,13 +49,13 @@ def pr(base: Path, tmp_path: Path) -> Path:
 
 
 def sign_client(run_bin, pr: Path, aid: str, fault: str | None = None, name: str = "Jane Q. Doe"):
-    env = {"AGREEMENTS_PASSPHRASE": PASS, **({"AGREEMENTS_FAULT": fault} if fault else {})}
+    env = {"AGREEMENTS_INTAKE_PASSPHRASE": PASS, **({"AGREEMENTS_FAULT": fault} if fault else {})}
     return run_bin("sign", aid, "--practice", pr, "--as", "client", "--name", name, "--initials", "JQD",
                    "--consent", "--agree", "--identity", "photo ID", "--checked-by", "Desk", env=env)
 
 
 def sign_therapist(run_bin, pr: Path, aid: str, fault: str | None = None):
-    env = {"AGREEMENTS_PASSPHRASE": PASS, **({"AGREEMENTS_FAULT": fault} if fault else {})}
+    env = {"AGREEMENTS_PASSPHRASE": LEE_PASS, **({"AGREEMENTS_FAULT": fault} if fault else {})}
     return run_bin("sign", aid, "--practice", pr, "--as", "therapist", env=env)
 
 

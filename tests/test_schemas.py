@@ -51,7 +51,9 @@ from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapi
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = REPO / "docs" / "schemas"
 LEGACY = Path(__file__).resolve().parent / "vectors" / "legacy-v1" / "signed"
-PASS = b"practice-pass-1"
+PASS = b"practice-pass-1"  # the root's
+INTAKE_PASS = b"intake-pass-1"
+CLINICIAN_PASS = b"clinician-ca-pass-1"
 LEE_PASS = b"lee-key-pass-1"
 PRACTICE_NAME = "Test Practice"
 CLIENT = "Jane Q. Doe"
@@ -74,9 +76,9 @@ def build_practice(root: Path) -> Path:
     t0 = utcnow() - dt.timedelta(seconds=90)
     init_practice(root, name=PRACTICE_NAME, jurisdiction="US-NY", phone="(212) 555-0100",
                   therapists={"lee": ("Dr. Robin Lee", "PhD")})
-    PKI(root / "pki").create(PRACTICE_NAME, PASS, now=t0 - dt.timedelta(hours=1))
+    PKI(root / "pki").create(PRACTICE_NAME, PASS, INTAKE_PASS, CLINICIAN_PASS, now=t0 - dt.timedelta(hours=1))
     practice = load_practice(root)
-    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, PASS, LEE_PASS,
+    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, CLINICIAN_PASS, LEE_PASS,
                                       now=t0 - dt.timedelta(hours=1))
     renderer = Renderer.load(root)
     specs = [make_spec(client=CLIENT, therapist="lee", id=aid, date=t0.date()) for aid in (SIGNED, VOIDED, HALF)]
@@ -87,7 +89,7 @@ def build_practice(root: Path) -> Path:
     for i, (spec, draft) in enumerate(zip(specs, drafts, strict=True)):
         signing = (_client_signing(draft, GUARDIAN, "guardian") if spec.id == GUARDED
                    else _client_signing(draft, CLIENT))
-        sign_client(practice, spec.id, signing, PASS, now=t0 + dt.timedelta(seconds=i))
+        sign_client(practice, spec.id, signing, INTAKE_PASS, now=t0 + dt.timedelta(seconds=i))
     sign_therapist(practice, SIGNED, LEE_PASS, now=t0 + dt.timedelta(seconds=10))
     sign_therapist(practice, GUARDED, LEE_PASS, now=t0 + dt.timedelta(seconds=11))
     void(practice, VOIDED, "Replaced by a newer agreement", LEE_PASS, now=t0 + dt.timedelta(seconds=20))

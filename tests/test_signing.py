@@ -45,7 +45,9 @@ from agreements_kit.signing.setup import init_practice
 from agreements_kit.signing.sign import ClientSigning, sign_client, sign_therapist
 from agreements_kit.store.archive import ArchiveError
 
-PRACTICE_PASS = "practice-pass-1"
+PRACTICE_PASS = "practice-pass-1"  # the intake CA's (client signatures)
+ROOT_PASS = "root-pass-1"
+CLINICIAN_PASS = "clinician-ca-pass-1"
 LEE_PASS = "lee-key-pass-1"
 CLIENT = "Jane Q. Doe"
 ONE = "agr-sign-one"
@@ -135,9 +137,10 @@ def base(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("signing-base") / "practice"
     init_practice(root, name="Test Practice", jurisdiction="US-NY", phone="(212) 555-0100",
                   therapists={"lee": ("Dr. Robin Lee", "PhD"), "ortiz": ("Sam Ortiz", "LCSW")},
-                  passphrase=PRACTICE_PASS.encode())
+                  passphrase=ROOT_PASS.encode(), intake_passphrase=PRACTICE_PASS.encode(),
+                  clinician_passphrase=CLINICIAN_PASS.encode())
     practice = load_practice(root)
-    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, PRACTICE_PASS.encode(),
+    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, CLINICIAN_PASS.encode(),
                                       LEE_PASS.encode())
     renderer = Renderer.load(root)
     drafts = [renderer.render_to(Job(make_spec(client=CLIENT, therapist="lee", id=aid, date=DATE),
@@ -184,7 +187,7 @@ def signed(base: Path, tmp_path_factory) -> Signed:
     root = tmp_path_factory.mktemp("signed") / "practice"
     shutil.copytree(base, root)
     draft = root / "drafts" / ONE
-    client = invoke(client_args(root, draft), env={"AGREEMENTS_PASSPHRASE": PRACTICE_PASS})
+    client = invoke(client_args(root, draft), env={"AGREEMENTS_INTAKE_PASSPHRASE": PRACTICE_PASS})
     folder = root / "signed" / ONE
     after_client = (root / "signed" / "ledger.jsonl").read_bytes()
     files_after_client = {p.name for p in folder.iterdir()}
@@ -271,9 +274,10 @@ def test_client_certificate_is_one_time_from_the_intake_ca(signed: Signed):
     assert client.issuer == intake.subject
     client.verify_directly_issued_by(intake)
     assert client.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
-    # The intake CA travels in the signature, so the root alone is enough to verify.
-    assert der_sha256(intake) in by_fp
-    assert len(certs) == 2
+    # The whole chain travels in the signature (the intake CA and the root: long-term evidence).
+    root = x509.load_pem_x509_certificate((signed.root / "pki" / "root.pem").read_bytes())
+    assert der_sha256(intake) in by_fp and der_sha256(root) in by_fp
+    assert len(certs) == 3
     # One-time: valid around the signature only.
     signed_at = dt.datetime.fromisoformat(rec["signed_at"].replace("Z", "+00:00"))
     assert client.not_valid_before_utc <= signed_at < client.not_valid_after_utc
@@ -294,7 +298,10 @@ def test_therapist_record_and_certificate(signed: Signed):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rec["signed_at"])
     lee = x509.load_pem_x509_certificate((signed.root / "pki" / "therapists" / "lee.pem").read_bytes())
     certs = p7s_certs(Path(f"{signed.therapist}.p7s"))
-    assert [der_sha256(c) for c in certs] == [der_sha256(lee)]
+    pki = signed.root / "pki"  # lee's CA: the clinician CA where the practice has one, else the root
+    chain = [lee, *(x509.load_pem_x509_certificate(p.read_bytes())
+                    for p in (pki / "clinicians.pem", pki / "root.pem") if p.is_file())]
+    assert sorted(der_sha256(c) for c in certs) == sorted(der_sha256(c) for c in chain)  # the whole chain
     assert rec["certificate"]["sha256"] == der_sha256(lee)
 
 
@@ -320,7 +327,8 @@ def test_ledger_chain_and_events(signed: Signed):
     events = [(e["event"], e.get("agreement_id") or e.get("therapist_id") or e.get("role")) for e, _ in entries]
     assert events == [
         # the practice's PKI (init, then lee's certificate): each certificate registered, the first CRL set logged
-        ("certificate", "root"), ("certificate", "intake"), ("crl", None), ("certificate", "lee"),
+        ("certificate", "root"), ("certificate", "intake"), ("certificate", "clinician-ca"), ("crl", None),
+        ("certificate", "lee"),
         ("render", ONE), ("render", TWO),
         # the client's signature: admission, the one-time certificate, the record
         ("archive", ONE), ("certificate", ONE), ("sign", ONE),
@@ -329,25 +337,29 @@ def test_ledger_chain_and_events(signed: Signed):
     pdf_sha = sha256_of(signed.folder / "agreement.pdf")
     assert all(e["pdf_sha256"] == pdf_sha for e, _ in entries
                if e.get("agreement_id") == ONE and e["event"] != "certificate")
-    archive = entries[6][0]
+    archive = entries[7][0]
     assert (archive["event"], archive["agreement_id"]) == ("archive", ONE)
     assert archive["manifest_sha256"] == sha256_of(signed.folder / "manifest.json")
     # The register of certificates names each certificate by hash and role, never by a person's name.
     pki = signed.root / "pki"
     root = x509.load_pem_x509_certificate((pki / "root.pem").read_bytes())
     intake = x509.load_pem_x509_certificate((pki / "intake.pem").read_bytes())
+    clinicians = x509.load_pem_x509_certificate((pki / "clinicians.pem").read_bytes())
     lee = x509.load_pem_x509_certificate((pki / "therapists" / "lee.pem").read_bytes())
     client_cert = signed.record("01-client.json")["certificate"]["sha256"]
     registered = [(e["role"], e["certificate_sha256"], e["issuer_sha256"], e.get("therapist_id"),
                    e.get("agreement_id")) for e, _ in entries if e["event"] == "certificate"]
     assert registered == [("root", der_sha256(root), der_sha256(root), None, None),
                           ("intake", der_sha256(intake), der_sha256(root), None, None),
-                          ("therapist", der_sha256(lee), der_sha256(root), "lee", None),
+                          ("clinician-ca", der_sha256(clinicians), der_sha256(root), None, None),
+                          ("therapist", der_sha256(lee), der_sha256(clinicians), "lee", None),
                           ("client", client_cert, der_sha256(intake), None, ONE)]
-    crl = entries[2][0]
-    assert crl["crl_number"] == 1 and crl["revoked"] == []
-    for (entry, _), name, role in ((entries[8], "01-client.json", "client"),
-                                   (entries[9], "02-therapist.json", "therapist")):
+    crl = entries[3][0]
+    # each CA's CRL numbered on its own: the root's, the intake CA's and the clinician CA's, each number 1
+    assert set(crl["crl_numbers"].values()) == {1} and len(crl["crl_numbers"]) == 3 and crl["revoked"] == []
+    assert "crl_number" not in crl
+    for (entry, _), name, role in ((entries[9], "01-client.json", "client"),
+                                   (entries[10], "02-therapist.json", "therapist")):
         assert entry["role"] == role
         assert entry["record"] == name
         assert entry["certificate_sha256"] == signed.record(name)["certificate"]["sha256"]
@@ -417,7 +429,7 @@ def test_openssl_rejects_a_record_with_one_byte_changed(signed: Signed, tmp_path
 @needs_openssl
 def test_openssl_rejects_the_signatures_against_another_practice_root(signed: Signed, tmp_path: Path):
     other = PKI(tmp_path / "other-pki")
-    other.create("Other Practice", b"other-pass-1")
+    other.create("Other Practice", b"other-pass-1", b"other-intake-1", b"other-clinician-1")
     for name in ("01-client.json", "02-therapist.json"):
         assert openssl_verify(signed.folder / name, other.root_cert).returncode != 0
 
@@ -445,9 +457,9 @@ def test_openssl_verifies_a_record_years_later_as_of_its_signing_time(signed: Si
 @needs_openssl
 def test_sign_by_id_then_countersign_by_draft_path_with_passphrase_file(cli, monkeypatch, pr: Path,
                                                                         tmp_path: Path):
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)
+    monkeypatch.setenv("AGREEMENTS_INTAKE_PASSPHRASE", PRACTICE_PASS)
     ok(cli(*client_args(pr, TWO)))
-    monkeypatch.delenv("AGREEMENTS_PASSPHRASE")
+    monkeypatch.delenv("AGREEMENTS_INTAKE_PASSPHRASE")
     pass_file = tmp_path / "lee.txt"
     pass_file.write_text(LEE_PASS + "\n")
     res = ok(cli("sign", pr / "drafts" / TWO, "--practice", pr, "--as", "therapist", "--passphrase-file",
@@ -466,7 +478,7 @@ def test_sign_by_id_then_countersign_by_draft_path_with_passphrase_file(cli, mon
 
 @needs_openssl
 def test_drawn_signature_is_stored_and_its_hash_recorded(cli, monkeypatch, pr: Path, tmp_path: Path):
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)
+    monkeypatch.setenv("AGREEMENTS_INTAKE_PASSPHRASE", PRACTICE_PASS)
     image = png()
     drawn = tmp_path / "drawn.png"
     drawn.write_bytes(image)
@@ -525,7 +537,7 @@ def test_demo_prints_openssl_commands_that_all_succeed(run_bin, tmp_path: Path):
 
 
 def test_wrong_practice_passphrase_for_client_signing(cli, monkeypatch, pr: Path):
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", "not-the-practice-pass")
+    monkeypatch.setenv("AGREEMENTS_INTAKE_PASSPHRASE", "not-the-intake-pass")
     before = tree(pr)
     refused(cli(*client_args(pr)), "wrong passphrase")
     assert tree(pr) == before
@@ -533,13 +545,13 @@ def test_wrong_practice_passphrase_for_client_signing(cli, monkeypatch, pr: Path
 
 def test_client_signing_without_any_passphrase(cli, pr: Path):
     before = tree(pr)
-    refused(cli(*client_args(pr)), "AGREEMENTS_PASSPHRASE")
+    refused(cli(*client_args(pr)), "AGREEMENTS_INTAKE_PASSPHRASE")
     assert tree(pr) == before
 
 
 def test_wrong_passphrase_for_therapist_signing(cli, monkeypatch, pr: Path):
     sign_as_client(pr)
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)  # the practice's, not lee's
+    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)  # the intake CA's, not lee's
     before = tree(pr)
     refused(cli("sign", ONE, "--practice", pr, "--as", "therapist"), "wrong passphrase")
     assert tree(pr) == before
@@ -554,7 +566,7 @@ def test_unreadable_passphrase_file_for_therapist_signing(cli, pr: Path, tmp_pat
 
 
 def test_wrong_passphrase_for_void(cli, monkeypatch, pr: Path):
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)  # the practice's, not lee's
+    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)  # the intake CA's, not lee's
     before = tree(pr)
     refused(cli("void", ONE, "--practice", pr, "--reason", "duplicate"), "wrong passphrase")
     assert tree(pr) == before
@@ -562,7 +574,7 @@ def test_wrong_passphrase_for_void(cli, monkeypatch, pr: Path):
 
 def test_revoked_therapist_certificate_cannot_sign(cli, monkeypatch, pr: Path):
     sign_as_client(pr)
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)
+    monkeypatch.setenv("AGREEMENTS_CLINICIAN_CA_PASSPHRASE", CLINICIAN_PASS)
     ok(cli("pki", "revoke", "--practice", pr, "--therapist", "lee"))
     monkeypatch.setenv("AGREEMENTS_PASSPHRASE", LEE_PASS)
     before = tree(pr)
@@ -571,7 +583,7 @@ def test_revoked_therapist_certificate_cannot_sign(cli, monkeypatch, pr: Path):
 
 
 def test_expired_therapist_certificate_cannot_sign_library(cli, monkeypatch, pr: Path):
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)
+    monkeypatch.setenv("AGREEMENTS_CLINICIAN_CA_PASSPHRASE", CLINICIAN_PASS)
     monkeypatch.setenv("AGREEMENTS_KEY_PASSPHRASE", "ortiz-key-pass")
     ok(cli("pki", "issue", "--practice", pr, "--therapist", "ortiz", "--days", "1"))
     sign_as_client(pr)
@@ -588,7 +600,7 @@ def test_expired_therapist_certificate_cannot_sign_cli(cli, monkeypatch, pr: Pat
     old = pki.therapist_cert("lee")
     old.rename(pki.therapists / "lee-old.pem.bak")  # make room for an expired certificate of lee's
     pki.therapist_key("lee").rename(pki.therapists / "lee-old.key.pem.bak")
-    pki.issue_clinician("lee", "Dr. Robin Lee", practice.name, PRACTICE_PASS.encode(), LEE_PASS.encode(),
+    pki.issue_clinician("lee", "Dr. Robin Lee", practice.name, CLINICIAN_PASS.encode(), LEE_PASS.encode(),
                         now=utcnow() - dt.timedelta(days=10), days=1)
     sign_as_client(pr)
     monkeypatch.setenv("AGREEMENTS_PASSPHRASE", LEE_PASS)
@@ -600,7 +612,7 @@ def test_expired_therapist_certificate_cannot_sign_cli(cli, monkeypatch, pr: Pat
 def test_draft_pdf_changed_before_the_first_signature(cli, monkeypatch, pr: Path):
     pdf = pr / "drafts" / ONE / "agreement.pdf"
     flip(pdf, pdf.stat().st_size // 2)
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)
+    monkeypatch.setenv("AGREEMENTS_INTAKE_PASSPHRASE", PRACTICE_PASS)
     before = tree(pr)
     refused(cli(*client_args(pr)), "no longer matches its manifest")
     assert tree(pr) == before
@@ -626,7 +638,7 @@ def test_client_side_signs_only_once(cli, monkeypatch, pr: Path, ref: str, role:
                                                       guardian=GUARDIAN, relation="parent"), practice.drafts))
     log_renders(practice, [draft])
     sign_client(practice, WARD, signing(pr / "drafts" / WARD), PRACTICE_PASS.encode())
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)
+    monkeypatch.setenv("AGREEMENTS_INTAKE_PASSPHRASE", PRACTICE_PASS)
     before = tree(pr)
     args = client_args(pr, WARD if ref == "id" else pr / "drafts" / WARD,
                        name=CLIENT if role == "client" else GUARDIAN)
@@ -661,7 +673,7 @@ def test_voided_agreement_cannot_be_signed(cli, monkeypatch, pr: Path):
     monkeypatch.setenv("AGREEMENTS_PASSPHRASE", LEE_PASS)
     ok(cli("void", ONE, "--practice", pr, "--reason", "Rendered for the wrong program"))
     before = tree(pr)
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)
+    monkeypatch.setenv("AGREEMENTS_INTAKE_PASSPHRASE", PRACTICE_PASS)
     refused(cli(*client_args(pr)), "voided")
     refused(cli(*client_args(pr, pr / "drafts" / ONE)), "voided")
     assert tree(pr) == before
@@ -677,7 +689,7 @@ def test_void_needs_a_reason(cli, monkeypatch, pr: Path, reason):
 
 
 def test_missing_initials_names_the_clause(cli, monkeypatch, pr: Path):
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)
+    monkeypatch.setenv("AGREEMENTS_INTAKE_PASSPHRASE", PRACTICE_PASS)
     first = initial_clauses(pr / "drafts" / ONE)[0]
     before = tree(pr)
     refused(cli(*client_args(pr, omit=("--initials",))), "initials missing", first)
@@ -705,7 +717,7 @@ def test_missing_initials_library_names_each_clause(pr: Path):
     ((), {"identity": "  "}, ["identity check method is required"]),
 ])
 def test_client_request_refused(cli, monkeypatch, pr: Path, omit, values, words):
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)
+    monkeypatch.setenv("AGREEMENTS_INTAKE_PASSPHRASE", PRACTICE_PASS)
     before = tree(pr)
     refused(cli(*client_args(pr, omit=omit, **values)), *words)
     assert tree(pr) == before
@@ -713,7 +725,8 @@ def test_client_request_refused(cli, monkeypatch, pr: Path, omit, values, words)
 
 @pytest.mark.parametrize("role", ["client", "therapist"])
 def test_unknown_agreement_id(cli, monkeypatch, pr: Path, role: str):
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS if role == "client" else LEE_PASS)
+    monkeypatch.setenv("AGREEMENTS_INTAKE_PASSPHRASE" if role == "client" else "AGREEMENTS_PASSPHRASE",
+                       PRACTICE_PASS if role == "client" else LEE_PASS)
     before = tree(pr)
     args = client_args(pr, "agr-does-not-exist") if role == "client" else \
         ["sign", "agr-does-not-exist", "--practice", pr, "--as", "therapist"]
@@ -727,7 +740,7 @@ def test_unknown_agreement_id_library(pr: Path):
 
 
 def test_drawn_signature_that_is_not_png_is_refused(cli, monkeypatch, pr: Path, tmp_path: Path):
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)
+    monkeypatch.setenv("AGREEMENTS_INTAKE_PASSPHRASE", PRACTICE_PASS)
     fake = tmp_path / "sig.png"
     fake.write_bytes(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;")
     before = tree(pr)
@@ -736,7 +749,7 @@ def test_drawn_signature_that_is_not_png_is_refused(cli, monkeypatch, pr: Path, 
 
 
 def test_drawn_signature_over_512_kib_is_refused(cli, monkeypatch, pr: Path, tmp_path: Path):
-    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", PRACTICE_PASS)
+    monkeypatch.setenv("AGREEMENTS_INTAKE_PASSPHRASE", PRACTICE_PASS)
     rnd = random.Random(0)
     width, height = 512, 400
     big = png(width, height, [b"\x00" + rnd.randbytes(width * 3) for _ in range(height)])

@@ -20,14 +20,18 @@ from agreements_kit.resources import clauses_dir
 from agreements_kit.signing.pki import PKI
 from agreements_kit.signing.setup import init_practice
 
-PASS = "terminal-test-passphrase"
+PASS = "terminal-test-passphrase"  # the intake CA's
+ROOT_PASS = "terminal-root-pass"
+CLINICIAN_PASS = "terminal-clinician-pass"
+LEE_PASS = "terminal-lee-pass"
 SUMMARY = "Our own plain words about what therapy cannot do for you."
 
 
 @pytest.fixture
 def pr(tmp_path: Path) -> Path:
     root = tmp_path / "practice"
-    init_practice(root, name="Terminal Practice", jurisdiction="US", passphrase=PASS.encode(),
+    init_practice(root, name="Terminal Practice", jurisdiction="US", passphrase=ROOT_PASS.encode(),
+                  intake_passphrase=PASS.encode(), clinician_passphrase=CLINICIAN_PASS.encode(),
                   therapists={"lee": ("Dr. Robin Lee", "PhD")})
     library = root / "my-clauses"
     shutil.copytree(clauses_dir(), library)
@@ -37,7 +41,8 @@ def pr(tmp_path: Path) -> Path:
                                                       SUMMARY[:-1] + " ", 1))
     settings = root / "practice.yaml"
     settings.write_text(settings.read_text() + "clauses: my-clauses\n")
-    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", "Terminal Practice", PASS.encode(), PASS.encode())
+    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", "Terminal Practice", CLINICIAN_PASS.encode(),
+                                      LEE_PASS.encode())
     Renderer.load(root).render_to(Job(make_spec(client="Jane Q. Doe", therapist="lee", id="agr-term-1"),
                                       root / "drafts"))
     return root
@@ -47,7 +52,7 @@ def run_interactive(monkeypatch, pr: Path, answers: list[str]):
     monkeypatch.setattr(cli, "_tty", lambda stream: stream is not None)
     runner = CliRunner()
     return runner.invoke(cli.main, ["sign", "agr-term-1", "--practice", str(pr), "--as", "client"],
-                         input="\n".join(answers) + "\n", env={"AGREEMENTS_PASSPHRASE": PASS},
+                         input="\n".join(answers) + "\n", env={"AGREEMENTS_INTAKE_PASSPHRASE": PASS},
                          catch_exceptions=False)
 
 

@@ -59,7 +59,9 @@ from agreements_kit.verification.steps import STEPS
 from agreements_kit.verification.trust import Trust, load_trust
 from agreements_kit.verification.verify import Verdict, verify_folder
 
-PASS = b"practice-pass-1"
+PASS = b"practice-pass-1"  # the root's
+INTAKE_PASS = b"intake-pass-1"
+CLINICIAN_PASS = b"clinician-ca-pass-1"
 LEE_PASS = b"lee-key-pass-1"
 ORTIZ_PASS = b"ortiz-key-pass-1"
 PRACTICE_NAME = "Test Practice"
@@ -99,16 +101,16 @@ def base(tmp_path_factory) -> Base:
                   therapists={"lee": ("Dr. Robin Lee", "PhD"), "ortiz": ("Sam Ortiz", "LCSW")})
     # The PKI (and its first, empty CRL) dates from an hour before the first signature,
     # so that OpenSSL's CRL check at the signing time has a CRL that was already issued.
-    PKI(root / "pki").create(PRACTICE_NAME, PASS, now=t0 - dt.timedelta(hours=1))
+    PKI(root / "pki").create(PRACTICE_NAME, PASS, INTAKE_PASS, CLINICIAN_PASS, now=t0 - dt.timedelta(hours=1))
     practice = load_practice(root)
-    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, PASS, LEE_PASS,
+    PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, CLINICIAN_PASS, LEE_PASS,
                                       now=t0 - dt.timedelta(hours=1))
     renderer = Renderer.load(root)
     drafts = [renderer.render_to(Job(make_spec(client=CLIENT, therapist="lee", id=aid, date=t0.date()),
                                      practice.drafts)) for aid in ALL]
     log_renders(practice, drafts)
     for i, (aid, draft) in enumerate(zip(ALL, drafts, strict=True)):
-        sign_client(practice, aid, client_signing(draft), PASS, now=t0 + dt.timedelta(seconds=i))
+        sign_client(practice, aid, client_signing(draft), INTAKE_PASS, now=t0 + dt.timedelta(seconds=i))
     for i, aid in enumerate(COMPLETE):
         sign_therapist(practice, aid, LEE_PASS, now=t0 + dt.timedelta(seconds=10 + i))
     void(practice, VOIDED, "Replaced by a newer agreement", LEE_PASS, now=t0 + dt.timedelta(seconds=20))
@@ -264,7 +266,8 @@ def ledger_index(lines: list[bytes], aid: str, event: str, record: str | None = 
 def bypass_credential_checks(monkeypatch) -> None:
     """Let sign_therapist use a revoked or expired certificate, as a forger with the key could."""
     def credentials(pki: PKI, tid: str, passphrase: bytes, now: dt.datetime):
-        return load_cert(pki.therapist_cert(tid), tid), load_key(pki.therapist_key(tid), passphrase, tid)
+        cert = load_cert(pki.therapist_cert(tid), tid)
+        return cert, load_key(pki.therapist_key(tid), passphrase, tid), [pki.issuer_of(cert)]
 
     monkeypatch.setattr(sign_module, "_therapist_credentials", credentials)
 
@@ -515,17 +518,17 @@ def forge_with_another_ca(pr: Path, tmp_path: Path, name: str, *, rename_certifi
     """A CA with the very same names as the practice's, but not its key, signs B's record ``name``
     (as it is, or naming the forged certificate); returns the record."""
     other = PKI(tmp_path / "other" / "pki")
-    other.create(PRACTICE_NAME, b"other-pass-1")
+    other.create(PRACTICE_NAME, b"other-pass-1", b"other-intake-1", b"other-clinician-1")
     path = pr / "signed" / B / name
     if name == CLIENT_REC:
-        cert, key = other.one_time_client(CLIENT, PRACTICE_NAME, load_key(other.intake_key, b"other-pass-1", "x"),
+        cert, key = other.one_time_client(CLIENT, PRACTICE_NAME, load_key(other.intake_key, b"other-intake-1", "x"),
                                           signed_at(path), B, "client")
         intermediates = [other.intake()]
     else:
-        cert = other.issue_clinician("lee", "Dr. Robin Lee", PRACTICE_NAME, b"other-pass-1", b"forger-pass-1",
+        cert = other.issue_clinician("lee", "Dr. Robin Lee", PRACTICE_NAME, b"other-clinician-1", b"forger-pass-1",
                                      now=signed_at(path) - dt.timedelta(minutes=1))
         key = load_key(other.therapist_key("lee"), b"forger-pass-1", "x")
-        intermediates = []
+        intermediates = [other.clinician_ca()]
     if rename_certificate:
         rec = json.loads(path.read_bytes())
         rec["certificate"] = sign_module._certificate(cert)
@@ -564,7 +567,7 @@ def countersign_with_revoked_certificate(pr: Path, base: Base, monkeypatch) -> V
     """lee's certificate is revoked (half an hour before the first signature); a countersignature
     made afterwards with its key, the signing code's own refusal bypassed."""
     store = PKI(pr / "pki")
-    store.revoke(load_cert(store.therapist_cert("lee"), "lee"), PASS, now=base.t0 - dt.timedelta(minutes=30))
+    store.revoke(load_cert(store.therapist_cert("lee"), "lee"), CLINICIAN_PASS, now=base.t0 - dt.timedelta(minutes=30))
     bypass_credential_checks(monkeypatch)
     sign_therapist(load_practice(pr), HALF, LEE_PASS, completion=False)
     return verify(pr, HALF)
@@ -602,21 +605,18 @@ def test_certificate_revoked_before_the_signature_three_judges_agree(pr: Path, b
 def test_certificate_revoked_after_the_signature(cli, pr: Path, tmp_path: Path):
     """Revoking lee now leaves the agreements lee signed earlier valid, with a note."""
     store = PKI(pr / "pki")
-    store.revoke(load_cert(store.therapist_cert("lee"), "lee"), PASS)
+    store.revoke(load_cert(store.therapist_cert("lee"), "lee"), CLINICIAN_PASS)
     v = verify(pr, A)
     assert v.status == "valid", describe(v)
     assert any("revoked later" in n and THERAPIST_REC in n for n in v.notes), v.notes
     # The README's command (no CRL) and pyHanko (with the CRLs, retroactively) agree with us.
     assert_signatures(pr / "signed" / A, trust_of(pr), v)
-    # OpenSSL cannot judge this one with the CRL: it requires the CRL to have been issued by
-    # the -attime moment, and the CRL listing lee was issued after the signature. So it
-    # refuses with "CRL is not yet valid" -- not "certificate revoked" -- and this
-    # comparison is made without the CRL (above).
+    # With -CRLfile alone OpenSSL would refuse ("CRL is not yet valid" at -attime: the CRL listing lee
+    # came later), but the signature carries the CRL set in force when it was made, and OpenSSL uses it.
     ca_crl = root_and_crl(pr, tmp_path / "trust.pem")
     rec = pr / "signed" / A / THERAPIST_REC
     proc = openssl_verify(rec, ca_crl, signed_at(rec), "-crl_check_all")
-    assert proc.returncode != 0
-    assert "CRL is not yet valid" in proc.stderr and "certificate revoked" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
     res = cli_verify(cli, pr, pr / "signed" / A)
     assert res.exit_code == 0, res.stdout
     assert "note: 02-therapist.json: the certificate of Dr. Robin Lee was revoked later" in res.stdout
@@ -625,7 +625,7 @@ def test_certificate_revoked_after_the_signature(cli, pr: Path, tmp_path: Path):
 def test_certificate_expired_at_the_signing_time(cli, pr: Path, monkeypatch):
     """ortiz's one-day certificate expired two days before it countersigns."""
     store = PKI(pr / "pki")
-    store.issue_clinician("ortiz", "Sam Ortiz", PRACTICE_NAME, PASS, ORTIZ_PASS,
+    store.issue_clinician("ortiz", "Sam Ortiz", PRACTICE_NAME, CLINICIAN_PASS, ORTIZ_PASS,
                           now=utcnow() - dt.timedelta(days=3), days=1)
     bypass_credential_checks(monkeypatch)
     sign_therapist(load_practice(pr), HALF, ORTIZ_PASS, therapist_id="ortiz", completion=False)
@@ -811,6 +811,9 @@ def p7s_positions(p7s: bytes) -> dict[str, int]:
     signer_info = der_children(p7s, signed_data[-1][2], signed_data[-1][3])[0]
     fields = der_children(p7s, signer_info[2], signer_info[3])
     digest_algorithms = der_children(p7s, signed_data[1][2], signed_data[1][3])
+    # The signer's certificate, wherever the DER order of the certificate SET puts it (the chain is there too).
+    certificates = der_children(p7s, signed_data[3][2], signed_data[3][3])
+    at = next(c[1] for c in certificates if b"Dr. Robin Lee" in p7s[c[1]:c[3]])
     return {
         "signed-data-version": signed_data[0][2],  # 1 -> 0
         "digest-algorithms-oid": der_children(p7s, digest_algorithms[0][2], digest_algorithms[0][3])[0][3] - 1,
@@ -821,9 +824,9 @@ def p7s_positions(p7s: bytes) -> dict[str, int]:
         "signer-info-version-tag": fields[0][1],  # INTEGER -> BIT STRING
         "digest-algorithm-oid-tag": der_children(p7s, fields[2][2], fields[2][3])[0][1],
         "signature-algorithm-oid": der_children(p7s, fields[4][2], fields[4][3])[0][2],
-        "certificate-version": p7s.index(b"\xa0\x03\x02\x01\x02") + 4,  # v3 -> an invalid version
-        "certificate-key-algorithm": p7s.index(bytes.fromhex("06072a8648ce3d0201")) + 2,
-        "certificate-duplicate-extension": p7s.index(bytes.fromhex("0603551d0e")) + 4,  # SKI -> a 2nd keyUsage
+        "certificate-version": p7s.index(b"\xa0\x03\x02\x01\x02", at) + 4,  # v3 -> an invalid version
+        "certificate-key-algorithm": p7s.index(bytes.fromhex("06072a8648ce3d0201"), at) + 2,
+        "certificate-duplicate-extension": p7s.index(bytes.fromhex("0603551d0e"), at) + 4,  # SKI -> a 2nd keyUsage
     }
 
 

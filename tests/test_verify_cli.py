@@ -43,7 +43,7 @@ def test_a_deleted_ledger_makes_an_archived_agreement_not_valid(pr: Path, run_bi
     (pr / "signed" / "ledger.jsonl").unlink()
     res = run_bin("verify", folder(pr), *trust_args(pr))
     assert res.exit_code == 1
-    assert re.search(r"^  FAIL 11 ledger: .*the ledger is missing.* \[ledger\.missing\]$", res.stdout, re.M), res.stdout
+    assert re.search(r"^  FAIL 12 ledger: .*the ledger is missing.* \[ledger\.missing\]$", res.stdout, re.M), res.stdout
     res = run_bin("verify", folder(pr), *trust_args(pr), "--no-ledger")
     assert res.exit_code == 2, res.stdout + res.stderr  # not for a folder inside its archive
     assert "--no-ledger is for a folder outside its archive" in res.stderr
@@ -101,11 +101,15 @@ def test_nothing_to_trust_at_all(pr: Path, run_bin, tmp_path: Path):
 
 def test_the_root_pinned_by_its_fingerprint_is_trusted(other: Path, pr: Path, run_bin):
     fp = root_fingerprint(other / "pki" / "root.pem")
-    res = run_bin("verify", folder(other), "--trust-sha256", fp.upper())  # as a person may copy it
+    tsa = other / "pki" / "tsa-roots.pem"
+    res = run_bin("verify", folder(other), "--trust-sha256", fp.upper(), "--tsa-trust", tsa)  # as a person may copy it
     assert res.exit_code == 0, res.stdout + res.stderr
     assert f"note: trust root: {other / 'pki' / 'root.pem'} (pinned by --trust-sha256), SHA-256 {fp}" in res.stdout
-    res = run_bin("verify", folder(other), env={"AGREEMENTS_TRUST_SHA256": fp})
+    res = run_bin("verify", folder(other), env={"AGREEMENTS_TRUST_SHA256": fp, "AGREEMENTS_TSA_TRUST": str(tsa)})
     assert res.exit_code == 0, res.stdout + res.stderr
+    # A pinned root vouches for no TSA root found beside it: the tokens' times then prove nothing, and say so.
+    res = run_bin("verify", folder(other), "--trust-sha256", fp)
+    assert res.exit_code == 1 and "[time.no-trusted-tsa]" in res.stdout, res.stdout
     # Another pin: the root beside the archive is not the pinned one.
     pin = root_fingerprint(pr / "pki" / "root.pem")
     not_verified(run_bin("verify", folder(other), "--trust-sha256", pin),
@@ -124,7 +128,7 @@ def test_the_named_practice_root_is_trusted_and_named_with_its_fingerprint(pr: P
         res = run_bin("verify", folder(other), *how.get("args", ()), env=how.get("env"))
         assert res.exit_code == 1, res.stdout + res.stderr
         assert res.stdout.startswith(f"not valid: {folder(other).name}: "), res.stdout
-        assert re.search(r"^  FAIL  7 path \[01-client\.json\]: .*does not lead to the trusted root.* "
+        assert re.search(r"^  FAIL  8 path \[01-client\.json\]: .*does not lead to the trusted root.* "
                          r"\[chain\.untrusted\]$", res.stdout, re.M), res.stdout
         assert f"(the practice's own, named with --practice or AGREEMENTS_PRACTICE), SHA-256 {fp}" in res.stdout
     # And its own agreement verifies against it.

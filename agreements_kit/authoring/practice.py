@@ -35,6 +35,23 @@ class Therapist:
     credentials: str
 
 
+@dataclass(frozen=True)
+class Timestamping:
+    """Where signature time-stamp tokens come from (RFC 3161 TSAs, tried in order).
+
+    ``on_failure`` is ``stop`` (the default: no TSA answering means no signature) or
+    ``archive-untimestamped`` (the signature is archived without a token, and every
+    verdict names its time as the signer's claim only). Never a local time instead.
+    """
+
+    urls: tuple[str, ...]
+    on_failure: str = "stop"
+    timeout: float = 10.0
+
+
+ON_FAILURE = ("stop", "archive-untimestamped")
+
+
 @dataclass
 class Practice:
     root: Path
@@ -49,6 +66,7 @@ class Practice:
     variable_lines: dict[str, int] = field(default_factory=dict)
     clauses_dir: Path | None = None
     templates_dir: Path | None = None
+    timestamping: Timestamping | None = None
 
     @property
     def settings_path(self) -> Path:
@@ -93,7 +111,8 @@ def parse_practice(d: object, root: Path) -> Practice:
     path = root / SETTINGS
     if not isinstance(d, LineDict):
         raise PracticeError("settings must be a mapping", path=path, line=1)
-    _keys(d, {"practice", "therapists"}, {"jurisdiction", "variables", "clauses", "templates"}, "practice.yaml", path)
+    _keys(d, {"practice", "therapists"}, {"jurisdiction", "variables", "clauses", "templates",
+                                                  "timestamping"}, "practice.yaml", path)
     p = d["practice"]
     if not isinstance(p, LineDict):
         raise PracticeError("'practice' must be a mapping", path=path, line=d.line_of("practice"))
@@ -127,7 +146,35 @@ def parse_practice(d: object, root: Path) -> Practice:
         jurisdiction=jurisdiction, jurisdiction_line=jurisdiction_line, therapists=therapists,
         variables=dict(variables), variable_lines=dict(variables.lines),
         clauses_dir=_folder(d, "clauses", root, path), templates_dir=_folder(d, "templates", root, path),
+        timestamping=_timestamping(d, path),
     )
+
+
+def _timestamping(d: LineDict, path: Path) -> Timestamping | None:
+    t = d.get("timestamping")
+    if t is None:
+        return None
+    if not isinstance(t, LineDict):
+        raise PracticeError("'timestamping' must be a mapping with 'tsa' (a list of URLs)", path=path,
+                            line=d.line_of("timestamping"))
+    _keys(t, {"tsa"}, {"on_failure", "timeout"}, "'timestamping'", path)
+    urls = t["tsa"]
+    if isinstance(urls, str):
+        urls = [urls]
+    if not isinstance(urls, list) or not urls:
+        raise PracticeError("'tsa' of 'timestamping' must list at least one TSA URL", path=path, line=t.line_of("tsa"))
+    for url in urls:
+        if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
+            raise PracticeError(f"TSA URL {url!r} must be an http:// or https:// URL", path=path, line=t.line_of("tsa"))
+    on_failure = t.get("on_failure", "stop")
+    if on_failure not in ON_FAILURE:
+        raise PracticeError(f"'on_failure' of 'timestamping' must be one of {', '.join(ON_FAILURE)}", path=path,
+                            line=t.line_of("on_failure"))
+    timeout = t.get("timeout", 10)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 120:
+        raise PracticeError("'timeout' of 'timestamping' must be a number of seconds between 0 and 120", path=path,
+                            line=t.line_of("timeout"))
+    return Timestamping(tuple(urls), on_failure, float(timeout))
 
 
 def _keys(d: LineDict, required: set[str], optional: set[str], what: str, path: Path) -> None:
@@ -175,4 +222,5 @@ def _folder(d: LineDict, key: str, root: Path, path: Path) -> Path | None:
     return folder
 
 
-__all__ = ["Practice", "Therapist", "load_practice", "parse_practice", "locate", "FILE_MODE", "DIR_MODE"]
+__all__ = ["Practice", "Therapist", "Timestamping", "load_practice", "parse_practice", "locate", "FILE_MODE",
+           "DIR_MODE"]

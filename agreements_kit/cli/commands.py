@@ -59,11 +59,14 @@ def main() -> None:
     """Generate, sign and audit DBT treatment agreements."""
 
 
-PASSPHRASE_ENV = "AGREEMENTS_PASSPHRASE"
+PASSPHRASE_ENV = "AGREEMENTS_PASSPHRASE"  # the root CA's (and, for 'sign --as therapist' and 'void', the therapist's)
 KEY_PASSPHRASE_ENV = "AGREEMENTS_KEY_PASSPHRASE"
+INTAKE_PASSPHRASE_ENV = "AGREEMENTS_INTAKE_PASSPHRASE"  # the intake CA's: client signatures, the intake server
+CLINICIAN_PASSPHRASE_ENV = "AGREEMENTS_CLINICIAN_CA_PASSPHRASE"  # the clinician CA's: issuing and revoking therapists
 
 
-def _passphrase(file: Path | None, env: str, prompt: str, confirm: bool = False) -> bytes:
+def _passphrase(file: Path | None, env: str, prompt: str, confirm: bool = False,
+                option: str = "--passphrase-file") -> bytes:
     """A passphrase from a file, the environment, or a hidden prompt: never from the command line."""
     if file is not None:
         try:
@@ -76,16 +79,30 @@ def _passphrase(file: Path | None, env: str, prompt: str, confirm: bool = False)
     elif _tty(sys.stdin):
         value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
     else:
-        raise AgreementsError(f"{prompt.lower()} needed: use --passphrase-file FILE or set {env} "
+        raise AgreementsError(f"{prompt[:1].lower() + prompt[1:]} needed: use {option} FILE or set {env} "
                               "(it is never read from the command line)")
     if not value:
-        raise AgreementsError(f"{prompt.lower()} is empty")
+        raise AgreementsError(f"{prompt[:1].lower() + prompt[1:]} is empty")
     return value.encode("utf-8")
 
 
 passphrase_option = click.option(
     "--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
     help=f"Read the passphrase from this file (else ${PASSPHRASE_ENV}, else a prompt).")
+
+
+def _file_option(name: str, help: str):
+    return click.option(name, type=click.Path(dir_okay=False, path_type=Path), help=help)
+
+
+intake_passphrase_option = _file_option(
+    "--passphrase-file", f"The intake CA's passphrase, from this file (else ${INTAKE_PASSPHRASE_ENV}, else a prompt).")
+clinician_passphrase_option = _file_option(
+    "--passphrase-file",
+    f"The clinician CA's passphrase, from this file (else ${CLINICIAN_PASSPHRASE_ENV}, else a prompt).")
+root_key_option = click.option(
+    "--root-key", "root_key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The root CA's key file, where it was exported to (removable media); default: pki/root.key.pem.")
 
 practice_option = click.option(
     "--practice", "practice_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -99,14 +116,23 @@ practice_option = click.option(
 @click.option("--phone", default="", help="Practice phone number.")
 @click.option("--address", default="", help="Practice address.")
 @click.option("--email", default="", help="Practice e-mail address.")
-@passphrase_option
+@click.option("--tsa", "tsa_urls", multiple=True, metavar="URL",
+              help="An RFC 3161 time-stamp authority to time-stamp every signature (repeatable; tried in order).")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"The root CA's passphrase, from this file (else ${PASSPHRASE_ENV}, else a prompt).")
+@_file_option("--intake-passphrase-file", f"The intake CA's passphrase, from this file (else ${INTAKE_PASSPHRASE_ENV}, "
+              "else a prompt).")
+@_file_option("--clinician-passphrase-file", "The clinician CA's passphrase, from this file (else "
+              f"${CLINICIAN_PASSPHRASE_ENV}, else a prompt).")
 def init(directory: Path, name: str, jurisdiction: str, phone: str, address: str, email: str,
-         passphrase_file: Path | None) -> None:
+         tsa_urls: tuple[str, ...], passphrase_file: Path | None, intake_passphrase_file: Path | None,
+         clinician_passphrase_file: Path | None) -> None:
     """Create a practice folder: settings, drafts/, the signed/ archive and the practice PKI.
 
-    The PKI's private keys (root CA and intake CA) are encrypted with the
-    practice passphrase, needed again to issue and revoke certificates and to
-    sign as a client at intake.
+    Each CA key has a passphrase of its own, all three different: the root's
+    (needed only to issue or revoke a CA: export the key to removable media with
+    'agreements pki export-root-key'), the intake CA's (front desk: clients sign
+    with it) and the clinician CA's (whoever issues and revokes therapists).
     """
     from agreements_kit.authoring.library import load_library
     from agreements_kit.resources import clauses_dir
@@ -116,11 +142,23 @@ def init(directory: Path, name: str, jurisdiction: str, phone: str, address: str
     if jurisdiction not in known:
         raise AgreementsError(f"unknown jurisdiction '{jurisdiction}' (choose from: {', '.join(known)})")
     root = init_practice(directory, name=name, jurisdiction=jurisdiction, phone=phone, address=address,
-                         email=email, passphrase=lambda: _passphrase(passphrase_file, PASSPHRASE_ENV,
-                                                                     "Practice passphrase", confirm=True))
+                         email=email,
+                         passphrase=lambda: _passphrase(passphrase_file, PASSPHRASE_ENV, "Root CA passphrase",
+                                                        confirm=True),
+                         intake_passphrase=lambda: _passphrase(intake_passphrase_file, INTAKE_PASSPHRASE_ENV,
+                                                               "Intake CA passphrase", confirm=True,
+                                                               option="--intake-passphrase-file"),
+                         clinician_passphrase=lambda: _passphrase(clinician_passphrase_file, CLINICIAN_PASSPHRASE_ENV,
+                                                                  "Clinician CA passphrase", confirm=True,
+                                                                  option="--clinician-passphrase-file"),
+                         tsa_urls=list(tsa_urls) or None)
     click.echo(f"created practice folder {root}")
     click.echo(f"publish {root / 'pki' / 'root.pem'} and {root / 'pki' / 'crl.pem'}: auditors verify against them")
+    click.echo("then move the root key offline: 'agreements pki export-root-key --to DIR' (removable media)")
     click.echo(f"edit {root / 'practice.yaml'} to list your therapists, then 'agreements pki issue --therapist ID'")
+    if tsa_urls:
+        click.echo(f"put the TSA's root certificate in {root / 'pki' / 'tsa-roots.pem'} (and publish it) so "
+                   "verifiers trust its time-stamps")
 
 
 @main.command()
@@ -272,7 +310,7 @@ def _practice(practice_dir: Path | None):
 
 @main.group()
 def archive() -> None:
-    """Maintain the archive (format migration)."""
+    """Maintain the archive (format migration, archive time-stamps)."""
 
 
 @archive.command("migrate")
@@ -290,32 +328,55 @@ def archive_migrate(practice_dir) -> None:
                f"CRL set {result.crl_number} entered in the ledger")
 
 
+@archive.command("renew")
+@practice_option
+def archive_renew(practice_dir) -> None:
+    """Add an archive time-stamp (renewal-NN.json and .tsr) to every agreement folder.
+
+    Each covers the SHA-256 of every file in its folder, earlier renewals included, with a
+    token from the practice's TSA, and is entered in the ledger. A folder unchanged since
+    its last renewal, which is not yet due, is skipped; one that differs from the ledger is
+    refused (exit 1). A TSA failure stops the run (exit 3). See docs/archive.md.
+    """
+    from agreements_kit.signing.renew import renew_archive
+
+    outcomes = renew_archive(_practice(practice_dir))
+    for outcome in outcomes:
+        click.echo(f"{outcome.action} {outcome.agreement_id}: {outcome.detail}")
+    count = {a: sum(1 for o in outcomes if o.action == a) for a in ("renewed", "skipped", "refused")}
+    click.echo(f"{count['renewed']} renewed, {count['skipped']} skipped (unchanged, not due), "
+               f"{count['refused']} refused")
+    sys.exit(1 if count["refused"] else 0)
+
+
 @main.group()
 def pki() -> None:
-    """The practice's certificate authority: issue, revoke, list."""
+    """The practice's certificate authorities: issue, revoke, list, rotate; the root offline."""
 
 
 @pki.command("issue")
 @practice_option
 @click.option("--therapist", "therapist_id", required=True, help="Therapist id from practice.yaml.")
-@passphrase_option
+@clinician_passphrase_option
 @click.option("--key-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
               help=f"The therapist's own passphrase for the new key (else ${KEY_PASSPHRASE_ENV}, else a prompt).")
 @click.option("--days", type=click.IntRange(1, 3650), default=730, show_default=True, help="Validity in days.")
 def pki_issue(practice_dir, therapist_id, passphrase_file, key_passphrase_file, days) -> None:
-    """Issue a therapist's certificate and encrypted key."""
-    from agreements_kit.signing.pki import PKI
+    """Issue a therapist's certificate (from the clinician CA) and encrypted key."""
+    from agreements_kit.signing.pki import NO_CLINICIAN_CA, PKI
 
     practice = _practice(practice_dir)
     therapist = practice.therapists.get(therapist_id)
     if therapist is None:
         raise AgreementsError(f"unknown therapist '{therapist_id}' (practice.yaml lists: "
                               f"{', '.join(sorted(practice.therapists))})")
-    ca = _passphrase(passphrase_file, PASSPHRASE_ENV, "Practice passphrase")
+    store = PKI(practice.root / "pki")
+    if not store.has_clinician_ca():
+        raise AgreementsError(NO_CLINICIAN_CA)
+    ca = _passphrase(passphrase_file, CLINICIAN_PASSPHRASE_ENV, "Clinician CA passphrase")
     key = _passphrase(key_passphrase_file, KEY_PASSPHRASE_ENV, f"New passphrase for {therapist_id}'s key",
-                      confirm=True)
-    cert = PKI(practice.root / "pki").issue_clinician(therapist_id, therapist.name, practice.name, ca, key,
-                                                      days=days)
+                      confirm=True, option="--key-passphrase-file")
+    cert = store.issue_clinician(therapist_id, therapist.name, practice.name, ca, key, days=days)
     click.echo(f"issued certificate {cert.serial_number:x} for {therapist.name} ({therapist_id}), "
                f"valid until {cert.not_valid_after_utc:%Y-%m-%d}")
 
@@ -323,15 +384,26 @@ def pki_issue(practice_dir, therapist_id, passphrase_file, key_passphrase_file, 
 @pki.command("revoke")
 @practice_option
 @click.option("--therapist", "therapist_id", required=True, help="Revoke this therapist's current certificate.")
-@passphrase_option
-def pki_revoke(practice_dir, therapist_id, passphrase_file) -> None:
-    """Revoke a therapist's certificate: the CRL beside root.pem lists it from now on."""
+@clinician_passphrase_option
+@root_key_option
+def pki_revoke(practice_dir, therapist_id, passphrase_file, root_key) -> None:
+    """Revoke a therapist's certificate: the clinician CA's CRL (in crl.pem, beside root.pem) lists it from now on.
+
+    A certificate the root issued, before the practice had a clinician CA, is
+    revoked by the root: then the passphrase is the root's ($AGREEMENTS_PASSPHRASE).
+    """
     from agreements_kit.signing.pki import PKI, load_cert
 
     practice = _practice(practice_dir)
     store = PKI(practice.root / "pki")
     cert = load_cert(store.therapist_cert(therapist_id), f"therapist '{therapist_id}'")
-    store.revoke(cert, _passphrase(passphrase_file, PASSPHRASE_ENV, "Practice passphrase"))
+    if store.issuer_of(cert) == store.root():
+        click.echo(f"note: {therapist_id}'s certificate was issued by the root (before the clinician CA): the root "
+                   "revokes it", err=True)
+        passphrase = _passphrase(passphrase_file, PASSPHRASE_ENV, "Root CA passphrase")
+    else:
+        passphrase = _passphrase(passphrase_file, CLINICIAN_PASSPHRASE_ENV, "Clinician CA passphrase")
+    store.revoke(cert, passphrase, root_key_file=root_key)
     click.echo(f"revoked certificate {cert.serial_number:x} of {therapist_id}; published in {store.crl}")
 
 
@@ -349,8 +421,87 @@ def pki_list(practice_dir, as_json) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
-        click.echo(f"{r['role']:<10} {r['subject']:<40} serial {r['serial'][:16]:<16} "
+        click.echo(f"{r['role']:<12} {r['subject']:<40} serial {r['serial'][:16]:<16} "
                    f"expires {r['not_after'][:10]}  {r['status']}")
+
+
+@pki.command("add-clinician-ca")
+@practice_option
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"The root CA's passphrase, from this file (else ${PASSPHRASE_ENV}, else a prompt).")
+@_file_option("--clinician-passphrase-file", "The new clinician CA's own passphrase, from this file (else "
+              f"${CLINICIAN_PASSPHRASE_ENV}, else a prompt).")
+@root_key_option
+def pki_add_clinician_ca(practice_dir, passphrase_file, clinician_passphrase_file, root_key) -> None:
+    """Give a practice made before keys were separated its clinician CA (the root issues it).
+
+    From then on 'pki issue' and 'pki revoke' need only the clinician CA's passphrase;
+    therapists' certificates the root issued earlier stay valid until revoked or expired.
+    """
+    from agreements_kit.signing.pki import PKI
+
+    store = PKI(_practice(practice_dir).root / "pki")
+    root = _passphrase(passphrase_file, PASSPHRASE_ENV, "Root CA passphrase")
+    ca = _passphrase(clinician_passphrase_file, CLINICIAN_PASSPHRASE_ENV, "New clinician CA passphrase", confirm=True,
+                     option="--clinician-passphrase-file")
+    cert = store.add_clinician_ca(root, ca, root_key_file=root_key)
+    click.echo(f"created the clinician CA {cert.serial_number:x} ({store.clinician_cert}); entered in the register")
+    click.echo("issue therapists' certificates with 'agreements pki issue' (with the clinician CA's passphrase, "
+               f"${CLINICIAN_PASSPHRASE_ENV})")
+
+
+@pki.command("rotate")
+@practice_option
+@click.option("--intake", "which", flag_value="intake", help="Replace the intake CA.")
+@click.option("--clinician-ca", "which", flag_value="clinician-ca", help="Replace the clinician CA.")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"The root CA's passphrase, from this file (else ${PASSPHRASE_ENV}, else a prompt).")
+@_file_option("--new-passphrase-file", "The new CA key's passphrase, from this file (else "
+              f"${INTAKE_PASSPHRASE_ENV} or ${CLINICIAN_PASSPHRASE_ENV}, else a prompt).")
+@root_key_option
+def pki_rotate(practice_dir, which, passphrase_file, new_passphrase_file, root_key) -> None:
+    """Replace the intake CA or the clinician CA with a new key and certificate (the root issues it).
+
+    The old CA certificate is revoked in the root's CRL (superseded) from now on, so what its key
+    signed before stays valid and nothing it signs later does; its key is deleted. Both are
+    entered in the ledger. After '--clinician-ca', issue every therapist a new certificate.
+    """
+    from agreements_kit.signing.pki import CA_KINDS, PKI
+
+    if which is None:
+        raise AgreementsError("say which CA to replace: --intake or --clinician-ca")
+    kind = CA_KINDS[which]
+    store = PKI(_practice(practice_dir).root / "pki")
+    root = _passphrase(passphrase_file, PASSPHRASE_ENV, "Root CA passphrase")
+    new = _passphrase(new_passphrase_file, kind.env, f"New {kind.label} passphrase", confirm=True,
+                      option="--new-passphrase-file")
+    old, cert = store.rotate(kind, root, new, root_key_file=root_key)
+    click.echo(f"replaced the {kind.label} {old.serial_number:x} by {cert.serial_number:x}: the old one is revoked "
+               f"(superseded) in the root's CRL, its key deleted; both entered in the ledger")
+    if kind.role == "clinician-ca":
+        click.echo("therapists' certificates from the old clinician CA no longer sign: issue each a new one with "
+                   "'agreements pki issue --therapist ID'")
+
+
+@pki.command("export-root-key")
+@practice_option
+@click.option("--to", "destination", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="A folder on removable media for root.key.pem.")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"The root CA's passphrase, from this file (else ${PASSPHRASE_ENV}, else a prompt).")
+def pki_export_root_key(practice_dir, destination, passphrase_file) -> None:
+    """Move the root CA's key out of pki/ to DIR (removable media), checked before it is removed.
+
+    Daily work never needs it; to issue or revoke a CA later (pki rotate, pki
+    add-clinician-ca) give it back with --root-key FILE.
+    """
+    from agreements_kit.signing.pki import PKI
+
+    store = PKI(_practice(practice_dir).root / "pki")
+    target = store.export_root_key(destination, _passphrase(passphrase_file, PASSPHRASE_ENV, "Root CA passphrase"))
+    click.echo(f"exported the root key to {target} (checked: it decrypts with the root passphrase and matches "
+               f"{store.root_cert}); removed it from {store.root_dir}")
+    click.echo("keep the medium offline and safe: it is needed only to issue or revoke a CA (--root-key FILE)")
 
 
 def _ask_client(practice, folder, role: str, name, initials, consent, agree, identity, checked_by):
@@ -397,14 +548,20 @@ def _ask_client(practice, folder, role: str, name, initials, consent, agree, ide
 @click.option("--drawn-signature", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG of a drawn signature (optional).")
 @click.option("--therapist", "therapist_id", help="Therapist: sign as this therapist (default: the agreement's).")
-@passphrase_option
+@_file_option("--passphrase-file", "The passphrase of the key this signature needs, from this file: the intake CA's "
+              f"for a client or guardian (else ${INTAKE_PASSPHRASE_ENV}), the therapist's own (else "
+              f"${PASSPHRASE_ENV}); else a prompt.")
+@click.option("--log-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Unlock the transparency log's key (else $AGREEMENTS_LOG_PASSPHRASE) to sign a checkpoint that "
+                   "includes this signature.")
 def sign(agreement, practice_dir, role, name, initials, consent, agree, identity, checked_by, drawn_signature,
-         therapist_id, passphrase_file) -> None:
+         therapist_id, passphrase_file, log_passphrase_file) -> None:
     """Sign AGREEMENT (an id or a folder) as the client, a guardian, or the therapist.
 
-    A client signs with a one-time certificate from the intake CA (the practice
-    passphrase unlocks it); the therapist countersigns afterwards with their own
-    key. Without a terminal every answer must come from the options.
+    A client signs with a one-time certificate from the intake CA (its own
+    passphrase unlocks it: --passphrase-file or $AGREEMENTS_INTAKE_PASSPHRASE); the
+    therapist countersigns afterwards with their own key (--passphrase-file or
+    $AGREEMENTS_PASSPHRASE). Without a terminal every answer must come from the options.
     """
     from agreements_kit.signing.sign import (
         ClientSigning,
@@ -415,10 +572,11 @@ def sign(agreement, practice_dir, role, name, initials, consent, agree, identity
     )
 
     practice = _practice(practice_dir)
+    log_key = _log_key(practice, log_passphrase_file)
     if role == "therapist":
         result = sign_therapist(practice, agreement,
                                 _passphrase(passphrase_file, PASSPHRASE_ENV, "Therapist key passphrase"),
-                                therapist_id)
+                                therapist_id, log_key=log_key)
     else:
         folder = find_agreement(practice, agreement)
         png = None
@@ -431,11 +589,13 @@ def sign(agreement, practice_dir, role, name, initials, consent, agree, identity
             practice, folder, role, name, initials, consent, agree, identity, checked_by)
         request = ClientSigning(name=typed, consent=consent, initials=given, intent=agree, role=role,
                                 identity_method=identity, identity_checked_by=checked_by, drawn_png=png)
-        check_client_request(folder, request)  # before asking for the practice passphrase
+        check_client_request(folder, request)  # before asking for the intake CA's passphrase
         result = sign_client(practice, agreement, request,
-                             _passphrase(passphrase_file, PASSPHRASE_ENV, "Practice passphrase"))
+                             _passphrase(passphrase_file, INTAKE_PASSPHRASE_ENV, "Intake CA passphrase"),
+                             log_key=log_key)
     signer = result.record["signer"]
     click.echo(f"signed {result.folder.id} as {signer['role']} ({signer['name']}) at {result.record['signed_at']}")
+    _say_time(result)
     click.echo(f"record:    {result.record_path}")
     click.echo(f"signature: {result.signature_path}")
     if result.completion:
@@ -448,7 +608,9 @@ def sign(agreement, practice_dir, role, name, initials, consent, agree, identity
 @click.option("--reason", required=True, help="Why the agreement is voided (kept in the signed record).")
 @click.option("--therapist", "therapist_id", help="Therapist who voids it (default: the agreement's).")
 @passphrase_option
-def void(agreement, practice_dir, reason, therapist_id, passphrase_file) -> None:
+@click.option("--log-passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Unlock the transparency log's key (else $AGREEMENTS_LOG_PASSPHRASE) to sign a checkpoint.")
+def void(agreement, practice_dir, reason, therapist_id, passphrase_file, log_passphrase_file) -> None:
     """Close AGREEMENT with a signed void record; it can no longer be signed."""
     from agreements_kit.signing.sign import find_agreement
     from agreements_kit.signing.sign import void as void_agreement
@@ -456,8 +618,57 @@ def void(agreement, practice_dir, reason, therapist_id, passphrase_file) -> None
     practice = _practice(practice_dir)
     find_agreement(practice, agreement)  # an unknown agreement is said before any passphrase is asked
     result = void_agreement(practice, agreement, reason,
-                            _passphrase(passphrase_file, PASSPHRASE_ENV, "Therapist key passphrase"), therapist_id)
+                            _passphrase(passphrase_file, PASSPHRASE_ENV, "Therapist key passphrase"), therapist_id,
+                            log_key=_log_key(practice, log_passphrase_file))
     click.echo(f"voided {result.folder.id}: {result.record_path}")
+    _say_time(result)
+
+
+LOG_PASSPHRASE_ENV = "AGREEMENTS_LOG_PASSPHRASE"
+
+
+def _log_key(practice, passphrase_file: Path | None):
+    """The log key, when the practice has one and its own passphrase is given (file or environment)."""
+    import os
+
+    from agreements_kit.store import tlog
+
+    pki_dir = practice.root / "pki"
+    if not (pki_dir / tlog.KEY_FILE).exists():
+        return None
+    if passphrase_file is None and not os.environ.get(LOG_PASSPHRASE_ENV):
+        return None
+    return tlog.load_log_key(pki_dir, _passphrase(passphrase_file, LOG_PASSPHRASE_ENV, "Log key passphrase"))
+
+
+def _read_small(path: Path, what: str, limit: int = 64 * 1024) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise AgreementsError(f"cannot read the {what} {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise AgreementsError(f"the {what} {path} is larger than {limit // 1024} KiB")
+    return data
+
+
+def _read_key_text(value: str) -> str:
+    """A verifier key given as a file or as its text (NAME+KEYID+BASE64)."""
+    path = Path(value)
+    if path.is_file():
+        return _read_small(path, "key").decode("utf-8", "replace").strip()
+    return value.strip()
+
+
+def _say_time(result) -> None:
+    if result.checkpoint is not None:
+        lines = result.checkpoint.decode("utf-8").splitlines()
+        click.echo(f"checkpoint: the log's tree of {lines[1]} entries, root {lines[2]}, includes it")
+    if result.untimestamped:
+        click.echo(f"warning: no time-stamp token: {result.untimestamped}; the signing time is the signer's claim "
+                   "only", err=True)
+    else:
+        click.echo(f"time-stamp: {result.signature_path.name} carries a TSA's time-stamp token")
 
 
 def _cwd_practice(practice_dir: Path | None) -> Path | None:
@@ -467,13 +678,14 @@ def _cwd_practice(practice_dir: Path | None) -> Path | None:
 
 
 def _trust(trust_path: Path | None, trust_sha256: str | None, crl: Path | None, archive: Path | None,
-           practice_dir: Path | None):
-    """The trust root, decided by the library's rules (verification.trust), never by files in the archive."""
+           practice_dir: Path | None, tsa_trust: Path | None = None, log_key: str | None = None):
+    """The trust roots, decided by the library's rules (verification.trust), never by files in the archive."""
     from agreements_kit.verification.target import explicit_practice
     from agreements_kit.verification.trust import resolve_trust
 
     return resolve_trust(trust_file=trust_path, trust_sha256=trust_sha256, crl=crl,
-                         practice=explicit_practice(practice_dir), archive=archive)
+                         practice=explicit_practice(practice_dir), archive=archive, tsa_trust=tsa_trust,
+                         log_key=log_key)
 
 
 trust_options = [
@@ -485,6 +697,11 @@ trust_options = [
                       "wherever its file is found."),
     click.option("--crl", type=click.Path(dir_okay=False, path_type=Path),
                  help="CRL file (default: crl.pem beside the trust root)."),
+    click.option("--tsa-trust", "tsa_trust", type=click.Path(dir_okay=False, path_type=Path),
+                 help="PEM file of the TSA root certificates to trust for time-stamp tokens (default: "
+                      "$AGREEMENTS_TSA_TRUST, or tsa-roots.pem beside the trust root)."),
+    click.option("--require-timestamps", is_flag=True,
+                 help="Fail every signature without a verified time-stamp token (the signer's claim only)."),
 ]
 
 
@@ -505,7 +722,8 @@ def _with(options):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable verdict.")
 @click.option("-v", "--verbose", is_flag=True, help="List every check, not only failures.")
 @click.option("--no-ledger", is_flag=True, help="Verify a folder given without its archive's ledger (noted).")
-def verify(path, practice_dir, archive, trust_path, trust_sha256, crl, as_json, verbose, no_ledger) -> None:
+def verify(path, practice_dir, archive, trust_path, trust_sha256, crl, tsa_trust, require_timestamps, as_json, verbose,
+           no_ledger) -> None:
     """Verify an agreement folder, or any PDF, against the archive.
 
     Exit code 0: valid; 1: not valid (invalid, incomplete or voided, or no trusted
@@ -518,15 +736,17 @@ def verify(path, practice_dir, archive, trust_path, trust_sha256, crl, as_json, 
     from agreements_kit.verification.verify import verify_folder
 
     target = resolve_target(path, archive, explicit_practice(practice_dir) or _cwd_practice(practice_dir))
-    trust = _trust(trust_path, trust_sha256, crl, target.archive, practice_dir)
+    trust = _trust(trust_path, trust_sha256, crl, target.archive, practice_dir, tsa_trust)
     if no_ledger and target.in_archive:
         raise CannotCheck("--no-ledger is for a folder outside its archive; this one has its archive beside it")
     verdict = verify_folder(target.folder, trust, pdf_path=target.pdf_path,
-                            ledger=None if no_ledger else target.ledger)
+                            ledger=None if no_ledger else target.ledger, require_timestamps=require_timestamps)
     if as_json:
         click.echo(json.dumps(verdict.as_dict(), indent=2))
     else:
         click.echo(verdict.headline())
+        for signer in verdict.signers:
+            click.echo(f"  time of {signer['record']}: {signer.get('time_source')}")
         for check in (verdict.checks if verbose else verdict.failures):
             mark = "ok  " if check.ok else "FAIL"
             subject = f" [{check.subject}]" if check.subject else ""
@@ -543,7 +763,16 @@ def verify(path, practice_dir, archive, trust_path, trust_sha256, crl, as_json, 
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (summary and every verdict).")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write FILE.html or FILE.pdf.")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default: all cores).")
-def audit(archive, practice_dir, trust_path, trust_sha256, crl, as_json, report, workers) -> None:
+@click.option("--log-key", "log_key", metavar="FILE|KEY",
+              help="The transparency log's verifier key (default: $AGREEMENTS_LOG_KEY, or log.pub beside the "
+                   "trust root).")
+@click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A signed checkpoint kept outside the archive (a receipt's, a witness's): the ledger must still "
+                   "hold its tree. Repeatable.")
+@click.option("--witness-key", "witness_key", metavar="FILE|KEY",
+              help="With --checkpoint: the witness's verifier key; its cosignature must be on each checkpoint.")
+def audit(archive, practice_dir, trust_path, trust_sha256, crl, tsa_trust, require_timestamps, as_json, report,
+          workers, log_key, checkpoint_files, witness_key) -> None:
     """Check every agreement of an archive and its whole ledger.
 
     Exit code 0: no problems (incomplete and voided agreements are listed, not
@@ -556,16 +785,21 @@ def audit(archive, practice_dir, trust_path, trust_sha256, crl, as_json, report,
     from agreements_kit.verification.audit import count_folders, results
 
     archive = archive or locate(practice_dir) / "signed"
-    trust = _trust(trust_path, trust_sha256, crl, archive, practice_dir)
+    trust = _trust(trust_path, trust_sha256, crl, archive, practice_dir, tsa_trust, log_key)
+    checkpoints = [(str(p), _read_small(p, "checkpoint")) for p in checkpoint_files]
+    witness_text = _read_key_text(witness_key) if witness_key else None
     if report is not None and report.exists():
         raise AgreementsError(f"{report} already exists; choose a new report file")
     if report is not None and report.suffix.lower() not in (".html", ".htm", ".pdf"):
         raise AgreementsError(f"report {report}: the name must end in .html or .pdf")
     if _tty(sys.stderr) and not as_json:
         with click.progressbar(length=count_folders(archive), label="auditing", file=sys.stderr) as bar:
-            summary, db = run_audit(archive, trust, workers=workers, progress=bar.update)
+            summary, db = run_audit(archive, trust, workers=workers, progress=bar.update,
+                                    require_timestamps=require_timestamps, checkpoints=checkpoints,
+                                    witness_key=witness_text)
     else:
-        summary, db = run_audit(archive, trust, workers=workers)
+        summary, db = run_audit(archive, trust, workers=workers, require_timestamps=require_timestamps,
+                                checkpoints=checkpoints, witness_key=witness_text)
     try:
         if report is not None:
             from agreements_kit.verification.report import write_report
@@ -579,8 +813,10 @@ def audit(archive, practice_dir, trust_path, trust_sha256, crl, as_json, report,
                        f"{c['invalid']} invalid, {c['incomplete']} incomplete, {c['voided']} voided; "
                        f"ledger {summary.ledger_entries} entries, {len(summary.ledger_problems)} problem(s)")
             click.echo(f"  {trust.describe()}")
-            for problem in summary.ledger_problems:
-                click.echo(f"  ledger: {problem}")
+            for problem, code in zip(summary.ledger_problems, summary.ledger_codes, strict=False):
+                click.echo(f"  ledger: {problem} [{code}]")
+            for note in summary.notes:
+                click.echo(f"  note: {note}")
             for agreement_id in summary.missing_from_archive:
                 click.echo(f"  missing: {agreement_id} is in the ledger but not in the archive")
             for row in results(db):
@@ -678,9 +914,12 @@ def intake_open(agreement, practice_dir, role, identity, checked_by, minutes, ba
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
 @click.option("--tls", is_flag=True, help="Serve HTTPS with a certificate from the practice's intake CA.")
-@passphrase_option
+@intake_passphrase_option
 def intake_serve(practice_dir, host, port, tls, passphrase_file) -> None:
-    """Serve the intake pages (client signing, and /staff to open intakes)."""
+    """Serve the intake pages (client signing, and /staff to open intakes).
+
+    The intake CA's passphrase unlocks its key for client signatures and is the
+    /staff page's sign-in; no other key is needed."""
     import ipaddress
     import logging
     import ssl
@@ -693,7 +932,7 @@ def intake_serve(practice_dir, host, port, tls, passphrase_file) -> None:
     from agreements_kit.signing.pki import PKI, load_key
 
     practice = _practice(practice_dir)
-    passphrase = _passphrase(passphrase_file, PASSPHRASE_ENV, "Practice passphrase")
+    passphrase = _passphrase(passphrase_file, INTAKE_PASSPHRASE_ENV, "Intake CA passphrase")
     pki_dir = PKI(practice.root / "pki")
     load_key(pki_dir.intake_key, passphrase, "intake CA")  # fail now, not at the first signature
     try:
@@ -727,7 +966,8 @@ def intake_serve(practice_dir, host, port, tls, passphrase_file) -> None:
 
     TicketStore(practice.root / "intake").sweep()
     app = create_app(practice.root, passphrase, secure_cookies=tls,
-                     base_url=None if wildcard else f"{scheme}://{host}:{port}")
+                     base_url=None if wildcard else f"{scheme}://{host}:{port}",
+                     log_key=_log_key(practice, None))  # with $AGREEMENTS_LOG_PASSPHRASE: anchor each signature
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server(host, port, app, threaded=True, ssl_context=context,
@@ -756,3 +996,15 @@ def demo(directory: Path) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+def _register_groups() -> None:
+    """Command groups that live in their own modules."""
+    from agreements_kit.cli.log import log
+    from agreements_kit.cli.tsa import tsa
+
+    main.add_command(tsa)
+    main.add_command(log)
+
+
+_register_groups()

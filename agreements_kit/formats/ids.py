@@ -2,11 +2,12 @@
 
 An id becomes a folder name in the archive, so it is checked in one place: letters,
 digits, '-' and '_', 3 to 64 characters, starting with a letter or digit (no '..', no
-'/', nothing a shell or a file system reads specially).
+'/', nothing a shell or a file system reads specially). ``log`` is reserved: the
+archive's transparency log lives in ``signed/log/``.
 """
 
 from __future__ import annotations
 
 import re
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}\Z")  # \Z: "$" would allow a final newline
+ID_RE = re.compile(r"^(?!log\Z)[A-Za-z0-9][A-Za-z0-9_-]{2,63}\Z")  # \Z: "$" would allow a final newline

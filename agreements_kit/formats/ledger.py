@@ -9,9 +9,11 @@ the previous line's bytes, 64 zeros for the first) and an ``event``:
 - ``certificate``: the practice's register of issued certificates: every
   certificate its CAs issue, by SHA-256, with its role (and therapist id, or
   agreement id for a one-time certificate), never a name;
-- ``crl``: a CRL set the practice published: its number, each CRL's SHA-256, and
-  the certificates it newly revokes;
-- ``migrate``: the archive was converted from a legacy format version.
+- ``crl``: a CRL set the practice published: per issuer its CRL's number and
+  SHA-256 (older lines: one number for the set), and the certificates it newly
+  revokes;
+- ``migrate``: the archive was converted from a legacy format version;
+- ``renew``: an archive time-stamp (``renewal-NN.json`` and its token) added to an agreement.
 
 Format version 2 lines carry ``"format_version": 2`` and are RFC 8785 canonical
 JSON. Legacy lines (version 1, no ``format_version``) are compact sorted JSON,
@@ -33,8 +35,8 @@ FORMAT = "agreements-kit/ledger"
 FORMAT_VERSION = 2
 GENESIS = "0" * 64
 MAX_LINE = 64 * 1024
-CERT_ROLES = ("root", "intake", "therapist", "administrator", "client", "guardian", "server")
-EVENTS = ("render", "archive", "sign", "void", "certificate", "crl", "migrate")
+CERT_ROLES = ("root", "intake", "clinician-ca", "therapist", "administrator", "client", "guardian", "server")
+EVENTS = ("render", "archive", "sign", "void", "certificate", "crl", "migrate", "log-key", "renew")
 LEGACY_EVENTS = ("render", "archive", "sign", "void")
 
 _s = shape.string
@@ -54,11 +56,33 @@ EVENT_FIELDS: dict[str, tuple[dict[str, shape.Checker], dict[str, shape.Checker]
                      "issuer_sha256": shape.sha256, "not_before": shape.timestamp, "not_after": shape.timestamp,
                      "source": _s(20, choices=("issued", "migration"))},
                     {"therapist_id": _s(32), "administrator_id": _s(32), "agreement_id": _ID}),
-    "crl": ({"crl_number": shape.integer(1, 10**12), "crls": shape.mapping_of(shape.sha256, 10),
-             "revoked": shape.list_of(shape.sha256, 10_000)}, {}),
+    # A CRL set: per issuer (SHA-256 of its name) its CRL's SHA-256 in ``crls`` and its CRL number in
+    # ``crl_numbers``; lines written before CRLs were numbered per issuer have one ``crl_number`` for all.
+    "crl": ({"crls": shape.mapping_of(shape.sha256, 64), "revoked": shape.list_of(shape.sha256, 10_000)},
+            {"crl_number": shape.integer(1, 10**12),
+             "crl_numbers": shape.mapping_of(shape.integer(1, 10**12), 64)}),
     "migrate": ({"from_version": shape.integer(1, 1), "to_version": shape.const(FORMAT_VERSION),
                  "agreements": shape.integer(0, 10**9)}, {}),
+    # The transparency log's signing key (an Ed25519 key of its own, no CA key): created or retired.
+    "log-key": ({"verifier_key": _s(200), "action": _s(10, choices=("created", "retired"))}, {}),
+    # An archive time-stamp (agreements archive renew): renewal-NN.json and .tsr, with their SHA-256.
+    "renew": ({"agreement_id": _ID, "record": _s(40), "files": shape.mapping_of(shape.sha256, 2)}, {}),
 }
+
+
+def _check_crl_numbers(entry: dict[str, Any], at: str) -> None:
+    """A ``crl`` line numbers its CRLs one way: one ``crl_number`` (older lines) or one per issuer."""
+    if ("crl_number" in entry) == ("crl_numbers" in entry):
+        raise shape.fail("a crl entry has either 'crl_number' or 'crl_numbers' (one number per issuer)", at,
+                         "format.missing-key" if "crl_number" not in entry else "format.unknown-key")
+
+
+def crl_numbers(entry: dict[str, Any]) -> dict[str, int]:
+    """Issuer -> CRL number of a ``crl`` entry, whichever way it numbers them (an issuer of ``crls`` without a
+    number in ``crl_numbers`` has none: verifiers then find its CRL unlogged)."""
+    if "crl_numbers" in entry:
+        return dict(entry["crl_numbers"])
+    return dict.fromkeys(entry["crls"], int(entry["crl_number"]))
 
 
 @dataclass(frozen=True)
@@ -119,6 +143,8 @@ def parse_entry(line: bytes, where: str, number: int) -> LedgerEntry:
         if version == FORMAT_VERSION:
             base["format_version"] = shape.const(FORMAT_VERSION)
         checked = shape.fields(value, at, {**base, **required}, optional)
+        if event == "crl":
+            _check_crl_numbers(checked, at)
     except LedgerError:
         raise
     except AgreementsError as exc:

@@ -5,7 +5,8 @@ and initial (each clause's plain summary, its full text, the PDF), sign (typed
 name, optional drawn signature, intent), and the client's copy. A one-time link
 opens a session bound to one agreement and one role; no page names or lists
 agreements to a client, and no URL carries an id or a name. Staff open intakes
-from ``agreements intake open`` or from ``/staff`` (practice passphrase).
+from ``agreements intake open`` or from ``/staff`` (the intake CA's passphrase: the
+only key the intake server holds).
 
 The signature itself is :func:`agreements_kit.signing.sign.sign_client`, the same code
 as ``agreements sign``. Every form carries a CSRF token; every HTML page is sent
@@ -47,6 +48,7 @@ from agreements_kit.intake.tickets import IntakeError, RateLimiter, Sessions, Ti
 from agreements_kit.resources import templates_dir
 from agreements_kit.signing.sign import ClientSigning, sign_client
 from agreements_kit.store.archive import load_folder
+from agreements_kit.store.tlog import LogKey
 
 COOKIE = "intake_session"
 STAFF_COOKIE = "intake_staff"
@@ -59,7 +61,8 @@ log = logging.getLogger("agreements_kit.intake")
 
 
 def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: bool = False,
-               base_url: str | None = None) -> Flask:
+               base_url: str | None = None, log_key: LogKey | None = None) -> Flask:
+    """The intake app; with ``log_key`` (the log's keeper unlocked it) each signature is anchored at once."""
     practice = load_practice(practice_root)
     web_dir = templates_dir() / "web"
     app = Flask(__name__, template_folder=str(web_dir), static_folder=str(web_dir / "static"),
@@ -230,7 +233,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
                 result = sign_client(practice, s.ticket.agreement_id, ClientSigning(
                     name=name, consent=s.consent, initials=s.result["initials"], intent=True, role=s.ticket.role,
                     identity_method=s.ticket.identity_method, identity_checked_by=s.ticket.identity_checked_by,
-                    drawn_png=png), ca_passphrase)
+                    drawn_png=png), ca_passphrase, log_key=log_key)
             except AgreementsError as exc:
                 return page("signature.html.j2", 422, **context, error=f"{friendly(exc.message)}.")
             s.signed = True

@@ -105,8 +105,7 @@ def migrate(practice: Practice, now: dt.datetime | None = None) -> Migration:
         revoked = [fp for fp, (cert, _, issuer, _) in found.items()
                    if (crl := crls.for_issuer(issuer.subject)) is not None
                    and crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None]
-        archive.log({"event": "crl", "crl_number": crls.number, "crls": crls.digests(), "time": iso(now),
-                     "revoked": revoked})
+        archive.log(dict(pki.crl_fields(crls, now, []), revoked=revoked))
         archive.log({"event": "migrate", "from_version": 1, "to_version": 2, "agreements": count,
                      "time": iso(now)})
     return Migration(count, added, crls.number)

@@ -18,17 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 
-from agreements_kit.authoring.practice import Practice
-from agreements_kit.errors import SigningError
+from agreements_kit.authoring.practice import Practice, Timestamping
+from agreements_kit.errors import SigningError, TimestampError
 from agreements_kit.formats import record
 from agreements_kit.formats.ids import ID_RE
 from agreements_kit.formats.record import INITIALS_RE  # noqa: F401 - one definition; verifiers check records with it
 from agreements_kit.formats.text import check_name, check_text, nfc, same_name
 from agreements_kit.signing import cms
+from agreements_kit.signing.evidence import embed_practice_evidence
 from agreements_kit.signing.pki import PKI, PKIError, common_name, fingerprint, iso, load_cert, load_key, utcnow
 from agreements_kit.store.archive import AgreementFolder, Archive, ArchiveError, _crashpoint, load_folder, sha256_file
+from agreements_kit.store.tlog import LogKey
 
 MAX_PNG = 512 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -56,6 +57,8 @@ class SignResult:
     record: dict[str, Any]
     completion: Path | None = None
     files: list[Path] = field(default_factory=list)
+    untimestamped: str | None = None  # why the signature has no time-stamp token (None: it has one)
+    checkpoint: bytes | None = None  # the transparency log's signed checkpoint that includes this signature
 
 
 def find_agreement(practice: Practice, ref: str | Path) -> AgreementFolder:
@@ -126,16 +129,36 @@ def _certificate(cert: x509.Certificate) -> dict[str, Any]:
             "issuer": cert.issuer.rfc4514_string(), "serial": f"{cert.serial_number:x}"}
 
 
+def _stamp(signature: bytes, timestamping: Timestamping | None) -> tuple[bytes, str | None]:
+    """The signature with a TSA's time-stamp token over its value, or why it has none.
+
+    A TSA failure stops the signature unless the practice allows archiving it
+    untimestamped; either way no local clock ever stands in for the TSA's time."""
+    if timestamping is None:
+        return signature, "the practice configures no TSA (practice.yaml 'timestamping')"
+    from agreements_kit.signing.timestamp import Timestamper, timestamp_signature
+
+    try:
+        stamped, _token = timestamp_signature(signature, Timestamper(timestamping.urls, timestamping.timeout))
+    except TimestampError as exc:
+        if timestamping.on_failure != "archive-untimestamped":
+            raise TimestampError(f"nothing was signed: {exc.message}", code=exc.code) from None
+        return signature, f"no TSA answered ({exc.message})"
+    return stamped, None
+
+
 def _commit(archive: Archive, folder: AgreementFolder, kind: str, body: dict[str, Any], cert: x509.Certificate,
             key, intermediates: list[x509.Certificate], now: dt.datetime, extra: dict[str, bytes] | None = None,
-            keep_marker: bool = False) -> SignResult:
+            keep_marker: bool = False, timestamping: Timestamping | None = None) -> SignResult:
     sequence = len(folder.records) + 1
     name = record.record_name(sequence, kind)
     data = dict(body, format=record.FORMAT, format_version=record.FORMAT_VERSION, agreement_id=folder.id,
                 sequence=sequence, ledger_head=archive.ledger.head(), certificate=_certificate(cert),
                 signed_at=iso(now), **_documents(folder))
     record_bytes = record.encode(data)
-    signature = cms.sign_detached(record_bytes, cert, key, intermediates)
+    signature, untimestamped = _stamp(cms.sign_detached(record_bytes, cert, key, intermediates), timestamping)
+    # Long-term evidence: the whole chain and the CRLs in force travel in the signature (unsigned parts).
+    signature = embed_practice_evidence(signature, archive.root.parent / "pki")
     files = {name: record_bytes, f"{name}.p7s": signature, **(extra or {})}
     archive.commit(folder, name, files, {
         "event": "void" if kind == "void" else "sign", "agreement_id": folder.id, "time": iso(now),
@@ -144,7 +167,7 @@ def _commit(archive: Archive, folder: AgreementFolder, kind: str, body: dict[str
     }, keep_marker=keep_marker)
     folder = load_folder(folder.path)
     return SignResult(folder, folder.path / name, folder.path / f"{name}.p7s", data,
-                      files=[folder.path / n for n in files])
+                      files=[folder.path / n for n in files], untimestamped=untimestamped)
 
 
 def check_intake_role(folder: AgreementFolder, role: str) -> None:
@@ -200,9 +223,19 @@ def check_client_request(folder: AgreementFolder, s: ClientSigning) -> dict[str,
     return initials
 
 
+def _anchor(archive: Archive, result: SignResult, log_key: LogKey | None) -> SignResult:
+    """Sign a new checkpoint of the transparency log over the ledger, now holding this signature."""
+    if log_key is not None:
+        from agreements_kit.store import tlog
+
+        result.checkpoint = tlog.sign_checkpoint(archive.root, log_key)[1]
+    return result
+
+
 def sign_client(practice: Practice, ref: str | Path, s: ClientSigning, ca_passphrase: bytes,
-                now: dt.datetime | None = None) -> SignResult:
-    """Sign as the client (or guardian) with a one-time certificate from the intake CA."""
+                now: dt.datetime | None = None, log_key: LogKey | None = None) -> SignResult:
+    """Sign as the client (or guardian) with a one-time certificate from the intake CA
+    (``ca_passphrase`` is the intake CA's own passphrase)."""
     now = now or utcnow()
     pki = PKI(practice.root / "pki")
     intake_key = load_key(pki.intake_key, ca_passphrase, "intake CA")
@@ -241,16 +274,13 @@ def sign_client(practice: Practice, ref: str | Path, s: ClientSigning, ca_passph
                        "drawn_signature_file": next(iter(extra), None)},
             "identity": {"method": s.identity_method.strip(), "checked_by": s.identity_checked_by.strip()},
         }
-        return _commit(archive, folder, s.role, body, cert, key, [intake], now, extra)
+        return _anchor(archive, _commit(archive, folder, s.role, body, cert, key, [intake], now, extra,
+                                        timestamping=practice.timestamping), log_key)
 
 
 def _therapist_credentials(pki: PKI, tid: str, passphrase: bytes, now: dt.datetime):
     cert = load_cert(pki.therapist_cert(tid), f"therapist '{tid}'")
-    root = pki.root()
-    try:
-        cert.verify_directly_issued_by(root)
-    except (InvalidSignature, ValueError, TypeError):
-        raise PKIError(f"the certificate of therapist '{tid}' was not issued by this practice's root CA") from None
+    issuer = pki.issuer_of(cert)  # the clinician CA (or, for a certificate from before it, the root)
     revoked = pki.revoked()
     if cert.serial_number in revoked:
         raise PKIError(f"the certificate of therapist '{tid}' was revoked on {revoked[cert.serial_number]:%Y-%m-%d}; "
@@ -262,11 +292,13 @@ def _therapist_credentials(pki: PKI, tid: str, passphrase: bytes, now: dt.dateti
         raise PKIError(f"the certificate of therapist '{tid}' is not valid before "
                        f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
     key = load_key(pki.therapist_key(tid), passphrase, f"therapist '{tid}'")
-    return cert, key
+    # The clinician CA travels in the signature, so a verifier (OpenSSL too) needs only the root.
+    return cert, key, [] if issuer == pki.root() else [issuer]
 
 
 def sign_therapist(practice: Practice, ref: str | Path, passphrase: bytes, therapist_id: str | None = None,
-                   now: dt.datetime | None = None, completion: bool = True) -> SignResult:
+                   now: dt.datetime | None = None, completion: bool = True,
+                   log_key: LogKey | None = None) -> SignResult:
     """Countersign as the therapist, after the client, with the therapist's own key.
 
     ``completion=False`` skips the certificate of completion (a PDF render): only
@@ -284,7 +316,7 @@ def sign_therapist(practice: Practice, ref: str | Path, passphrase: bytes, thera
         raise SigningError(f"the therapist countersigns only after the client: agreement {draft.id} "
                            "has no client signature yet")
     pki = PKI(practice.root / "pki")
-    cert, key = _therapist_credentials(pki, tid, passphrase, now)
+    cert, key, chain = _therapist_credentials(pki, tid, passphrase, now)
     with archive.locked() as recovered:
         finish_recovered(archive, recovered)
         folder = _in_archive(archive, draft, now)
@@ -307,16 +339,17 @@ def sign_therapist(practice: Practice, ref: str | Path, passphrase: bytes, thera
             "identity": {"method": "the therapist's own certificate key, unlocked with its passphrase",
                          "checked_by": f"{common_name(cert)} (certificate holder)"},
         }
-        result = _commit(archive, folder, "therapist", body, cert, key, [], now, keep_marker=True)
+        result = _anchor(archive, _commit(archive, folder, "therapist", body, cert, key, chain, now, keep_marker=True,
+                                          timestamping=practice.timestamping), log_key)
         _crashpoint("before-completion")
         if completion:
-            result.completion = write_completion(result.folder)
+            result.completion = write_completion(result.folder, result.checkpoint)
         archive.settled(result.folder)
     return result
 
 
 def void(practice: Practice, ref: str | Path, reason: str, passphrase: bytes, therapist_id: str | None = None,
-         now: dt.datetime | None = None) -> SignResult:
+         now: dt.datetime | None = None, log_key: LogKey | None = None) -> SignResult:
     """Close an agreement with a void record signed by a therapist."""
     now = now or utcnow()
     reason = (reason or "").strip()
@@ -330,7 +363,7 @@ def void(practice: Practice, ref: str | Path, reason: str, passphrase: bytes, th
     tid = therapist_id or draft.therapist_id
     if tid not in practice.therapists:
         raise SigningError(f"unknown therapist '{tid}'")
-    cert, key = _therapist_credentials(PKI(practice.root / "pki"), tid, passphrase, now)
+    cert, key, chain = _therapist_credentials(PKI(practice.root / "pki"), tid, passphrase, now)
     with archive.locked() as recovered:
         finish_recovered(archive, recovered)
         folder = _in_archive(archive, draft, now)
@@ -341,4 +374,5 @@ def void(practice: Practice, ref: str | Path, reason: str, passphrase: bytes, th
             "intent": {"statement": record.VOID_INTENT, "adopted": True},
             "reason": reason,
         }
-        return _commit(archive, folder, "void", body, cert, key, [], now)
+        return _anchor(archive, _commit(archive, folder, "void", body, cert, key, chain, now,
+                                        timestamping=practice.timestamping), log_key)

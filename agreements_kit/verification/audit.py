@@ -20,7 +20,7 @@ import json
 import os
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -52,6 +52,8 @@ class AuditSummary:
     ledger_codes: list[str] = field(default_factory=list)
     missing_from_archive: list[str] = field(default_factory=list)
     drafts_not_archived: int = 0
+    notes: list[str] = field(default_factory=list)
+    renewal_due: list[str] = field(default_factory=list)  # agreements whose evidence needs an archive time-stamp
 
     @property
     def ok(self) -> bool:
@@ -61,7 +63,9 @@ class AuditSummary:
         return {"archive": self.archive, "ok": self.ok, "agreements": self.agreements, "counts": self.counts,
                 "ledger": {"entries": self.ledger_entries, "problems": self.ledger_problems,
                            "codes": self.ledger_codes},
-                "missing_from_archive": self.missing_from_archive, "drafts_not_archived": self.drafts_not_archived}
+                "missing_from_archive": self.missing_from_archive, "drafts_not_archived": self.drafts_not_archived,
+                "notes": self.notes,
+                "renewal_due": {"count": len(self.renewal_due), "agreements": self.renewal_due}}
 
 
 # ----------------------------------------------------------------------------- workers
@@ -69,8 +73,9 @@ class AuditSummary:
 _state: dict[str, Any] = {}
 
 
-def _init_worker(db_path: str, report: LedgerReport, trust: Trust, now: dt.datetime) -> None:
-    _state["verifier"] = Verifier(trust, LedgerIndex.open(db_path, report), now, leave_out=_ARCHIVE_WIDE)
+def _init_worker(db_path: str, report: LedgerReport, trust: Trust, now: dt.datetime, require_timestamps: bool) -> None:
+    _state["verifier"] = Verifier(trust, LedgerIndex.open(db_path, report), now, leave_out=_ARCHIVE_WIDE,
+                                  require_timestamps=require_timestamps)
 
 
 def _check(folder: str) -> tuple[str, str, str]:
@@ -88,7 +93,8 @@ def _check(folder: str) -> tuple[str, str, str]:
     agreement_id = v.agreement_id if v.agreement_id == name else name
     return agreement_id, v.status, json.dumps({
         "id": agreement_id, "status": v.status, "headline": v.headline(),
-        "failures": [c.as_dict() for c in v.failures], "signers": v.signers})
+        "failures": [c.as_dict() for c in v.failures], "signers": v.signers,
+        "renewal_due": next((c.detail for c in v.checks if c.code == "evidence.renewal-due"), None)})
 
 
 def _folders(archive: Path) -> Iterator[str]:
@@ -114,9 +120,14 @@ def count_folders(archive: Path) -> int:
 
 
 def audit(archive: Path, trust: Trust, *, workers: int | None = None,
-          progress: Callable[[int], None] | None = None) -> tuple[AuditSummary, Path]:
+          progress: Callable[[int], None] | None = None, require_timestamps: bool = False,
+          checkpoints: Sequence[tuple[str, bytes]] = (), witness_key: str | None = None
+          ) -> tuple[AuditSummary, Path]:
     """Check every agreement and the ledger. Returns the summary and the SQLite file of verdicts."""
     archive = Path(archive)
+    if checkpoints and trust.log_key is None:
+        raise CannotCheck("a checkpoint was given but no log key to check its signature: pass --log-key "
+                          "(the practice's published log.pub)")
     workdir = Path(tempfile.mkdtemp(prefix="agreements-audit-"))
     db_path = workdir / "audit.sqlite"
     index = build_index(str(archive / "ledger.jsonl"), str(db_path))
@@ -131,7 +142,8 @@ def audit(archive: Path, trust: Trust, *, workers: int | None = None,
     workers = max(1, workers or os.cpu_count() or 1)
     ctx = get_context("fork") if hasattr(os, "fork") else get_context()
     now = dt.datetime.now(dt.UTC)
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(db_path), report, trust, now)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker,
+                  initargs=(str(db_path), report, trust, now, require_timestamps)) as pool:
         for batch in _batches(_folders(archive), BATCH):
             rows = []
             for agreement_id, status, data in pool.imap_unordered(_check, batch, chunksize=32):
@@ -148,8 +160,39 @@ def audit(archive: Path, trust: Trust, *, workers: int | None = None,
             "AND agreement_id NOT IN (SELECT id FROM results) ORDER BY agreement_id"):
         summary.missing_from_archive.append(agreement_id)
     summary.drafts_not_archived = index.drafts_not_archived()
+    summary.renewal_due = [r[0] for r in db.execute(
+        "SELECT id FROM results WHERE json_extract(data, '$.renewal_due') IS NOT NULL ORDER BY id")]
+    if summary.renewal_due:  # a note, not a problem (evidence.renewal-due): the evidence still holds today
+        shown = ", ".join(summary.renewal_due[:10]) + (", ..." if len(summary.renewal_due) > 10 else "")
+        summary.notes.append(f"renewal due for {len(summary.renewal_due)} agreement(s) (evidence.renewal-due): "
+                             f"{shown}: run 'agreements archive renew'")
     db.close()
+    _anchors(summary, archive, trust, checkpoints, witness_key)
     return summary, db_path
+
+
+def _anchors(summary: AuditSummary, archive: Path, trust: Trust, checkpoints: Sequence[tuple[str, bytes]],
+             witness_key: str | None) -> None:
+    """The ledger against the log's checkpoints: those in the archive, and those from outside it.
+
+    A checkpoint from a receipt or a witness is the one thing a rewrite of the archive
+    cannot reach: a ledger whose first SIZE entries no longer hash to its root was
+    rewritten, and one shorter than SIZE lost its tail."""
+    from agreements_kit.verification import anchors
+
+    if trust.log_key is None:
+        if (archive / "log").is_dir():
+            summary.notes.append("the archive's log checkpoints were not checked: no log key given (--log-key)")
+        return
+    problems = anchors.check_archive_checkpoints(archive, trust.log_key)
+    for name, data in checkpoints:
+        problems += anchors.check_checkpoint(archive / "ledger.jsonl", data, trust.log_key,
+                                             what=f"the checkpoint {name}")
+        if witness_key is not None:
+            problems += anchors.check_cosignature(data, witness_key)
+    for code, message in problems:
+        summary.ledger_problems.append(message)
+        summary.ledger_codes.append(code)
 
 
 def results(db_path: Path) -> Iterator[dict[str, Any]]:

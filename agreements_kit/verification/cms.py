@@ -14,6 +14,13 @@ What is checked, and refused with a reason code:
 
 Certificates are parsed with ``cryptography`` and cached by the SHA-256 of their
 DER, so an audit parses each therapist's and CA's certificate once.
+
+Every other field is parsed in full with asn1crypto (as a strict decoder would: a
+wrong tag anywhere, even in a field nothing reads, is refused). Parsing is a
+function of a field's type and its exact bytes, so the subtrees that recur from one
+signature to the next (algorithm identifiers, the signer's issuer name, the content
+type attribute, a time-stamp token's TSA certificate) are parsed once per
+:class:`CertCache` and recognised after that by type and bytes.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ SIGNING_TIME = "1.2.840.113549.1.9.5"
 SHA256 = "2.16.840.1.101.3.4.2.1"
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 ALLOWED_ATTRIBUTES = {CONTENT_TYPE, MESSAGE_DIGEST, SIGNING_TIME, "1.2.840.113549.1.9.15"}  # + smimeCapabilities
+TIMESTAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"  # id-aa-signatureTimeStampToken: the one unsigned attribute
 
 
 class CmsProblem(Exception):
@@ -54,6 +62,8 @@ class SignatureFacts:
     signer_sha256: str
     certificates: list[x509.Certificate] = field(default_factory=list)
     signing_time: dt.datetime | None = None
+    signature_value: bytes = b""
+    token: bytes | None = None  # the RFC 3161 time-stamp token over signature_value, if any (steps.step_time)
 
 
 class CertCache:
@@ -62,6 +72,9 @@ class CertCache:
     def __init__(self, limit: int = 256):
         self.parsed: OrderedDict[bytes, tuple[x509.Certificate, str]] = OrderedDict()
         self.limit = limit
+        # (asn1crypto type, exact DER) of subtrees already parsed in full without error (see _full).
+        self.parsed_der: OrderedDict[tuple[type, bytes], None] = OrderedDict()
+        self._issuers: dict[str, bytes] = {}  # certificate SHA-256 -> its issuer name's DER
 
     def load(self, der: bytes) -> tuple[x509.Certificate, str]:
         digest = hashlib.sha256(der).digest()
@@ -79,6 +92,15 @@ class CertCache:
         if len(self.parsed) > self.limit:
             self.parsed.popitem(last=False)
         return entry
+
+    def issuer_der(self, entry: tuple[x509.Certificate, str]) -> bytes:
+        """The DER of a loaded certificate's issuer name (kept: every signature under a CA asks it)."""
+        found = self._issuers.get(entry[1])
+        if found is None:
+            if len(self._issuers) > self.limit:
+                self._issuers.clear()
+            found = self._issuers[entry[1]] = entry[0].issuer.public_bytes()
+        return found
 
 
 def _der_length(n: int) -> bytes:
@@ -108,8 +130,7 @@ def _check(record: bytes, p7s: bytes, cache: CertCache, acms: Any, core: Any) ->
     sd = info["content"]
     # asn1crypto parses lazily: parse every field now (the certificates are cryptography's, below), so
     # an element with a wrong tag anywhere, even in a field nothing reads, is refused as a DER decoder would.
-    for part in ("version", "digest_algorithms", "encap_content_info", "crls", "signer_infos"):
-        sd[part].native  # noqa: B018
+    _signed_data_in_full(sd, cache, acms, core, token=False)
     if [a["algorithm"].dotted for a in sd["digest_algorithms"]] != [SHA256]:
         raise CmsProblem("cms.structure", "the signature does not use SHA-256 alone")
     encap = sd["encap_content_info"]
@@ -136,7 +157,7 @@ def _check(record: bytes, p7s: bytes, cache: CertCache, acms: Any, core: Any) ->
     sid = si["sid"].chosen
     serial = sid["serial_number"].native
     issuer_der = sid["issuer"].dump()
-    matching = [c for c in certs if c[0].serial_number == serial and c[0].issuer.public_bytes() == issuer_der]
+    matching = [c for c in certs if c[0].serial_number == serial and cache.issuer_der(c) == issuer_der]
     if not matching:
         raise CmsProblem("cms.structure", "the signer's certificate is not in the signature")
     if len({digest for _, digest in matching}) > 1:
@@ -180,4 +201,111 @@ def _check(record: bytes, p7s: bytes, cache: CertCache, acms: Any, core: Any) ->
     except InvalidSignature:
         raise CmsProblem("cms.signature", "the signature value does not verify with the signer's certificate: "
                          "the signature was forged or damaged") from None
-    return SignatureFacts(signer[0], signer[1], [c for c, _ in certs], when.astimezone(dt.UTC))
+    return SignatureFacts(signer[0], signer[1], [c for c, _ in certs], when.astimezone(dt.UTC),
+                          si["signature"].native, _token(si, core))
+
+
+def _token(si: Any, core: Any) -> bytes | None:
+    """The one time-stamp token among the unsigned attributes; anything else there is refused."""
+    unsigned = si["unsigned_attrs"]
+    if isinstance(unsigned, core.Void):
+        return None
+    token = None
+    for attr in unsigned:
+        oid = attr["type"].dotted
+        if oid != TIMESTAMP_TOKEN:
+            raise CmsProblem("cms.attributes", f"the signature has an unexpected unsigned attribute {oid}")
+        if token is not None or len(attr["values"]) != 1:
+            raise CmsProblem("cms.attributes", "the signature carries more than one time-stamp token: readers "
+                             "could take either time")
+        token = attr["values"][0].dump()
+    return token
+
+
+# ----------------------------------------------------------------------------- parsing in full
+#
+# What ``sd[part].native`` did for every part but the certificates, field by field: ``.native``
+# of a node parses it and everything below it by its type, so the same type and the same bytes
+# always give the same outcome. A subtree that parsed without error once is therefore not parsed
+# again when it recurs (same type, byte-identical); everything else is parsed as before. Only the
+# containers on the way down to those subtrees are walked here, each level parsed by asn1crypto.
+
+
+def _full(node: Any, cache: CertCache) -> None:
+    """``node.native`` (parse in full, raising on any damage), once per type and exact bytes."""
+    key = (node.__class__, node.dump())
+    seen = cache.parsed_der
+    if key in seen:
+        seen.move_to_end(key)
+        return
+    node.native  # noqa: B018 - parsed for its errors
+    seen[key] = None
+    if len(seen) > 4 * cache.limit:
+        seen.popitem(last=False)
+
+
+def _fields(node: Any, extras: bool = True) -> list[tuple[str, Any]]:
+    """A Sequence's children (name, value), parsed one level: its fields, then any element after them.
+
+    Elements after the last field are what ``.native`` would build too (by their universal tag,
+    or refused when they have none): they are returned under their index, as ``.native`` names them.
+    """
+    out = [(name, node[name]) for name, *_ in node._fields]
+    if extras:
+        out += [(str(i), node._lazy_child(i)) for i in range(len(out), len(node))]
+    return out
+
+
+def _signed_data_in_full(sd: Any, cache: CertCache, acms: Any, core: Any, *, token: bool) -> None:
+    # The signature's own SignedData: its fields, as before (a token's: everything, as its .native did).
+    for name, value in _fields(sd, extras=token):
+        if name == "certificates" and not token:
+            continue  # the signature's own certificates are cryptography's (CertCache.load)
+        if name == "signer_infos":
+            for si in value:
+                _signer_info_in_full(si, cache, acms, core)
+        elif name == "encap_content_info" and token:
+            value.native  # noqa: B018 - a token's TSTInfo: new bytes every time
+        else:
+            _full(value, cache)
+
+
+def _signer_info_in_full(si: Any, cache: CertCache, acms: Any, core: Any) -> None:
+    for name, value in _fields(si):
+        if name == "sid":
+            chosen = value.chosen
+            if isinstance(chosen, acms.IssuerAndSerialNumber):
+                for part, item in _fields(chosen):
+                    if part == "issuer":
+                        _full(item, cache)
+                    else:
+                        item.native  # noqa: B018
+            else:
+                chosen.native  # noqa: B018
+        elif name == "signature":
+            value.native  # noqa: B018
+        elif name in ("signed_attrs", "unsigned_attrs"):
+            if isinstance(value, core.Void):
+                continue
+            for attr in value:
+                if name == "unsigned_attrs" and attr["type"].dotted == TIMESTAMP_TOKEN:
+                    _token_attribute_in_full(attr, cache, acms, core)
+                else:
+                    _full(attr, cache)
+        else:
+            _full(value, cache)
+
+
+def _token_attribute_in_full(attr: Any, cache: CertCache, acms: Any, core: Any) -> None:
+    for part, item in _fields(attr):
+        if part != "values":
+            item.native  # noqa: B018
+    for info in attr["values"]:
+        if not isinstance(info, acms.ContentInfo):
+            info.native  # noqa: B018
+            continue
+        for part, item in _fields(info):
+            if part == "content" and isinstance(item, acms.SignedData):
+                _signed_data_in_full(item, cache, acms, core, token=True)
+            else:
+                item.native  # noqa: B018

@@ -9,7 +9,8 @@ the next line's ``prev``), backdated (a time earlier than the line before it).
 
 What verifiers ask of the index: an agreement's entries; the register entry of a
 certificate (and where in the ledger it was entered); where a certificate was
-revoked; the newest CRL set the practice published.
+revoked; per CRL issuer, the newest CRL number the practice published and the
+SHA-256 it recorded for each number.
 """
 
 from __future__ import annotations
@@ -23,16 +24,20 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from cryptography.x509.oid import NameOID
+
 from agreements_kit.errors import InvalidFormat
+from agreements_kit.formats.crlset import CrlSet, issuer_key
 from agreements_kit.formats.folder import open_regular
-from agreements_kit.formats.ledger import GENESIS, MAX_LINE, LedgerEntry, parse_entry
+from agreements_kit.formats.ledger import GENESIS, MAX_LINE, LedgerEntry, crl_numbers, parse_entry
+from agreements_kit.formats.shape import parse_time
 
 LEDGER_SKEW = dt.timedelta(minutes=5)
 SCHEMA = """
 CREATE TABLE entries (agreement_id TEXT, seq INTEGER, line INTEGER, event TEXT, data TEXT);
 CREATE TABLE certs (sha256 TEXT, seq INTEGER, role TEXT, data TEXT);
 CREATE TABLE revoked (sha256 TEXT, seq INTEGER, time TEXT);
-CREATE TABLE crls (number INTEGER, seq INTEGER, data TEXT);
+CREATE TABLE crls (issuer TEXT, number INTEGER, seq INTEGER, sha256 TEXT);
 """
 INDEXES = """
 CREATE INDEX entries_id ON entries (agreement_id);
@@ -72,6 +77,10 @@ class LedgerIndex:
     def __init__(self, db: sqlite3.Connection, report: LedgerReport):
         self.db = db
         self.report = report
+        # Answers about one certificate (register entry, revocation), asked again for every signature a
+        # therapist's or a CA's certificate is on. The index never changes once built: keeping them is safe.
+        self._certs: dict[str, tuple[int, dict[str, Any]] | None] = {}
+        self._revoked: dict[str, tuple[int, str] | None] = {}
 
     @classmethod
     def open(cls, db_path: str, report: LedgerReport) -> LedgerIndex:
@@ -86,24 +95,78 @@ class LedgerIndex:
         return [LedgerEntry(b"", json.loads(d), line, 2) for line, d in rows]
 
     def certificate(self, sha256: str) -> tuple[int, dict[str, Any]] | None:
-        """The first register entry of a certificate: (seq, entry)."""
+        """The first register entry of a certificate: (seq, entry). Callers must not change the entry."""
+        if sha256 in self._certs:
+            return self._certs[sha256]
         row = self.db.execute("SELECT seq, data FROM certs WHERE sha256 = ? ORDER BY seq LIMIT 1",
                               (sha256,)).fetchone()
-        return (row[0], json.loads(row[1])) if row else None
+        found = (row[0], json.loads(row[1])) if row else None
+        _remember(self._certs, sha256, found)
+        return found
 
     def revoked_at(self, sha256: str) -> tuple[int, str] | None:
         """Where (seq of the CRL entry) and when a certificate was first listed as revoked."""
+        if sha256 in self._revoked:
+            return self._revoked[sha256]
         row = self.db.execute("SELECT seq, time FROM revoked WHERE sha256 = ? ORDER BY seq LIMIT 1",
                               (sha256,)).fetchone()
-        return (row[0], row[1]) if row else None
+        found = (row[0], row[1]) if row else None
+        _remember(self._revoked, sha256, found)
+        return found
 
-    def newest_crl(self) -> tuple[int, dict[str, Any]] | None:
-        row = self.db.execute("SELECT number, data FROM crls ORDER BY number DESC, seq DESC LIMIT 1").fetchone()
-        return (row[0], json.loads(row[1])) if row else None
+    def newest_crl(self, before_seq: int | None = None) -> dict[str, int]:
+        """Issuer (SHA-256 of its name) -> the highest CRL number the ledger records it published (in entries
+        before ``before_seq``, when given: the CRLs in force when that entry was made)."""
+        limit = 10**13 if before_seq is None else before_seq
+        return {issuer: int(number) for issuer, number in
+                self.db.execute("SELECT issuer, MAX(number) FROM crls WHERE seq < ? GROUP BY issuer", (limit,))}
 
-    def crl_entry(self, number: int) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT data FROM crls WHERE number = ? ORDER BY seq LIMIT 1", (number,)).fetchone()
-        return json.loads(row[0]) if row else None
+    def crl_problems(self, crls: CrlSet, before_seq: int | None = None, what: str = "",
+                     rollback: bool = True) -> list[tuple[str, str]]:
+        """A CRL set against the ledger, issuer by issuer (each CA's CRL is numbered and re-issued by that CA
+        alone): (code, sentence) for each CRL older than the newest the ledger records for its issuer
+        (``revocation.rollback``; with ``before_seq``, the newest in force before that entry), one the ledger
+        never recorded (``revocation.unlogged``), one with another SHA-256 than recorded
+        (``revocation.substituted``), and each issuer the ledger knows that the set lacks (substituted).
+        ``what`` follows "the CRL of X" in sentences (" embedded in the signature"); ``rollback=False`` checks
+        only that each CRL is one the ledger recorded."""
+        newest = self.newest_crl()
+        if not newest:
+            return []  # a ledger without CRL entries (legacy, before migration): nothing to compare with
+        if not rollback:
+            newest = {}
+        elif before_seq is not None:
+            newest = self.newest_crl(before_seq)
+        problems: list[tuple[str, str]] = []
+        digests = crls.digests()
+        for crl in crls.crls:
+            issuer = issuer_key(crl.issuer)
+            attrs = crl.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+            who = f"'{attrs[0].value!s}'" if attrs else crl.issuer.rfc4514_string()
+            number = crls.numbers[issuer]
+            if number < newest.get(issuer, 0):
+                problems.append(("revocation.rollback", f"the CRL of {who}{what} is number {number}, but the ledger "
+                                 f"records that number {newest[issuer]} was published: an older CRL was put back"))
+                continue
+            logged = self.crl_entry(issuer, number)
+            if logged is None:
+                problems.append(("revocation.unlogged", f"the CRL of {who}{what} number {number} is not in the "
+                                 "ledger: it was not published by the practice's tools"))
+            elif logged != digests[issuer]:
+                problems.append(("revocation.substituted", f"the CRL of {who}{what} number {number} is not the one "
+                                 "the ledger recorded (its SHA-256 differs)"))
+        for issuer, number in newest.items():
+            if issuer not in crls.numbers:
+                problems.append(("revocation.substituted", f"the CRL set{what} lacks a CRL the ledger records the "
+                                 f"practice published (issuer {issuer[:16]}..., number {number}): it was removed or "
+                                 "replaced"))
+        return problems
+
+    def crl_entry(self, issuer: str, number: int) -> str | None:
+        """The SHA-256 the ledger first recorded for ``issuer``'s CRL number ``number`` (None: never logged)."""
+        row = self.db.execute("SELECT sha256 FROM crls WHERE issuer = ? AND number = ? ORDER BY seq LIMIT 1",
+                              (issuer, number)).fetchone()
+        return str(row[0]) if row else None
 
     def archived_ids(self) -> list[str]:
         return [r[0] for r in self.db.execute(
@@ -114,6 +177,13 @@ class LedgerIndex:
             "SELECT COUNT(DISTINCT agreement_id) FROM entries WHERE event = 'render' AND agreement_id NOT IN "
             "(SELECT agreement_id FROM entries WHERE event != 'render')").fetchone()
         return int(n)
+
+
+def _remember(memo: dict[str, Any], key: str, value: Any, limit: int = 512) -> None:
+    """Keep an answer, in bounded memory (one-time certificates are asked about once or twice)."""
+    if len(memo) >= limit:
+        memo.pop(next(iter(memo)))  # the oldest
+    memo[key] = value
 
 
 def build_index(ledger_path: str, db_path: str = ":memory:") -> LedgerIndex:
@@ -198,7 +268,7 @@ def _scan(lines: Iterable[bytes], path: str, db: sqlite3.Connection, report: Led
         else:
             report.add("ledger.duplicate", f"ledger line {number}: entry {seq} appears a second time: a line was "
                        "inserted or copied")
-        when = entry.time
+        when = parse_time(entry.data["time"])  # entry.time, without strptime: shape.timestamp checked it
         if last_time is not None and when < last_time - LEDGER_SKEW:
             report.add("ledger.backdated", f"ledger line {number} is dated {entry.data['time']}, before the line "
                        "above it: an entry was backdated or inserted")
@@ -208,14 +278,18 @@ def _scan(lines: Iterable[bytes], path: str, db: sqlite3.Connection, report: Led
             recent.pop(min(recent))
         event = entry.event
         if event == "certificate":
-            certs.append((entry.data["certificate_sha256"], seq, entry.data["role"], json.dumps(entry.data)))
+            # The line itself, not json.dumps(entry.data): parse_entry read exactly this JSON into entry.data.
+            certs.append((entry.data["certificate_sha256"], seq, entry.data["role"], line.decode("utf-8")))
         elif event == "crl":
-            db.execute("INSERT INTO crls VALUES (?, ?, ?)", (entry.data["crl_number"], seq, json.dumps(entry.data)))
+            numbers = crl_numbers(entry.data)
+            db.executemany("INSERT INTO crls VALUES (?, ?, ?, ?)",
+                           [(issuer, numbers[issuer], seq, digest) for issuer, digest in entry.data["crls"].items()
+                            if issuer in numbers])
             db.executemany("INSERT INTO revoked VALUES (?, ?, ?)",
                            [(fp, seq, entry.data["time"]) for fp in entry.data["revoked"]])
         if entry.agreement_id is not None and event != "certificate":
             rows.append((entry.agreement_id, seq, number, event,
-                         "" if event == "render" else json.dumps(entry.data)))
+                         "" if event == "render" else line.decode("utf-8")))
         if len(rows) >= 2000:
             db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?)", rows)
             rows.clear()

@@ -13,16 +13,23 @@ archive-wide ones in :mod:`agreements_kit.verification.audit`).
 4. records     each record parses strictly (one kind, canonical bytes) and binds this
                agreement, this PDF and this manifest
 5. signature   each detached CMS signature is well formed and covers its record
-6. register    the signer's certificate (and its CA's) is in the practice's register,
+6. time        its RFC 3161 time-stamp token covers the signature value, comes from a
+               trusted TSA, and agrees with the record's time within the tolerance;
+               what follows judges the signature at the TSA's time (or, without a
+               token, at the signer's claim only, and the verdict says so)
+7. register    the signer's certificate (and its CA's) is in the practice's register,
                entered before it was used, for this role, person and agreement
-7. path        the certificate leads to the trusted root at the signing time
-8. revocation  the CRL set is present, signed, and not older than the ledger's
+8. path        the certificate leads to the trusted root at the signing time
+9. revocation  the CRL set is present, signed, and not older than the ledger's
                newest; no certificate of the path was revoked before the signature,
                by the CRL's date or by the ledger's order
-9. role        the certificate fits the record's role and names its signer
-10. order      the signers each once, in order, in time; voids by staff only
-11. ledger     the agreement's ledger entries match its files, and nothing the ledger
+10. role       the certificate fits the record's role and names its signer
+11. order      the signers each once, in order, in time; voids by staff only
+12. ledger     the agreement's ledger entries match its files, and nothing the ledger
                records (a countersignature, a void) is missing
+13. evidence   each archive time-stamp (renewal-NN.json/.tsr) covers exactly what was in
+               the folder before it, by a trusted TSA, in order; a note when renewal is due
+               (verification/evidence.py)
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from agreements_kit.errors import InvalidFormat
-from agreements_kit.formats.certprofile import OU_INTAKE, agreement_uri
+from agreements_kit.formats.certprofile import OU_CLINICIANS, OU_INTAKE, agreement_uri
 from agreements_kit.formats.certprofile import common_name as cn
 from agreements_kit.formats.certprofile import fingerprint as _fp
 from agreements_kit.formats.certprofile import unit as ou
@@ -44,15 +51,19 @@ from agreements_kit.formats.crlset import CrlSet
 from agreements_kit.formats.folder import FolderFiles, RecordFiles
 from agreements_kit.formats.manifest import Manifest, parse_manifest
 from agreements_kit.formats.record import INITIALS_RE, INTENT, VOID_INTENT, SigningRecord, load_disclosure, parse_record
+from agreements_kit.formats.shape import parse_time
 from agreements_kit.formats.text import nfc
 from agreements_kit.verification.chain import ChainProblem, PathValidator
 from agreements_kit.verification.cms import CertCache, CmsProblem, SignatureFacts, check_signature
 from agreements_kit.verification.ledgerview import LEDGER_SKEW, LedgerIndex
+from agreements_kit.verification.timestamps import TIME_TOLERANCE, TokenChecker, TokenProblem, TrustedTime
 from agreements_kit.verification.trust import Trust
 
+SIGNER_CLAIM = "the signer's claim only"
+
 CLOCK_SKEW = dt.timedelta(minutes=5)
-STEPS = ("folder", "manifest", "pdf", "records", "signature", "register", "path", "revocation", "role", "order",
-         "ledger")
+STEPS = ("folder", "manifest", "pdf", "records", "signature", "time", "register", "path", "revocation", "role",
+         "order", "ledger", "evidence")
 STEP_NUMBER = {name: i for i, name in enumerate(STEPS, start=1)}
 EXPECTED_CERT_ROLE = {"client": ("client",), "guardian": ("guardian",), "therapist": ("therapist",),
                       "void": ("therapist", "administrator")}
@@ -130,6 +141,13 @@ class Signature:
     facts: SignatureFacts | None = None
     path: list[x509.Certificate] | None = None
     entry: dict[str, Any] | None = None  # its ledger entry
+    time: TrustedTime | None = None  # what its verified time-stamp token proves
+
+    @property
+    def when(self) -> dt.datetime:
+        """The time the signature is judged at: the TSA's where a token verified, else the signer's claim."""
+        assert self.record is not None
+        return self.time.time if self.time is not None else self.record.signed_at
 
 
 @dataclass
@@ -150,11 +168,24 @@ class Context:
     signatures: list[Signature] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)
     crl_verified: dict[bytes, bool] = field(default_factory=dict)  # shared by one Verifier's agreements
+    tokens: TokenChecker | None = None
+    require_timestamps: bool = False
     memo: dict[str, Any] = field(default_factory=dict)  # answers that are the same for every agreement
 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _fingerprint(ctx: Context, cert: x509.Certificate) -> str:
+    """certprofile.fingerprint, once per certificate for the verifier (CA and therapist certificates recur)."""
+    memo: dict[x509.Certificate, str] = ctx.memo.setdefault("fingerprints", {})
+    found = memo.get(cert)
+    if found is None:
+        if len(memo) >= 512:
+            memo.clear()
+        found = memo[cert] = _fp(cert)
+    return found
 
 
 
@@ -242,7 +273,8 @@ def step_records(v: Verdict, ctx: Context) -> None:
         sig.record = rec
         v.signers.append({"record": rf.name, "kind": "void" if rec.is_void else "signature", "name": rec.name,
                           "role": rec.role, "signed_at": rec.data["signed_at"],
-                          "identity": rec.data.get("identity"), "certificate_sha256": rec.certificate_sha256})
+                          "identity": rec.data.get("identity"), "certificate_sha256": rec.certificate_sha256,
+                          "time_source": SIGNER_CLAIM})
         problems = []
         if rec.agreement_id != ctx.manifest.agreement_id:
             problems.append(("records.wrong-agreement", f"the record is for agreement '{rec.agreement_id}', not "
@@ -338,7 +370,46 @@ def step_signature(v: Verdict, ctx: Context, sig: Signature) -> bool:
     return True
 
 
-# ----------------------------------------------------------------------------- 6. register
+# ----------------------------------------------------------------------------- 6. time
+
+def step_time(v: Verdict, ctx: Context, sig: Signature) -> None:
+    assert sig.record is not None and sig.facts is not None
+    rec, name = sig.record, sig.files.name
+    if sig.facts.token is None:
+        if ctx.require_timestamps:
+            v.fail("time", "time.untimestamped", "the signature has no time-stamp token: its time is the signer's "
+                   "claim only", name)
+        else:
+            v.add("time", True, "no time-stamp token: the signing time is the signer's claim only", name,
+                  "time.signer-claim-only")
+        return
+    checker = ctx.tokens or TokenChecker(ctx.trust.tsa_roots)
+    ctx.tokens = checker
+    try:
+        trusted = checker.check(sig.facts.token, sig.facts.signature_value)
+    except TokenProblem as exc:
+        v.fail("time", exc.code, exc.message, name)
+        _signer(v, name)["time_source"] = "a time-stamp token that did not verify"
+        return
+    sig.time = trusted  # trusted whatever the record claims: the later steps judge at this time
+    entry = _signer(v, name)
+    entry["time_source"] = trusted.source()
+    entry["timestamped_at"] = f"{trusted.time:%Y-%m-%dT%H:%M:%SZ}"
+    apart = abs(rec.signed_at - trusted.time)
+    if apart > TIME_TOLERANCE + trusted.accuracy:
+        v.fail("time", "time.outside-tolerance", f"the record says it was signed at {rec.data['signed_at']}, but "
+               f"the {trusted.source()} dates the signature {trusted.time:%Y-%m-%dT%H:%M:%SZ}, "
+               f"{int(apart.total_seconds())} s apart (tolerance {int(TIME_TOLERANCE.total_seconds())} s): "
+               "the signing time was set back or forward", name)
+        return
+    v.add("time", True, f"time-stamped {trusted.time:%Y-%m-%d %H:%M:%S} UTC by {trusted.source()}", name)
+
+
+def _signer(v: Verdict, record_name: str) -> dict[str, Any]:
+    return next(s for s in v.signers if s["record"] == record_name)
+
+
+# ----------------------------------------------------------------------------- 7. register
 
 def step_register(v: Verdict, ctx: Context, sig: Signature) -> None:
     assert sig.record is not None and sig.facts is not None
@@ -373,8 +444,10 @@ def step_register(v: Verdict, ctx: Context, sig: Signature) -> None:
         problems.append(("register.wrong-agreement", "the register issued this one-time certificate for another "
                          "agreement"))
     for cert in sig.facts.certificates:
-        if cert is not sig.facts.signer and ou(cert) == OU_INTAKE and ctx.ledger.certificate(_fp(cert)) is None:
-            problems.append(("register.unregistered-ca", f"the intake CA certificate '{cn(cert)}' in the signature "
+        if cert is not sig.facts.signer and ou(cert) in (OU_INTAKE, OU_CLINICIANS) and \
+                ctx.ledger.certificate(_fingerprint(ctx, cert)) is None:
+            what = "intake" if ou(cert) == OU_INTAKE else "clinician"
+            problems.append(("register.unregistered-ca", f"the {what} CA certificate '{cn(cert)}' in the signature "
                              "is not in the practice's register"))
     for code, sentence in problems:
         v.fail("register", code, sentence, name)
@@ -382,20 +455,21 @@ def step_register(v: Verdict, ctx: Context, sig: Signature) -> None:
         v.add("register", True, f"the certificate is in the practice's register (ledger entry {seq})", name)
 
 
-# ----------------------------------------------------------------------------- 7. path
+# ----------------------------------------------------------------------------- 8. path
 
 def step_path(v: Verdict, ctx: Context, sig: Signature) -> None:
     assert sig.record is not None and sig.facts is not None
     try:
         sig.path = ctx.validator.validate(sig.facts.signer, sig.facts.signer_sha256, sig.facts.certificates,
-                                          sig.record.signed_at)
+                                          sig.when)
     except ChainProblem as exc:
         v.fail("path", exc.code, exc.message, sig.files.name)
         return
-    v.add("path", True, " -> ".join(cn(c) for c in sig.path) + " (valid at the signing time)", sig.files.name)
+    v.add("path", True, " -> ".join(cn(c) for c in sig.path) + (" (valid at the TSA's time)" if sig.time else
+                                                                " (valid at the signing time)"), sig.files.name)
     entry = sig.entry
     if entry is not None:
-        logged = dt.datetime.strptime(entry["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        logged = parse_time(entry["time"])  # checked by shape.timestamp when the ledger was read
         if abs(logged - sig.record.signed_at) > LEDGER_SKEW:
             v.fail("path", "time.ledger-mismatch", f"the record says it was signed at {sig.record.data['signed_at']} "
                    f"but the ledger entered it at {entry['time']}: the signing time was set back or forward",
@@ -407,13 +481,17 @@ def step_path(v: Verdict, ctx: Context, sig: Signature) -> None:
                        f"({cert.not_valid_after_utc:%Y-%m-%d}), whatever time the record claims", sig.files.name)
 
 
-# ----------------------------------------------------------------------------- 8. revocation
+# ----------------------------------------------------------------------------- 9. revocation
 
 def step_revocation(v: Verdict, ctx: Context, sig: Signature) -> None:
     assert sig.record is not None and sig.path is not None
     name = sig.files.name
     crls = ctx.trust.crls
     if crls is None:
+        from agreements_kit.verification.evidence import judge_embedded_revocation  # the CRLs in force at signing
+
+        if ctx.trust.crl_problem is None and sig.files.p7s is not None and judge_embedded_revocation(v, ctx, sig):
+            return
         v.fail("revocation", ctx.trust.crl_problem_code or "revocation.missing-crl",
                "no usable CRL set (crl.pem) was found beside the trust root or the "
                "archive: revocation cannot be checked" + (f" ({ctx.trust.crl_problem})" if ctx.trust.crl_problem
@@ -427,8 +505,7 @@ def step_revocation(v: Verdict, ctx: Context, sig: Signature) -> None:
         v.fail("revocation", code, sentence, name)
     ok = not problems
     for cert, issuer in zip(sig.path, sig.path[1:], strict=False):
-        crl = crls.for_issuer(issuer.subject)
-        key = issuer.public_bytes(serialization.Encoding.DER)
+        crl, key = _crl_for(ctx, crls, issuer)
         if crl is not None and key not in ctx.crl_verified:
             try:
                 ctx.crl_verified[key] = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
@@ -439,45 +516,46 @@ def step_revocation(v: Verdict, ctx: Context, sig: Signature) -> None:
                    "against", name)
             return
         revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-        if revoked is not None and revoked.revocation_date_utc <= sig.record.signed_at:
+        if revoked is not None and revoked.revocation_date_utc <= sig.when:
             v.fail("revocation", "revocation.revoked", f"the certificate of {cn(cert)} was revoked on "
-                   f"{revoked.revocation_date_utc:%Y-%m-%d %H:%M} UTC, before this signature", name)
+                   f"{revoked.revocation_date_utc:%Y-%m-%d %H:%M} UTC, before this signature"
+                   + (" by the TSA's time" if sig.time else ""), name)
             ok = False
         elif revoked is not None:
             v.notes.append(f"{name}: the certificate of {cn(cert)} was revoked later, on "
                            f"{revoked.revocation_date_utc:%Y-%m-%d}")
         if ctx.ledger is not None and sig.entry is not None:
-            at = ctx.ledger.revoked_at(_fp(cert))
+            at = ctx.ledger.revoked_at(_fingerprint(ctx, cert))
             if at is not None and at[0] < sig.entry["seq"]:
                 v.fail("revocation", "revocation.revoked-by-ledger", f"the certificate of {cn(cert)} was revoked "
                        f"(ledger entry {at[0]}, {at[1]}) before this signature was entered (entry "
                        f"{sig.entry['seq']}), whatever time the record claims", name)
                 ok = False
     if ok:
-        v.add("revocation", True, f"no certificate of the path was revoked before the signature (CRL set "
-              f"{crls.number})", name)
+        v.add("revocation", True, f"no certificate of the path was revoked before the signature (CRL set: "
+              f"{crls.describe()})", name)
+
+
+def _crl_for(ctx: Context, crls: CrlSet, issuer: x509.Certificate) -> tuple[x509.CertificateRevocationList | None,
+                                                                            bytes]:
+    """The set's CRL from ``issuer`` and the issuer's DER: the same answer for every signature under one CA."""
+    memo: dict[x509.Certificate, tuple[CrlSet, x509.CertificateRevocationList | None, bytes]] = \
+        ctx.memo.setdefault("crl-for", {})
+    hit = memo.get(issuer)
+    if hit is None or hit[0] is not crls:
+        if len(memo) >= 64:
+            memo.clear()
+        hit = memo[issuer] = (crls, crls.for_issuer(issuer.subject), issuer.public_bytes(serialization.Encoding.DER))
+    return hit[1], hit[2]
 
 
 def _crl_set_problems(ctx: Context, crls: CrlSet) -> list[tuple[str, str]]:
     if ctx.ledger is None or ctx.ledger.report.missing:
         return []
-    newest = ctx.ledger.newest_crl()
-    if newest is None:
-        return []
-    if crls.number < newest[0]:
-        return [("revocation.rollback", f"the CRL set is number {crls.number}, but the ledger records that number "
-                 f"{newest[0]} was published: an older CRL set was put back")]
-    logged = ctx.ledger.crl_entry(crls.number)
-    if logged is None:
-        return [("revocation.unlogged", f"the CRL set number {crls.number} is not in the ledger: it was not "
-                 "published by the practice's tools")]
-    if logged["crls"] != crls.digests():
-        return [("revocation.substituted", f"the CRL set number {crls.number} is not the one the ledger recorded "
-                 "(its CRLs' SHA-256 differ)")]
-    return []
+    return ctx.ledger.crl_problems(crls)  # issuer by issuer: rollback, unlogged, substituted
 
 
-# ----------------------------------------------------------------------------- 9. role
+# ----------------------------------------------------------------------------- 10. role
 
 def step_role(v: Verdict, ctx: Context, sig: Signature) -> None:
     assert sig.record is not None and sig.path is not None and ctx.manifest is not None
@@ -513,9 +591,12 @@ def step_role(v: Verdict, ctx: Context, sig: Signature) -> None:
             problem = ("role.void-by-client" if rec.is_void else "role.wrong-certificate",
                        f"was made with a {ou(leaf)}'s one-time certificate: only a therapist or the practice "
                        "administrator can sign this")
-        elif len(sig.path) != 2 or ou(leaf) not in EXPECTED_CERT_ROLE[rec.kind]:
-            problem = ("role.wrong-certificate", "was not made with a therapist's certificate issued by the practice "
-                       "root")
+        elif not (len(sig.path) == 2 or (len(sig.path) == 3 and ou(sig.path[1]) == OU_CLINICIANS)) or \
+                ou(leaf) not in EXPECTED_CERT_ROLE[rec.kind]:
+            # The clinician CA issues therapists' certificates; practices made before it had them issued by
+            # the root directly, and those paths (leaf, root) stay valid.
+            problem = ("role.wrong-certificate", "was not made with a therapist's certificate issued by the "
+                       "practice's clinician CA (or, before the practice had one, by its root)")
         elif rec.role != ou(leaf):
             problem = ("role.wrong-certificate", f"claims the role {rec.role} but its certificate is a {ou(leaf)}'s")
         elif cn(leaf) != rec.name:
@@ -535,7 +616,7 @@ def _uris(cert: x509.Certificate) -> list[str]:
     return [str(u) for u in san.get_values_for_type(x509.UniformResourceIdentifier)]
 
 
-# ----------------------------------------------------------------------------- 10. order
+# ----------------------------------------------------------------------------- 11. order
 
 def step_order(v: Verdict, ctx: Context) -> tuple[list[str], list[str], list[str]]:
     """Signers each once and in order; returns (client-side, therapist, void) record names."""
@@ -570,10 +651,18 @@ def step_order(v: Verdict, ctx: Context) -> tuple[list[str], list[str], list[str
                    f"({prev.kind}): signatures are out of order", rec.file_name)
         else:
             v.add("order", True, f"signed at {when:%Y-%m-%d %H:%M:%S} UTC", rec.file_name)
+    stamped = [s for s in ctx.signatures if s.record is not None and s.time is not None]
+    for prev_sig, sig in zip(stamped, stamped[1:], strict=False):
+        assert prev_sig.time is not None and sig.time is not None and sig.record is not None
+        if sig.time.time < prev_sig.time.time:
+            v.fail("order", "time.tsa-out-of-order", f"{sig.files.name} ({sig.record.kind}) was time-stamped at "
+                   f"{sig.time.time:%Y-%m-%d %H:%M:%S} UTC, before {prev_sig.files.name} "
+                   f"({prev_sig.time.time:%Y-%m-%d %H:%M:%S} UTC): by the TSA's time the signatures are out of "
+                   "order", sig.files.name)
     return client, therapist, voids
 
 
-# ----------------------------------------------------------------------------- 11. ledger
+# ----------------------------------------------------------------------------- 12. ledger
 
 def attach_entries(ctx: Context) -> None:
     """Give each signature its ledger entry (before the steps that need it)."""

@@ -14,6 +14,11 @@ A root found only beside the material being checked (a copy of an archive with i
 verdict is "not verified: no trusted root", with that root's fingerprint, for the
 auditor to compare with the one the practice published.
 
+The transparency log's key (``--log-key``, ``AGREEMENTS_LOG_KEY``, or ``log.pub`` beside
+the trusted root) and TSA roots (for the time-stamp tokens) follow the same rule: ``--tsa-trust FILE`` (or
+``AGREEMENTS_TSA_TRUST``), else ``tsa-roots.pem`` beside a root the auditor named with
+``--trust`` or in the practice named explicitly; never beside the archive alone.
+
 CRLs need no such care: each is signed by its CA and each set the practice publishes
 is entered in the ledger, so any copy will do; the newest found is used.
 """
@@ -44,6 +49,10 @@ class Trust:
     crl_path: Path | None = None
     crl_problem: str | None = None
     crl_problem_code: str | None = None  # the CRL file's format error, e.g. format.duplicate-crl
+    tsa_roots: tuple[x509.Certificate, ...] = ()
+    tsa_path: Path | None = None
+    log_key: str | None = None  # the transparency log's verifier key (signed-note text), from outside the archive
+    log_key_path: Path | None = None
 
     @property
     def root_der(self) -> bytes:
@@ -58,7 +67,27 @@ class Trust:
         return self.root_fingerprint.hex()
 
     def describe(self) -> str:
-        return f"trust root: {self.root_path or '(pinned)'} ({self.source}), SHA-256 {self.fingerprint_hex}"
+        text = f"trust root: {self.root_path or '(pinned)'} ({self.source}), SHA-256 {self.fingerprint_hex}"
+        if self.tsa_roots:
+            text += f"; TSA roots: {self.tsa_path} ({len(self.tsa_roots)})"
+        if self.log_key:
+            text += f"; log key: {self.log_key.split('+')[0]}+{self.log_key.split('+')[1]}"
+        return text
+
+
+def load_tsa_roots(path: Path) -> tuple[x509.Certificate, ...]:
+    """The TSA root certificates (PEM, one or more) an auditor trusts for time-stamp tokens."""
+    try:
+        data = read_file(str(path), MAX_PEM)
+    except FileNotFoundError:
+        raise TrustError(f"TSA roots not found: {path}") from None
+    except InvalidFormat as exc:
+        raise TrustError(f"TSA roots {path} {exc.message}") from None
+    try:
+        roots = tuple(x509.load_pem_x509_certificates(data))
+    except ValueError:
+        raise TrustError(f"{path} is not a file of PEM certificates (the TSA roots)") from None
+    return roots
 
 
 def _load_root(path: Path) -> x509.Certificate:
@@ -91,6 +120,11 @@ def load_trust(root: str | Path, crl: str | Path | None = None, source: str = "g
     cert = _load_root(root)
     trust = Trust(cert, root, source)
     attach_crls(trust, [Path(crl)] if crl else [root.with_name("crl.pem")], required=crl is not None)
+    if root.with_name("tsa-roots.pem").is_file():
+        trust.tsa_path = root.with_name("tsa-roots.pem")
+        trust.tsa_roots = load_tsa_roots(trust.tsa_path)
+    if root.with_name("log.pub").is_file():
+        attach_log_key(trust, str(root.with_name("log.pub")))
     return trust
 
 
@@ -117,8 +151,51 @@ def attach_crls(trust: Trust, candidates: list[Path], required: bool = False) ->
 
 
 def resolve_trust(*, trust_file: Path | None = None, trust_sha256: str | None = None, crl: Path | None = None,
-                  practice: Path | None = None, archive: Path | None = None) -> Trust:
-    """The trust root by the rules of the module docstring; NotVerified (exit 1) when there is none."""
+                  practice: Path | None = None, archive: Path | None = None, tsa_trust: Path | None = None,
+                  log_key: str | None = None) -> Trust:
+    """The trust roots by the rules of the module docstring; NotVerified (exit 1) when there is none."""
+    trust = _resolve_root(trust_file, trust_sha256, crl, practice, archive)
+    tsa_trust = tsa_trust or (Path(os.environ["AGREEMENTS_TSA_TRUST"]) if os.environ.get("AGREEMENTS_TSA_TRUST")
+                              else None)
+    if tsa_trust is not None:
+        trust.tsa_roots, trust.tsa_path = load_tsa_roots(tsa_trust), tsa_trust
+    elif trust.root_path is not None and not trust.source.startswith("pinned"):
+        beside_root = trust.root_path.with_name("tsa-roots.pem")
+        if beside_root.is_file():
+            trust.tsa_roots, trust.tsa_path = load_tsa_roots(beside_root), beside_root
+    log_key = log_key or os.environ.get("AGREEMENTS_LOG_KEY") or None
+    if log_key is not None:
+        attach_log_key(trust, log_key)
+    elif trust.root_path is not None and not trust.source.startswith("pinned") and \
+            trust.root_path.with_name("log.pub").is_file():
+        attach_log_key(trust, str(trust.root_path.with_name("log.pub")))
+    return trust
+
+
+def attach_log_key(trust: Trust, value: str) -> None:
+    """The log's verifier key: a file holding it, or the key text itself (NAME+KEYID+BASE64)."""
+    from agreements_kit.formats.checkpoint import parse_vkey
+
+    path = Path(value)
+    if "+" not in value or path.is_file():
+        try:
+            text = read_file(str(path), MAX_PEM).decode("utf-8").strip()
+        except FileNotFoundError:
+            raise TrustError(f"log key not found: {path}") from None
+        except (InvalidFormat, UnicodeDecodeError):
+            raise TrustError(f"log key {path} is not a verifier key file") from None
+        trust.log_key_path = path
+    else:
+        text = value.strip()
+    try:
+        parse_vkey(text, str(path))
+    except InvalidFormat as exc:
+        raise TrustError(f"log key {value[:60]!r}: {exc.message}") from None
+    trust.log_key = text
+
+
+def _resolve_root(trust_file: Path | None, trust_sha256: str | None, crl: Path | None, practice: Path | None,
+                  archive: Path | None) -> Trust:
     trust_file = trust_file or (Path(os.environ["AGREEMENTS_TRUST"]) if os.environ.get("AGREEMENTS_TRUST") else None)
     trust_sha256 = trust_sha256 or os.environ.get("AGREEMENTS_TRUST_SHA256") or None
     beside = archive.resolve().parent / "pki" if archive is not None else None

@@ -17,11 +17,12 @@ from typing import Any
 
 from agreements_kit.errors import CannotCheck, InvalidFormat
 from agreements_kit.formats.folder import limit_for, read_file, read_folder
-from agreements_kit.verification import steps
+from agreements_kit.verification import evidence, steps
 from agreements_kit.verification.chain import PathValidator
 from agreements_kit.verification.cms import CertCache
 from agreements_kit.verification.ledgerview import LedgerIndex, build_index
 from agreements_kit.verification.steps import Check, Context, Verdict
+from agreements_kit.verification.timestamps import TokenChecker
 from agreements_kit.verification.trust import Trust
 
 __all__ = ["CannotCheck", "Check", "Verdict", "Verifier", "verify_folder"]
@@ -31,7 +32,7 @@ class Verifier:
     """One trust root, with the caches every agreement checked against it may share."""
 
     def __init__(self, trust: Trust, ledger: LedgerIndex | None, now: dt.datetime | None = None,
-                 leave_out: frozenset[str] = frozenset()):
+                 leave_out: frozenset[str] = frozenset(), require_timestamps: bool = False):
         self.trust = trust
         self.ledger = ledger
         self.leave_out = leave_out  # ledger problems not to repeat in each verdict (audit lists them once)
@@ -40,6 +41,8 @@ class Verifier:
         self.validator = PathValidator(trust.root)
         self.crl_verified: dict[bytes, bool] = {}
         self.memo: dict[str, Any] = {}
+        self.tokens = TokenChecker(trust.tsa_roots)
+        self.require_timestamps = require_timestamps
 
     def verify(self, folder: Path, *, pdf_path: Path | None = None, check_embedded: bool = True) -> Verdict:
         try:
@@ -57,7 +60,8 @@ class Verifier:
             raise CannotCheck(f"{folder} is not an agreement folder (no manifest.json)")
         v = Verdict(os.path.basename(folder.rstrip("/")), folder)
         ctx = Context(folder, files, self.trust, self.validator, self.cache, self.ledger, self.now,
-                      check_embedded=check_embedded, crl_verified=self.crl_verified, memo=self.memo)
+                      check_embedded=check_embedded, crl_verified=self.crl_verified, memo=self.memo,
+                      tokens=self.tokens, require_timestamps=self.require_timestamps)
         pdf = files.pdf
         if pdf_path is not None:
             try:
@@ -74,14 +78,16 @@ class Verifier:
         for sig in ctx.signatures:
             if not steps.step_signature(v, ctx, sig):                    # 5
                 continue
-            steps.step_register(v, ctx, sig)                             # 6
-            steps.step_path(v, ctx, sig)                                 # 7
+            steps.step_time(v, ctx, sig)                                 # 6
+            steps.step_register(v, ctx, sig)                             # 7
+            steps.step_path(v, ctx, sig)                                 # 8
             if sig.path is None:
                 continue
-            steps.step_revocation(v, ctx, sig)                           # 8
-            steps.step_role(v, ctx, sig)                                 # 9
-        client, therapist, voids = steps.step_order(v, ctx)             # 10
-        steps.step_ledger(v, ctx)                                        # 11
+            steps.step_revocation(v, ctx, sig)                           # 9
+            steps.step_role(v, ctx, sig)                                 # 10
+        client, therapist, voids = steps.step_order(v, ctx)             # 11
+        steps.step_ledger(v, ctx)                                        # 12
+        evidence.step_evidence(v, ctx)                                   # 13
         if self.ledger is not None:
             for problem in self.ledger.report.problems:
                 if not self.ledger.report.missing and problem.code not in self.leave_out:
@@ -100,9 +106,11 @@ class Verifier:
 
 
 def verify_folder(folder: Path, trust: Trust, *, pdf_path: Path | None = None, ledger: Path | None = None,
-                  now: dt.datetime | None = None, check_embedded: bool = True) -> Verdict:
+                  now: dt.datetime | None = None, check_embedded: bool = True,
+                  require_timestamps: bool = False) -> Verdict:
     """Check one agreement folder against ``trust``, with the archive's ledger when given."""
     index = build_index(str(ledger)) if ledger is not None else None
-    verdict = Verifier(trust, index, now).verify(Path(folder), pdf_path=pdf_path, check_embedded=check_embedded)
+    verdict = Verifier(trust, index, now, require_timestamps=require_timestamps).verify(
+        Path(folder), pdf_path=pdf_path, check_embedded=check_embedded)
     verdict.notes.append(trust.describe())
     return verdict

@@ -10,12 +10,14 @@ pdftotext) or from the witness's folder.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import rfc8785
 from click.testing import CliRunner
 
 from agreements_kit.cli.commands import main
@@ -119,21 +121,24 @@ def test_pristine_archive_passes_with_the_witness_and_receipt_checkpoints(demo: 
     assert res.exit_code == 1 and "[checkpoint.cosignature]" in res.stdout
 
 
-def _rewrite_chain(lines: list[bytes]) -> list[bytes]:
-    """Recompute seq-chained prev hashes after an edit, as a forger with write access would."""
-    import json
-
-    import rfc8785
-
-    out: list[bytes] = []
-    prev = "0" * 64
-    for line in lines:
-        entry = json.loads(line)
-        entry["prev"] = prev
-        data = rfc8785.dumps(entry)
+def _rewrite_and_reanchor(practice: Path, line: int, seconds: str) -> bytes:
+    """A dishonest log keeper: one ledger line's time changed, the chain recomputed, the archive's own
+    checkpoints replaced by a fresh one signed with the log key. Returns that checkpoint."""
+    ledger = practice / "signed" / "ledger.jsonl"
+    lines = ledger.read_bytes().splitlines()
+    entry = json.loads(lines[line])
+    entry["time"] = entry["time"][:-3] + seconds + "Z"
+    lines[line] = rfc8785.dumps(entry)
+    out, prev = [], "0" * 64
+    for raw in lines:
+        rechained = dict(json.loads(raw), prev=prev)
+        data = rfc8785.dumps(rechained)
         out.append(data)
         prev = hashlib.sha256(data).hexdigest()
-    return out
+    ledger.write_bytes(b"".join(data + b"\n" for data in out))
+    shutil.rmtree(practice / "signed" / "log")
+    passphrase = (practice / "demo-log-passphrase.txt").read_bytes().strip()
+    return tlog.sign_checkpoint(practice / "signed", tlog.load_log_key(practice / "pki", passphrase))[1]
 
 
 def test_tail_erased_with_the_log_is_revealed_by_the_receipts_checkpoint(copy: Path, tmp_path: Path) -> None:
@@ -154,20 +159,7 @@ def test_tail_erased_with_the_log_is_revealed_by_the_receipts_checkpoint(copy: P
 
 
 def test_history_rewritten_and_re_anchored_is_revealed_by_the_witness(copy: Path) -> None:
-    ledger = copy / "signed" / "ledger.jsonl"
-    lines = ledger.read_bytes().splitlines()
-    # A dishonest log keeper: change a middle line, recompute the chain, sign fresh checkpoints.
-    import json
-
-    import rfc8785
-
-    entry = json.loads(lines[2])
-    entry["time"] = entry["time"][:-3] + "59Z"
-    lines[2] = rfc8785.dumps(entry)
-    ledger.write_bytes(b"".join(line + b"\n" for line in _rewrite_chain(lines)))
-    shutil.rmtree(copy / "signed" / "log")
-    passphrase = (copy / "demo-log-passphrase.txt").read_bytes().strip()
-    tlog.sign_checkpoint(copy / "signed", tlog.load_log_key(copy / "pki", passphrase))
+    _rewrite_and_reanchor(copy, 2, "59")
     res = _audit(copy, "--checkpoint", str(_witness_checkpoint(copy)))
     assert res.exit_code == 1
     assert "[ledger.rewritten]" in res.stdout
@@ -188,19 +180,7 @@ def test_two_inconsistent_checkpoints_are_refused(copy: Path, demo: Path, tmp_pa
     # Another history of the same log: rewrite the first line and sign a checkpoint of it.
     other = tmp_path / "other"
     shutil.copytree(demo, other, symlinks=True)
-    ledger = other / "signed" / "ledger.jsonl"
-    lines = ledger.read_bytes().splitlines()
-    import json
-
-    import rfc8785
-
-    entry = json.loads(lines[0])
-    entry["time"] = entry["time"][:-3] + "58Z"
-    lines[0] = rfc8785.dumps(entry)
-    ledger.write_bytes(b"".join(line + b"\n" for line in _rewrite_chain(lines)))
-    shutil.rmtree(other / "signed" / "log")
-    passphrase = (other / "demo-log-passphrase.txt").read_bytes().strip()
-    _, rewritten = tlog.sign_checkpoint(other / "signed", tlog.load_log_key(other / "pki", passphrase))
+    rewritten = _rewrite_and_reanchor(other, 0, "58")
     (tmp_path / "rewritten.txt").write_bytes(rewritten)
     res = CliRunner().invoke(main, ["log", "consistency", str(first), str(tmp_path / "rewritten.txt"),
                                     "--log-key", str(copy / "pki" / "log.pub"), "--practice", str(copy)],

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from agreements_kit import __version__
+from agreements_kit.cli.groups import OneLineGroup
 from agreements_kit.errors import AgreementsError
 
 
@@ -23,12 +24,7 @@ def _tty(stream) -> bool:
     return stream is not None and not getattr(stream, "closed", False) and stream.isatty()
 
 
-def _fail(exc: AgreementsError) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(exc.exit_code)
-
-
-class _Group(click.Group):
+class _Group(OneLineGroup):
     """Turns user errors, click's usage errors included, into one line and an exit code."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
@@ -45,12 +41,6 @@ class _Group(click.Group):
             click.echo("error: aborted", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except AgreementsError as exc:
-            _fail(exc)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -652,14 +642,6 @@ def _read_small(path: Path, what: str, limit: int = 64 * 1024) -> bytes:
     return data
 
 
-def _read_key_text(value: str) -> str:
-    """A verifier key given as a file or as its text (NAME+KEYID+BASE64)."""
-    path = Path(value)
-    if path.is_file():
-        return _read_small(path, "key").decode("utf-8", "replace").strip()
-    return value.strip()
-
-
 def _say_time(result) -> None:
     if result.checkpoint is not None:
         lines = result.checkpoint.decode("utf-8").splitlines()
@@ -787,7 +769,9 @@ def audit(archive, practice_dir, trust_path, trust_sha256, crl, tsa_trust, requi
     archive = archive or locate(practice_dir) / "signed"
     trust = _trust(trust_path, trust_sha256, crl, archive, practice_dir, tsa_trust, log_key)
     checkpoints = [(str(p), _read_small(p, "checkpoint")) for p in checkpoint_files]
-    witness_text = _read_key_text(witness_key) if witness_key else None
+    from agreements_kit.verification.trust import verifier_key_text
+
+    witness_text = verifier_key_text(witness_key, "witness key")[0] if witness_key else None
     if report is not None and report.exists():
         raise AgreementsError(f"{report} already exists; choose a new report file")
     if report is not None and report.suffix.lower() not in (".html", ".htm", ".pdf"):

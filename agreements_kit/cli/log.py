@@ -14,21 +14,11 @@ from typing import Any
 
 import click
 
-from agreements_kit.errors import AgreementsError, LogError
+from agreements_kit.cli.groups import OneLineGroup
+from agreements_kit.errors import LogError
 
 LOG_PASSPHRASE_ENV = "AGREEMENTS_LOG_PASSPHRASE"
 WITNESS_PASSPHRASE_ENV = "AGREEMENTS_WITNESS_PASSPHRASE"
-
-
-class _LogGroup(click.Group):
-    """Prints a user error as one line and exits with its code, also when run on its own."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except AgreementsError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
 
 
 def _passphrase(file: Path | None, env: str, prompt: str, confirm: bool = False) -> bytes:
@@ -79,7 +69,7 @@ def _log_vkey(log_key: Path | None, practice_dir: Path | None) -> Any:
     return tlog.read_verifier(log_key)
 
 
-@click.group(cls=_LogGroup)
+@click.group(cls=OneLineGroup)
 def log() -> None:
     """The ledger's transparency log: signed checkpoints, inclusion and consistency proofs, witnesses."""
 

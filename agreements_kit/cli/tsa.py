@@ -8,27 +8,14 @@ auditor is given as ``--tsa-trust``. The lead registers the group in
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from agreements_kit.errors import AgreementsError
+from agreements_kit.cli.groups import OneLineGroup
 
 
-class _TsaGroup(click.Group):
-    """Prints a user error as one line and exits with its code, also when run on its own."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except AgreementsError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-
-@click.group(cls=_TsaGroup)
+@click.group(cls=OneLineGroup)
 def tsa() -> None:
     """A local time-stamp authority (RFC 3161, openssl ts -reply) for demos and tests."""
 

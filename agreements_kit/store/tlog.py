@@ -68,24 +68,51 @@ class LogKey:
         return cpf.log_origin(self.public_bytes)
 
 
-def create_log_key(pki_dir: Path, name: str = KEY_NAME, *, passphrase: bytes) -> LogKey:
-    """A new log key in ``pki_dir`` (refuses if one exists: a log keeps its key, or it is a new log)."""
-    pki_dir = Path(pki_dir)
+def _new_key(folder: Path, key_file: str, pub_file: str, name: str, passphrase: bytes, what: str,
+             exists: str, sig_type: int = cpf.ED25519) -> Ed25519PrivateKey:
+    """A new Ed25519 key in ``folder``: encrypted PEM (0600) and its verifier-key line beside it."""
     try:
         cpf.check_name(name)
     except InvalidFormat as exc:
-        raise LogError(f"the log key name {exc.message}", code="usage.log-key-name") from None
+        raise LogError(f"the {what} name {exc.message}", code="usage.log-key-name") from None
     if not passphrase:
-        raise LogError("the log key needs a passphrase of its own", code="usage.log-passphrase")
-    if (pki_dir / KEY_FILE).exists() or (pki_dir / PUB_FILE).exists():
-        raise LogError(f"{pki_dir / KEY_FILE} already exists: a log keeps its key (a new key makes a new log)",
-                       path=pki_dir / KEY_FILE, code="conflict.log-key-exists")
-    make_private_dir(pki_dir, exist_ok=True)
-    key = LogKey(name, Ed25519PrivateKey.generate())
-    pem = key.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.BestAvailableEncryption(passphrase))
-    write_new(pki_dir / KEY_FILE, pem)
-    write_new(pki_dir / PUB_FILE, (key.verifier.text + "\n").encode("ascii"))
+        raise LogError(f"the {what} needs a passphrase of its own", code="usage.log-passphrase")
+    if (folder / key_file).exists() or (folder / pub_file).exists():
+        raise LogError(f"{folder / key_file} already exists{exists}", path=folder / key_file,
+                       code="conflict.log-key-exists")
+    make_private_dir(folder, exist_ok=True)
+    private = Ed25519PrivateKey.generate()
+    write_new(folder / key_file, private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.BestAvailableEncryption(passphrase)))
+    write_new(folder / pub_file, (cpf.vkey_for(name, private, sig_type).text + "\n").encode("ascii"))
+    return private
+
+
+def _load_key(key_path: Path, pub_path: Path, passphrase: bytes, what: str, missing: str, wrong: str,
+              sig_type: int = cpf.ED25519) -> tuple[str, Ed25519PrivateKey]:
+    """(name, private key) of a key made by :func:`_new_key`, checked against its verifier key."""
+    try:
+        data = key_path.read_bytes()
+    except FileNotFoundError:
+        raise LogError(missing, path=key_path, code="not-found.log-key") from None
+    vkey = read_verifier(pub_path)
+    try:
+        private = serialization.load_pem_private_key(data, password=passphrase)
+    except (ValueError, TypeError):
+        raise LogError(wrong, path=key_path, code="denied.log-passphrase") from None
+    if not isinstance(private, Ed25519PrivateKey):
+        raise LogError(f"the {what} is not an Ed25519 key", path=key_path, code="format.log-key")
+    if cpf.vkey_for(vkey.name, private, sig_type) != vkey:
+        raise LogError(f"{pub_path.name} is not the public half of {key_path.name}", path=pub_path,
+                       code="format.log-key")
+    return vkey.name, private
+
+
+def create_log_key(pki_dir: Path, name: str = KEY_NAME, *, passphrase: bytes) -> LogKey:
+    """A new log key in ``pki_dir`` (refuses if one exists: a log keeps its key, or it is a new log)."""
+    pki_dir = Path(pki_dir)
+    key = LogKey(name, _new_key(pki_dir, KEY_FILE, PUB_FILE, name, passphrase, "log key",
+                                ": a log keeps its key (a new key makes a new log)"))
     _enter_key(pki_dir.parent / "signed", key)
     return key
 
@@ -117,25 +144,9 @@ def read_verifier(path: Path) -> VerifierKey:
 
 def load_log_key(pki_dir: Path, passphrase: bytes) -> LogKey:
     pki_dir = Path(pki_dir)
-    path = pki_dir / KEY_FILE
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise LogError(f"no log key in {pki_dir}: create one with 'agreements log key init'", path=path,
-                       code="not-found.log-key") from None
-    vkey = read_verifier(pki_dir / PUB_FILE)
-    try:
-        private = serialization.load_pem_private_key(data, password=passphrase)
-    except (ValueError, TypeError):
-        raise LogError("wrong passphrase for the log key (it has its own, not the practice's)", path=path,
-                       code="denied.log-passphrase") from None
-    if not isinstance(private, Ed25519PrivateKey):
-        raise LogError("the log key is not an Ed25519 key", path=path, code="format.log-key")
-    key = LogKey(vkey.name, private)
-    if key.verifier != vkey:
-        raise LogError(f"{PUB_FILE} is not the public half of {KEY_FILE}", path=pki_dir / PUB_FILE,
-                       code="format.log-key")
-    return key
+    return LogKey(*_load_key(pki_dir / KEY_FILE, pki_dir / PUB_FILE, passphrase, "log key",
+                             f"no log key in {pki_dir}: create one with 'agreements log key init'",
+                             "wrong passphrase for the log key (it has its own, not the practice's)"))
 
 
 # ----------------------------------------------------------------------------- reading the ledger
@@ -369,45 +380,16 @@ class WitnessKey:
 
 def create_witness_key(state_dir: Path, name: str = WITNESS_NAME, *, passphrase: bytes) -> WitnessKey:
     """A witness's own Ed25519 key in its state folder (outside any archive), with its own passphrase."""
-    state_dir = Path(state_dir)
-    try:
-        cpf.check_name(name)
-    except InvalidFormat as exc:
-        raise LogError(f"the witness key name {exc.message}", code="usage.log-key-name") from None
-    if not passphrase:
-        raise LogError("the witness key needs a passphrase", code="usage.log-passphrase")
-    if (state_dir / WITNESS_KEY_FILE).exists():
-        raise LogError(f"{state_dir / WITNESS_KEY_FILE} already exists", path=state_dir / WITNESS_KEY_FILE,
-                       code="conflict.log-key-exists")
-    make_private_dir(state_dir, exist_ok=True)
-    key = WitnessKey(name, Ed25519PrivateKey.generate())
-    pem = key.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.BestAvailableEncryption(passphrase))
-    write_new(state_dir / WITNESS_KEY_FILE, pem)
-    write_new(state_dir / WITNESS_PUB_FILE, (key.verifier.text + "\n").encode("ascii"))
-    return key
+    return WitnessKey(name, _new_key(Path(state_dir), WITNESS_KEY_FILE, WITNESS_PUB_FILE, name, passphrase,
+                                     "witness key", "", cpf.COSIGNATURE_V1))
 
 
 def load_witness_key(key_path: Path, passphrase: bytes) -> WitnessKey:
     """The witness key at ``key_path`` (its name from the ``witness.pub`` beside it)."""
     key_path = Path(key_path)
-    try:
-        data = key_path.read_bytes()
-    except FileNotFoundError:
-        raise LogError(f"no witness key at {key_path}: create one with 'agreements log witness-key init'",
-                       path=key_path, code="not-found.log-key") from None
-    vkey = read_verifier(key_path.with_name(WITNESS_PUB_FILE))
-    try:
-        private = serialization.load_pem_private_key(data, password=passphrase)
-    except (ValueError, TypeError):
-        raise LogError("wrong passphrase for the witness key", path=key_path, code="denied.log-passphrase") from None
-    if not isinstance(private, Ed25519PrivateKey):
-        raise LogError("the witness key is not an Ed25519 key", path=key_path, code="format.log-key")
-    key = WitnessKey(vkey.name, private)
-    if key.verifier != vkey:
-        raise LogError(f"{WITNESS_PUB_FILE} is not the public half of {key_path.name}", path=key_path,
-                       code="format.log-key")
-    return key
+    return WitnessKey(*_load_key(key_path, key_path.with_name(WITNESS_PUB_FILE), passphrase, "witness key",
+                                 f"no witness key at {key_path}: create one with 'agreements log witness-key init'",
+                                 "wrong passphrase for the witness key", cpf.COSIGNATURE_V1))
 
 
 def witness_log_dir(state_dir: Path, origin: str) -> Path:

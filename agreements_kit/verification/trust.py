@@ -120,11 +120,7 @@ def load_trust(root: str | Path, crl: str | Path | None = None, source: str = "g
     cert = _load_root(root)
     trust = Trust(cert, root, source)
     attach_crls(trust, [Path(crl)] if crl else [root.with_name("crl.pem")], required=crl is not None)
-    if root.with_name("tsa-roots.pem").is_file():
-        trust.tsa_path = root.with_name("tsa-roots.pem")
-        trust.tsa_roots = load_tsa_roots(trust.tsa_path)
-    if root.with_name("log.pub").is_file():
-        attach_log_key(trust, str(root.with_name("log.pub")))
+    _attach_beside_root(trust)
     return trust
 
 
@@ -159,39 +155,50 @@ def resolve_trust(*, trust_file: Path | None = None, trust_sha256: str | None = 
                               else None)
     if tsa_trust is not None:
         trust.tsa_roots, trust.tsa_path = load_tsa_roots(tsa_trust), tsa_trust
-    elif trust.root_path is not None and not trust.source.startswith("pinned"):
-        beside_root = trust.root_path.with_name("tsa-roots.pem")
-        if beside_root.is_file():
-            trust.tsa_roots, trust.tsa_path = load_tsa_roots(beside_root), beside_root
     log_key = log_key or os.environ.get("AGREEMENTS_LOG_KEY") or None
     if log_key is not None:
         attach_log_key(trust, log_key)
-    elif trust.root_path is not None and not trust.source.startswith("pinned") and \
-            trust.root_path.with_name("log.pub").is_file():
-        attach_log_key(trust, str(trust.root_path.with_name("log.pub")))
+    _attach_beside_root(trust)
     return trust
+
+
+def _attach_beside_root(trust: Trust) -> None:
+    """tsa-roots.pem and log.pub beside a root the auditor chose, unless given otherwise (never a pinned root's)."""
+    if trust.root_path is None or trust.source.startswith("pinned"):
+        return
+    tsa_roots = trust.root_path.with_name("tsa-roots.pem")
+    if trust.tsa_path is None and tsa_roots.is_file():
+        trust.tsa_roots, trust.tsa_path = load_tsa_roots(tsa_roots), tsa_roots
+    log_pub = trust.root_path.with_name("log.pub")
+    if trust.log_key is None and log_pub.is_file():
+        attach_log_key(trust, str(log_pub))
 
 
 def attach_log_key(trust: Trust, value: str) -> None:
     """The log's verifier key: a file holding it, or the key text itself (NAME+KEYID+BASE64)."""
+    trust.log_key, trust.log_key_path = verifier_key_text(value, "log key")
+
+
+def verifier_key_text(value: str, what: str) -> tuple[str, Path | None]:
+    """A signed-note verifier key given as a file or as its text: (the checked text, the file if any)."""
     from agreements_kit.formats.checkpoint import parse_vkey
 
     path = Path(value)
-    if "+" not in value or path.is_file():
+    given_as_file = "+" not in value or path.is_file()
+    if given_as_file:
         try:
             text = read_file(str(path), MAX_PEM).decode("utf-8").strip()
         except FileNotFoundError:
-            raise TrustError(f"log key not found: {path}") from None
+            raise TrustError(f"{what} not found: {path}") from None
         except (InvalidFormat, UnicodeDecodeError):
-            raise TrustError(f"log key {path} is not a verifier key file") from None
-        trust.log_key_path = path
+            raise TrustError(f"{what} {path} is not a verifier key file") from None
     else:
         text = value.strip()
     try:
-        parse_vkey(text, str(path))
+        parse_vkey(text, str(path) if given_as_file else what)
     except InvalidFormat as exc:
-        raise TrustError(f"log key {value[:60]!r}: {exc.message}") from None
-    trust.log_key = text
+        raise TrustError(f"{what} {value[:60]!r}: {exc.message}") from None
+    return text, path if given_as_file else None
 
 
 def _resolve_root(trust_file: Path | None, trust_sha256: str | None, crl: Path | None, practice: Path | None,

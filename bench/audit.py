@@ -60,8 +60,9 @@ LEE_PASS = b"bench-lee-passphrase"
 OUT = REPO / "bench" / "out"
 # Bumped whenever the archive format changes, so cached archives are rebuilt
 # (3: certificate register and CRL entries in the ledger, role-bound one-time certificates;
-#  4: every signature carries an RFC 3161 time-stamp token from a local TSA process).
-FORMAT = 4
+#  4: every signature carries an RFC 3161 time-stamp token from a local TSA process;
+#  5: therapists' certificates from the clinician CA, per-issuer CRL numbers, evidence in each CMS).
+FORMAT = 5
 
 
 TINY_TEMPLATE = """<!DOCTYPE html>

@@ -852,9 +852,11 @@ def signature_cases(w: World, flip_step: int = 7, flip_cap: int = 260) -> list[C
     for who in ("lee", "client"):
         p7s = lib(rec, who)
         B = f"ber/{who}"
-        add(f"{B}/outer-indefinite", "ber", rec, reencode(p7s, lambda path, n: len(path) <= 2), who)
+        add(f"{B}/outer-indefinite", "ber", rec, reencode(p7s, lambda path, n: len(path) <= 2), who,
+            policy="der-only")
         add(f"{B}/indefinite-outside-signer-info-and-certs", "ber", rec,
-            reencode(p7s, lambda path, n: not under(signer_infos, path) and not under(cert_set, path)), who)
+            reencode(p7s, lambda path, n: not under(signer_infos, path) and not under(cert_set, path)), who,
+            policy="der-only")
         add(f"{B}/indefinite-in-signer-info", "ber", rec,
             reencode(p7s, lambda path, n: under(signer_infos, path) and not under(signed_attrs, path)
                      and path != signed_attrs), who, policy="ber-in-signer-info")

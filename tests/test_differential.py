@@ -91,8 +91,11 @@ POLICY: dict[str, tuple[tuple[bool, bool, bool], str]] = {
                                     "pyHanko the last (the real one: passes)"),
     "ambiguous-signer-twin-last": ((False, True, False), "the same ambiguity, real certificate first: OpenSSL "
                                    "passes, pyHanko takes the look-alike and fails"),
-    "ber-in-signer-info": ((False, True, False), "indefinite lengths inside the SignerInfo: asn1crypto (ours and "
-                           "pyHanko's parser) cannot read them there; OpenSSL reads BER; our signer writes DER"),
+    "ber-in-signer-info": ((False, True, False), "indefinite lengths inside the SignerInfo: pyHanko's parser "
+                           "(asn1crypto) cannot read them there; OpenSSL reads BER; ours reads DER only"),
+    "der-only": ((False, True, True), "indefinite lengths outside the signed attributes: OpenSSL and pyHanko read BER; "
+                 "ours (formats/cmsder, cryptography's DER reader) reads DER only, as our signer and RFC 3161 TSAs "
+                 "write it, so one signature's bytes read one way only"),
     "signer-cert-bitstring-padding": ((False, False, True), "the signer's certificate re-encoded (its signature "
                                       "BIT STRING claims an unused bit): cryptography and asn1crypto still read "
                                       "the same signature, OpenSSL refuses; ours refuses because the record names "

@@ -8,10 +8,11 @@ affordable some of them take shortcuts that must change nothing they accept or r
   fault); ``canonical_json`` writes the pretty form itself instead of through the
   standard library's pure-Python pretty printer;
 - ``formats/manifest``: ``embedded_bytes`` cuts ``document`` out of the canonical text;
-- ``verification/cms``: the signature is parsed in full field by field, and subtrees
-  already parsed (same type, same bytes) are not parsed again; held equal here to the
-  eager ``.native`` of every part it replaced, on a time-stamped signature from a real
-  local TSA process and thousands of damaged copies of it.
+- ``verification/cms``: the signature is read by cryptography's strict DER reader
+  (formats/cmsder) instead of asn1crypto; held here, on a time-stamped signature from a
+  real local TSA process and thousands of damaged copies of it, to accepting nothing
+  asn1crypto's eager parse of every part (tests/cms_reference.py) refused, signature and
+  token together (tests/test_token_fastpath.py holds the token checker's own short road).
 """
 
 from __future__ import annotations
@@ -121,15 +122,15 @@ def test_embedded_manifest_bytes_are_the_canonical_form_without_document(rest: d
 # ----------------------------------------------------------------------------- CMS
 
 
-def _eager(sd: Any, cache: cms.CertCache, acms: Any, core: Any, *, token: bool) -> None:
-    """What cms._check did before: every part but the certificates, through asn1crypto's .native."""
+def _eager(sd: Any, cache: Any, acms: Any, core: Any, *, token: bool) -> None:
+    """What the asn1crypto reader did first: every part but the certificates, through asn1crypto's .native."""
     for part in ("version", "digest_algorithms", "encap_content_info", "crls", "signer_infos"):
         sd[part].native  # noqa: B018
 
 
 @pytest.fixture(scope="module")
-def stamped(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
-    """A record and its detached signature, time-stamped by a real local TSA process."""
+def stamped(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes, bytes]:
+    """A record, its detached signature time-stamped by a real local TSA process, and the TSA's root (PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Fast path signer")])
     now = dt.datetime.now(dt.UTC)
@@ -143,7 +144,7 @@ def stamped(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
     folder = create(Path(tmp_path_factory.mktemp("tsa")) / "tsa")
     with start(folder.path) as tsa:
         p7s, _token = timestamp_signature(sign_detached(record, cert, key), Timestamper((tsa.url,)))
-    return record, p7s
+    return record, p7s, (folder.path / "tsa-root.pem").read_bytes()
 
 
 EAGER_BUDGET = 2  # seconds for one eager parse (the reference), by SIGALRM
@@ -171,33 +172,44 @@ def _bounded(fn: Any) -> tuple[Any, ...] | None:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _fast_outcomes(record: bytes, cases: list[bytes]) -> list[tuple[Any, ...]]:
-    """Every case through today's parse (in a child process), one cache shared as in an audit."""
-    import sys
+def _sig_outcome(reader: Any, record: bytes, p7s: bytes, cache: Any, tsa_root: bytes) -> tuple[Any, ...]:
+    """A signature through one reader, then its token through the one token checker (step 6): either
+    reader's acceptance means nothing if what it let through is then refused."""
+    from agreements_kit.verification.timestamps import TokenChecker, TokenProblem
 
-    assert "pyhanko" not in sys.modules
-    cache = cms.CertCache()  # memoized subtrees must not leak from one case to the next
-    return [_cms_outcome(record, c, cache) for c in cases]
-
-
-def _eager_outcomes(record: bytes, cases: list[bytes]) -> list[tuple[Any, ...] | None]:
-    """Every case through the old eager parse (in a child process), each within EAGER_BUDGET."""
-    cms._signed_data_in_full = _eager  # type: ignore[assignment]
-    cache = cms.CertCache()
-    return [_bounded(lambda c=c: _cms_outcome(record, c, cache)) for c in cases]
-
-
-def _cms_outcome(record: bytes, p7s: bytes, cache: cms.CertCache) -> tuple[Any, ...]:
     try:
-        f = cms.check_signature(record, p7s, cache)
-    except cms.CmsProblem as exc:
-        return (exc.code,)
+        f = reader.check_signature(record, p7s, cache)
+    except reader.CmsProblem as exc:
+        return ("refused", exc.code)
+    if f.token is not None:
+        try:
+            TokenChecker([x509.load_pem_x509_certificate(tsa_root)]).check(f.token, f.signature_value)
+        except TokenProblem as exc:
+            return ("refused", exc.code)
     return ("ok", f.signer_sha256, f.token, f.signature_value, f.signing_time)
 
 
-def test_memoized_parse_of_a_signature_refuses_and_accepts_what_the_eager_parse_did(
-        stamped: tuple[bytes, bytes]) -> None:
-    record, p7s = stamped
+def _new_outcomes(record: bytes, cases: list[bytes], tsa_root: bytes) -> list[tuple[Any, ...]]:
+    """Every case through today's reader (in a child process), one cache shared as in an audit."""
+    import sys
+
+    assert "pyhanko" not in sys.modules
+    cache = cms.CertCache()
+    return [_sig_outcome(cms, record, c, cache, tsa_root) for c in cases]
+
+
+def _reference_outcomes(record: bytes, cases: list[bytes], tsa_root: bytes) -> list[tuple[Any, ...] | None]:
+    """Every case through the asn1crypto reader, eager (in a child process), each within EAGER_BUDGET."""
+    import cms_reference as ref
+
+    ref._signed_data_in_full = _eager  # type: ignore[assignment]
+    cache = ref.CertCache()
+    return [_bounded(lambda c=c: _sig_outcome(ref, record, c, cache, tsa_root)) for c in cases]
+
+
+def test_strict_der_reader_accepts_nothing_the_asn1crypto_reader_refused(stamped: tuple[bytes, bytes, bytes]
+                                                                         ) -> None:
+    record, p7s, tsa_root = stamped
     cases = [p7s, p7s + b"\x00", *(p7s[:n] for n in range(0, len(p7s), 61))]
     for i in range(len(p7s)):
         for mask in ((0x01, 0x80) if i % 2 else (0x20,)):
@@ -211,16 +223,30 @@ def test_memoized_parse_of_a_signature_refuses_and_accepts_what_the_eager_parse_
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        fast = pool.submit(_fast_outcomes, record, cases).result(timeout=600)
-        eager = pool.submit(_eager_outcomes, record, cases).result(timeout=600)
-    # A few damaged inputs take the eager parse over its budget; the fast path answers those at once.
-    slow = [i for i, o in enumerate(eager) if o is None]
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_tests_on_path) as pool:
+        new = pool.submit(_new_outcomes, record, cases, tsa_root).result(timeout=600)
+        reference = pool.submit(_reference_outcomes, record, cases, tsa_root).result(timeout=600)
+    # A few damaged inputs take the eager parse over its budget; the new reader answers those at once.
+    slow = [i for i, o in enumerate(reference) if o is None]
     assert len(slow) <= 5, f"{len(slow)} damaged inputs took the eager parse over {EAGER_BUDGET} s"
-    assert all(fast[i][0] != "ok" for i in slow), "an input the eager parse chokes on was accepted"
-    differ = [i for i, (a, b) in enumerate(zip(fast, eager, strict=True))
-              if b is not None and (a[:1] != b[:1] or (a[0] == "ok" and a != b))]
-    assert not differ, [(i, fast[i][:1], eager[i][:1]) for i in differ[:10]]
-    accepted = sum(o[0] == "ok" for o in fast)
-    assert fast[0][0] == "ok" and fast[0][2] is not None, "the undamaged signature carries its token and passes"
+    assert all(new[i][0] != "ok" for i in slow), "an input the eager parse chokes on was accepted"
+    looser = [i for i, (a, b) in enumerate(zip(new, reference, strict=True))
+              if b is not None and a[0] == "ok" and a != b]
+    assert not looser, [(i, new[i][:1], reference[i][:2]) for i in looser[:10]]
+    # Stricter only where the reference misread: where it accepted a damaged signature as the very one signed
+    # (same signer, token, value and time: damage in bytes nothing signs or reads), the new reader accepts it
+    # too. What it refuses and the reference took is a different reading (a token's attribute tag damaged,
+    # asn1crypto accepts the signature as one without a token): refusing that is the point of reading DER.
+    stricter = [i for i, (a, b) in enumerate(zip(new, reference, strict=True))
+                if b is not None and b[0] == "ok" and a[0] != "ok"]
+    assert all(reference[i] != reference[0] for i in stricter), [(i, new[i][:2]) for i in stricter[:10]]
+    accepted = sum(o[0] == "ok" for o in new)
+    assert new[0][0] == "ok" and new[0][2] is not None, "the undamaged signature carries its token and passes"
     assert 10 < accepted < len(cases) - 300, (accepted, len(cases))  # both outcomes are well represented
+
+
+def _tests_on_path() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))

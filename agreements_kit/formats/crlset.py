@@ -34,6 +34,7 @@ class CrlSet:
     raw: bytes
     crls: tuple[x509.CertificateRevocationList, ...]
     numbers: dict[str, int] = field(default_factory=dict)  # issuer key (issuer_key) -> its CRL's number
+    _described: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def number(self) -> int:
@@ -50,9 +51,13 @@ class CrlSet:
         return next((c for c in self.crls if c.issuer == name), None)
 
     def describe(self) -> str:
-        """The numbers of its CRLs, for verdicts: 'CRL numbers 1, 2, 1'."""
-        return "CRL number" + ("s " if len(self.crls) > 1 else " ") + ", ".join(
-            str(self.numbers[issuer_key(c.issuer)]) for c in self.crls)
+        """The numbers of its CRLs, for verdicts: 'CRL numbers 1, 2, 1' (worked out once: every signature's
+        verdict names it, and the set never changes)."""
+        found = self._described.get("text")
+        if found is None:
+            found = self._described["text"] = "CRL number" + ("s " if len(self.crls) > 1 else " ") + ", ".join(
+                str(self.numbers[issuer_key(c.issuer)]) for c in self.crls)
+        return found
 
 
 def issuer_key(name: x509.Name) -> str:

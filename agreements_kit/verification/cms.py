@@ -1,26 +1,27 @@
-"""Step: one detached CMS signature (RFC 5652) over one record, read with asn1crypto.
+"""Step: one detached CMS signature (RFC 5652) over one record, read strictly by formats/cmsder.
 
 What is checked, and refused with a reason code:
 
-- ``cms.structure``: DER ContentInfo holding SignedData (no trailing bytes), detached
-  content of type id-data, exactly one SignerInfo identified by issuer and serial,
-  digest SHA-256, signature ECDSA with SHA-256, the signer's certificate inside (and only
-  one certificate matching the signer's issuer and serial);
+- ``cms.structure``: DER ContentInfo holding SignedData (read by cryptography's Rust DER
+  reader, every part exactly as encoded, no trailing bytes), detached content of type
+  id-data, exactly one SignerInfo identified by issuer and serial, digest SHA-256,
+  signature ECDSA with SHA-256, the signer's certificate inside (and only one
+  certificate matching the signer's issuer and serial), certificates and CRLs that
+  ``cryptography`` reads;
 - ``cms.attributes``: signed attributes present, each attribute type once with one
-  value (a second messageDigest is how a signature is made to mean two things),
-  contentType id-data, messageDigest equal to the record's SHA-256, signingTime;
+  value (a second messageDigest is how a signature is made to mean two things), each
+  value of its type, contentType id-data, messageDigest equal to the record's SHA-256,
+  signingTime; no unsigned attribute but one time-stamp token;
 - ``cms.signature``: the ECDSA signature over the DER of the signed attributes
   (re-tagged as SET OF, RFC 5652 5.4) verifies with the signer's key.
 
-Certificates are parsed with ``cryptography`` and cached by the SHA-256 of their
-DER, so an audit parses each therapist's and CA's certificate once.
+Certificates and CRLs are parsed with ``cryptography`` and cached by the SHA-256 of
+their DER, so an audit parses each therapist's and CA's certificate, and each CRL,
+once. The token is taken as its bytes: step 6 reads and checks it (timestamps.py).
 
-Every other field is parsed in full with asn1crypto (as a strict decoder would: a
-wrong tag anywhere, even in a field nothing reads, is refused). Parsing is a
-function of a field's type and its exact bytes, so the subtrees that recur from one
-signature to the next (algorithm identifiers, the signer's issuer name, the content
-type attribute, a time-stamp token's TSA certificate) are parsed once per
-:class:`CertCache` and recognised after that by type and bytes.
+Until this reader, signatures were parsed with asn1crypto, every field in full;
+tests/test_fastpaths.py holds this one to accepting nothing that one refused
+(tests/cms_reference.py keeps it).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from agreements_kit.formats import cmsder
 
 ID_DATA = "1.2.840.113549.1.7.1"
 ID_SIGNED_DATA = "1.2.840.113549.1.7.2"
@@ -67,14 +70,13 @@ class SignatureFacts:
 
 
 class CertCache:
-    """Certificates parsed once, by the SHA-256 of their DER (least recently used dropped first)."""
+    """Certificates (and CRLs) parsed once, by the SHA-256 of their DER (least recently used dropped first)."""
 
     def __init__(self, limit: int = 256):
         self.parsed: OrderedDict[bytes, tuple[x509.Certificate, str]] = OrderedDict()
         self.limit = limit
-        # (asn1crypto type, exact DER) of subtrees already parsed in full without error (see _full).
-        self.parsed_der: OrderedDict[tuple[type, bytes], None] = OrderedDict()
         self._issuers: dict[str, bytes] = {}  # certificate SHA-256 -> its issuer name's DER
+        self._crls: dict[bytes, bool] = {}  # CRL SHA-256 -> cryptography reads it
 
     def load(self, der: bytes) -> tuple[x509.Certificate, str]:
         digest = hashlib.sha256(der).digest()
@@ -92,6 +94,22 @@ class CertCache:
         if len(self.parsed) > self.limit:
             self.parsed.popitem(last=False)
         return entry
+
+    def check_crl(self, der: bytes) -> None:
+        """A CRL inside the signature must be one cryptography reads (its contents: step 9, when used)."""
+        digest = hashlib.sha256(der).digest()
+        if digest not in self._crls:
+            try:
+                crl = x509.load_der_x509_crl(der)
+                crl.issuer, crl.extensions, list(crl)  # noqa: B018 - parsed lazily: touch now
+                ok = True
+            except Exception:
+                ok = False
+            if len(self._crls) > self.limit:
+                self._crls.clear()
+            self._crls[digest] = ok
+        if not self._crls[digest]:
+            raise CmsProblem("cms.structure", "a CRL inside the signature cannot be read")
 
     def issuer_der(self, entry: tuple[x509.Certificate, str]) -> bytes:
         """The DER of a loaded certificate's issuer name (kept: every signature under a CA asks it)."""
@@ -112,51 +130,43 @@ def _der_length(n: int) -> bytes:
 
 def check_signature(record: bytes, p7s: bytes, cache: CertCache) -> SignatureFacts:
     """Check one detached signature over ``record``; raises :class:`CmsProblem` naming what is wrong."""
-    from asn1crypto import cms as acms
-    from asn1crypto import core
-
     try:
-        return _check(record, p7s, cache, acms, core)
-    except CmsProblem:
-        raise
-    except Exception as exc:  # asn1crypto parses lazily and raises many kinds on damaged input
+        info = cmsder.read_content_info(p7s)
+    except Exception as exc:  # the Rust reader raises ValueError, and others on odd input
         raise CmsProblem("cms.structure", f"the signature file is not valid CMS ({type(exc).__name__})") from None
+    return _check(record, info, cache)
 
 
-def _check(record: bytes, p7s: bytes, cache: CertCache, acms: Any, core: Any) -> SignatureFacts:
-    info = acms.ContentInfo.load(p7s, strict=True)
-    if info["content_type"].dotted != ID_SIGNED_DATA:
+def _check(record: bytes, info: cmsder.ContentInfo, cache: CertCache) -> SignatureFacts:
+    if info.content_type.dotted_string != ID_SIGNED_DATA:
         raise CmsProblem("cms.structure", "the signature file is not a CMS SignedData")
-    sd = info["content"]
-    # asn1crypto parses lazily: parse every field now (the certificates are cryptography's, below), so
-    # an element with a wrong tag anywhere, even in a field nothing reads, is refused as a DER decoder would.
-    _signed_data_in_full(sd, cache, acms, core, token=False)
-    if [a["algorithm"].dotted for a in sd["digest_algorithms"]] != [SHA256]:
+    sd = info.content
+    if [a.algorithm.dotted_string for a in sd.digest_algorithms.as_list()] != [SHA256]:
         raise CmsProblem("cms.structure", "the signature does not use SHA-256 alone")
-    encap = sd["encap_content_info"]
-    if encap["content_type"].dotted != ID_DATA or not isinstance(encap["content"], core.Void):
+    encap = sd.encap_content_info
+    if encap.content_type.dotted_string != ID_DATA or encap.content is not None:
         raise CmsProblem("cms.structure", "the signature is not a detached signature over data")
-    signers = list(sd["signer_infos"])
+    signers = sd.signer_infos.as_list()
     if len(signers) != 1:
         raise CmsProblem("cms.structure", f"the signature has {len(signers)} signers instead of one")
     si = signers[0]
-    if si["sid"].name != "issuer_and_serial_number":
-        raise CmsProblem("cms.structure", "the signer is not identified by issuer and serial number")
-    if si["digest_algorithm"]["algorithm"].dotted != SHA256:
+    if si.digest_algorithm.algorithm.dotted_string != SHA256:
         raise CmsProblem("cms.structure", "the signer's digest is not SHA-256")
-    if si["signature_algorithm"]["algorithm"].dotted != ECDSA_SHA256:
+    if si.signature_algorithm.algorithm.dotted_string != ECDSA_SHA256 or si.signature_algorithm.parameters is not None:
         raise CmsProblem("cms.structure", "unexpected signature algorithm (not ECDSA with SHA-256)")
-    certs: list[tuple[x509.Certificate, str]] = []
-    chosen = sd["certificates"]
-    if isinstance(chosen, core.Void):
+    if sd.certificates is None:
         raise CmsProblem("cms.structure", "the signature carries no certificates")
-    for choice in chosen:
-        if choice.name != "certificate":
+    certs: list[tuple[x509.Certificate, str]] = []
+    for choice in sd.certificates:
+        if choice.tag_bytes != cmsder.SEQUENCE_TAG:
             raise CmsProblem("cms.structure", "the signature carries a certificate of an unexpected kind")
-        certs.append(cache.load(choice.chosen.dump()))
-    sid = si["sid"].chosen
-    serial = sid["serial_number"].native
-    issuer_der = sid["issuer"].dump()
+        certs.append(cache.load(cmsder.der(choice)))
+    for crl in sd.crls if sd.crls is not None else []:
+        if crl.tag_bytes != cmsder.SEQUENCE_TAG:
+            raise CmsProblem("cms.structure", "the signature carries revocation information of an unexpected kind")
+        cache.check_crl(cmsder.der(crl))
+    serial = si.sid.serial_number
+    issuer_der = cmsder.der(si.sid.issuer)
     matching = [c for c in certs if c[0].serial_number == serial and cache.issuer_der(c) == issuer_der]
     if not matching:
         raise CmsProblem("cms.structure", "the signer's certificate is not in the signature")
@@ -165,147 +175,59 @@ def _check(record: bytes, p7s: bytes, cache: CertCache, acms: Any, core: Any) ->
         raise CmsProblem("cms.structure", "two different certificates in the signature match its signer's issuer "
                          "and serial number: readers could take either")
     signer = matching[0]
-    attrs = si["signed_attrs"]
-    if isinstance(attrs, core.Void):
+    if si.signed_attrs is None:
         raise CmsProblem("cms.attributes", "the signature has no signed attributes")
     found: dict[str, Any] = {}
-    for attr in attrs:
-        oid = attr["type"].dotted
+    for attr in si.signed_attrs:
+        oid = attr.type.dotted_string
         if oid in found:
             raise CmsProblem("cms.attributes", f"the signed attribute {oid} appears twice: the signature could be "
                              "read as signing two different things")
-        values = list(attr["values"])
+        values = attr.values.as_list()
         if len(values) != 1:
             raise CmsProblem("cms.attributes", f"the signed attribute {oid} has {len(values)} values instead of one")
         if oid not in ALLOWED_ATTRIBUTES:
             raise CmsProblem("cms.attributes", f"the signature has an unexpected signed attribute {oid}")
-        found[oid] = values[0]
+        try:
+            found[oid] = cmsder.attribute_value(oid, values[0])
+        except Exception:
+            raise CmsProblem("cms.structure", f"the signed attribute {oid} is not of its type") from None
     for oid, name in ((CONTENT_TYPE, "contentType"), (MESSAGE_DIGEST, "messageDigest"),
                       (SIGNING_TIME, "signingTime")):
         if oid not in found:
             raise CmsProblem("cms.attributes", f"the signature lacks the signed attribute {name}")
-    if found[CONTENT_TYPE].dotted != ID_DATA:
+    if found[CONTENT_TYPE] != ID_DATA:
         raise CmsProblem("cms.attributes", "the signed content type is not 'data'")
-    if found[MESSAGE_DIGEST].native != hashlib.sha256(record).digest():
+    if found[MESSAGE_DIGEST] != hashlib.sha256(record).digest():
         raise CmsProblem("cms.digest", "the record's bytes do not match the digest the signature covers: "
                          "the record was changed after it was signed")
-    when = found[SIGNING_TIME].native
-    if not isinstance(when, dt.datetime):
-        raise CmsProblem("cms.attributes", "the signature's signing time is not a time")
-    signed = b"\x31" + _der_length(len(attrs.contents)) + attrs.contents  # RFC 5652 5.4: signed as SET OF
+    when = found[SIGNING_TIME]
+    signed = cmsder.signed_attrs_der(si)  # RFC 5652 5.4: signed as SET OF, the bytes as read
     key = signer[0].public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise CmsProblem("cms.structure", "the signer's key is not an ECDSA key")
     try:
-        key.verify(si["signature"].native, signed, ec.ECDSA(hashes.SHA256()))
+        key.verify(si.signature, signed, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         raise CmsProblem("cms.signature", "the signature value does not verify with the signer's certificate: "
                          "the signature was forged or damaged") from None
     return SignatureFacts(signer[0], signer[1], [c for c, _ in certs], when.astimezone(dt.UTC),
-                          si["signature"].native, _token(si, core))
+                          si.signature, _token(si))
 
 
-def _token(si: Any, core: Any) -> bytes | None:
-    """The one time-stamp token among the unsigned attributes; anything else there is refused."""
-    unsigned = si["unsigned_attrs"]
-    if isinstance(unsigned, core.Void):
+def _token(si: cmsder.SignerInfo) -> bytes | None:
+    """The one time-stamp token among the unsigned attributes (its bytes; step 6 reads them); anything else
+    there is refused."""
+    if si.unsigned_attrs is None:
         return None
     token = None
-    for attr in unsigned:
-        oid = attr["type"].dotted
+    for attr in si.unsigned_attrs:
+        oid = attr.type.dotted_string
         if oid != TIMESTAMP_TOKEN:
             raise CmsProblem("cms.attributes", f"the signature has an unexpected unsigned attribute {oid}")
-        if token is not None or len(attr["values"]) != 1:
+        values = attr.values.as_list()
+        if token is not None or len(values) != 1:
             raise CmsProblem("cms.attributes", "the signature carries more than one time-stamp token: readers "
                              "could take either time")
-        token = attr["values"][0].dump()
+        token = cmsder.der(values[0])
     return token
-
-
-# ----------------------------------------------------------------------------- parsing in full
-#
-# What ``sd[part].native`` did for every part but the certificates, field by field: ``.native``
-# of a node parses it and everything below it by its type, so the same type and the same bytes
-# always give the same outcome. A subtree that parsed without error once is therefore not parsed
-# again when it recurs (same type, byte-identical); everything else is parsed as before. Only the
-# containers on the way down to those subtrees are walked here, each level parsed by asn1crypto.
-
-
-def _full(node: Any, cache: CertCache) -> None:
-    """``node.native`` (parse in full, raising on any damage), once per type and exact bytes."""
-    key = (node.__class__, node.dump())
-    seen = cache.parsed_der
-    if key in seen:
-        seen.move_to_end(key)
-        return
-    node.native  # noqa: B018 - parsed for its errors
-    seen[key] = None
-    if len(seen) > 4 * cache.limit:
-        seen.popitem(last=False)
-
-
-def _fields(node: Any, extras: bool = True) -> list[tuple[str, Any]]:
-    """A Sequence's children (name, value), parsed one level: its fields, then any element after them.
-
-    Elements after the last field are what ``.native`` would build too (by their universal tag,
-    or refused when they have none): they are returned under their index, as ``.native`` names them.
-    """
-    out = [(name, node[name]) for name, *_ in node._fields]
-    if extras:
-        out += [(str(i), node._lazy_child(i)) for i in range(len(out), len(node))]
-    return out
-
-
-def _signed_data_in_full(sd: Any, cache: CertCache, acms: Any, core: Any, *, token: bool) -> None:
-    # The signature's own SignedData: its fields, as before (a token's: everything, as its .native did).
-    for name, value in _fields(sd, extras=token):
-        if name == "certificates" and not token:
-            continue  # the signature's own certificates are cryptography's (CertCache.load)
-        if name == "signer_infos":
-            for si in value:
-                _signer_info_in_full(si, cache, acms, core)
-        elif name == "encap_content_info" and token:
-            value.native  # noqa: B018 - a token's TSTInfo: new bytes every time
-        else:
-            _full(value, cache)
-
-
-def _signer_info_in_full(si: Any, cache: CertCache, acms: Any, core: Any) -> None:
-    for name, value in _fields(si):
-        if name == "sid":
-            chosen = value.chosen
-            if isinstance(chosen, acms.IssuerAndSerialNumber):
-                for part, item in _fields(chosen):
-                    if part == "issuer":
-                        _full(item, cache)
-                    else:
-                        item.native  # noqa: B018
-            else:
-                chosen.native  # noqa: B018
-        elif name == "signature":
-            value.native  # noqa: B018
-        elif name in ("signed_attrs", "unsigned_attrs"):
-            if isinstance(value, core.Void):
-                continue
-            for attr in value:
-                if name == "unsigned_attrs" and attr["type"].dotted == TIMESTAMP_TOKEN:
-                    _token_attribute_in_full(attr, cache, acms, core)
-                else:
-                    _full(attr, cache)
-        else:
-            _full(value, cache)
-
-
-def _token_attribute_in_full(attr: Any, cache: CertCache, acms: Any, core: Any) -> None:
-    for part, item in _fields(attr):
-        if part != "values":
-            item.native  # noqa: B018
-    for info in attr["values"]:
-        if not isinstance(info, acms.ContentInfo):
-            info.native  # noqa: B018
-            continue
-        for part, item in _fields(info):
-            if part == "content" and isinstance(item, acms.SignedData):
-                _signed_data_in_full(item, cache, acms, core, token=True)
-            else:
-                item.native  # noqa: B018

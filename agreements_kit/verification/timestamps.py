@@ -13,6 +13,17 @@ TSA's time, whatever the signer's record claims. What is refused, with a code:
 - ``time.token-invalid``: the token's own signature, its TSA certificate's validity at
   the token's time, or its critical timeStamping key usage fail (rfc3161-client's
   verifier, which OpenSSL's ``ts -verify`` agrees with: tests/test_tsa.py).
+
+rfc3161-client builds an OpenSSL store and validates the TSA's chain for every token,
+though a practice's TSA signs every token with the same one or two certificates. So
+the first token under a given set of certificates is verified by rfc3161-client alone;
+once it passes, later tokens under exactly those certificates take a shorter road
+(:meth:`TokenChecker._known_good`): the token's time inside every chain certificate's
+validity, then the one check that is new for each token, its SignerInfo (messageDigest
+over the TSTInfo and the signature over the signed attributes, as OpenSSL's
+PKCS7_signatureVerify computes them). That road can only accept: whatever it does not
+accept goes to rfc3161-client, which gives the answer and its reason. tests/test_fastpaths
+holds it to accepting nothing rfc3161-client refuses, over damaged and crafted tokens.
 """
 
 from __future__ import annotations
@@ -23,14 +34,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from agreements_kit.formats import cmsder
 from agreements_kit.formats.certprofile import common_name, fingerprint
 
 TOKEN_ATTRIBUTE = "1.2.840.113549.1.9.16.2.14"  # id-aa-signatureTimeStampToken
 SHA256_OID = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
 TIME_TOLERANCE = dt.timedelta(minutes=5)  # the signer's signed_at and the TSA's time must agree this closely
 MAX_CHAIN = 4
+MESSAGE_DIGEST = cmsder.MESSAGE_DIGEST
 
 
 class TokenProblem(Exception):
@@ -76,11 +91,16 @@ class TokenChecker:
         self._verifier = None
         # TSA certificates by their DER: a practice's TSA signs every token with the same one or two.
         self._certs: dict[bytes, tuple[x509.Certificate, str]] = {}
+        # Certificate sets (the token's, sorted, and its signer's) a token verified by rfc3161-client was
+        # signed under -> when every certificate of its chain is valid (see _known_good).
+        self._good: dict[tuple[tuple[bytes, ...], bytes], tuple[dt.datetime, dt.datetime]] = {}
+        self.fast = True  # False: every token through rfc3161-client (the differential tests' reference)
 
     def _load(self, der: bytes) -> tuple[x509.Certificate, str]:
         hit = self._certs.get(der)
         if hit is None:
             cert = x509.load_der_x509_certificate(der)
+            cert.issuer, cert.subject, cert.public_key(), cert.extensions  # noqa: B018 - lazily parsed: now
             hit = (cert, fingerprint(cert))
             if len(self._certs) >= 64:
                 self._certs.clear()
@@ -88,6 +108,7 @@ class TokenChecker:
         return hit
 
     def check(self, token: bytes, signature_value: bytes) -> TrustedTime:
+        """The time ``token`` proves for ``signature_value`` (its TSA's, at its accuracy)."""
         import rfc3161_client
 
         try:
@@ -109,8 +130,12 @@ class TokenChecker:
         if algorithm != SHA256_OID or message != hashlib.sha256(signature_value).digest():
             raise TokenProblem("time.token-imprint", "the time-stamp token covers other bytes than this signature: it "
                                "was taken for another signature and moved here")
-        at = next((i for i, c in enumerate(certs) if c.serial_number == signer.serial_number
-                   and c.issuer == signer.issuer), None)
+        try:  # the signer's issuer is parsed here, lazily: damage there is the token's structure too
+            at = next((i for i, c in enumerate(certs) if c.serial_number == signer.serial_number
+                       and c.issuer == signer.issuer), None)
+        except Exception as exc:
+            raise TokenProblem("time.token-structure", f"the time-stamp token cannot be read ({type(exc).__name__})") \
+                from None
         leaf = certs[at] if at is not None else None
         if at is None or leaf is None:
             raise TokenProblem("time.token-structure", "the time-stamp token does not carry its TSA's certificate")
@@ -125,11 +150,15 @@ class TokenChecker:
             raise TokenProblem("time.untrusted-tsa", f"the time-stamp token is from '{common_name(leaf)}' "
                                f"(SHA-256 {fingerprint(leaf)[:16]}...), whose certificate does not lead to a "
                                "trusted TSA root")
-        try:
-            self._verify(response, message)
-        except rfc3161_client.VerificationError as exc:
-            raise TokenProblem("time.token-invalid", f"the time-stamp token does not verify: {exc}") from None
         when = gen_time if gen_time.tzinfo else gen_time.replace(tzinfo=dt.UTC)
+        certs_key = (tuple(sorted(ders)), key)
+        if not (self.fast and self._known_good(certs_key, when, token, leaf)):
+            try:
+                self._verify(response, message)
+            except rfc3161_client.VerificationError as exc:
+                raise TokenProblem("time.token-invalid", f"the time-stamp token does not verify: {exc}") from None
+            if self.fast:
+                self._remember(certs_key, leaf, certs)
         return TrustedTime(when.astimezone(dt.UTC), dt.timedelta(seconds=seconds), leaf, loaded[at][1])
 
     def _verify(self, response: object, digest: bytes) -> None:
@@ -143,13 +172,45 @@ class TokenChecker:
         assert self._verifier is not None
         self._verifier.verify(response, digest)
 
-    def _leads_to_root(self, leaf: x509.Certificate, certs: list[x509.Certificate]) -> bool:
+    def _remember(self, certs_key: tuple[tuple[bytes, ...], bytes], leaf: x509.Certificate,
+                  certs: list[x509.Certificate]) -> None:
+        """After rfc3161-client verified a token: when its chain (every certificate of the token, and the
+        trusted root the leaf leads to) is valid. The window is never wider than OpenSSL's own check."""
+        chain = [*certs, *(r for r in self.roots if self._leads_to(leaf, certs, r))]
+        start = max(c.not_valid_before_utc for c in chain)
+        end = min(c.not_valid_after_utc for c in chain)
+        if len(self._good) >= 64:
+            self._good.clear()
+        self._good[certs_key] = (start, end)
+
+    def _leads_to(self, leaf: x509.Certificate, certs: list[x509.Certificate], root: x509.Certificate) -> bool:
+        return self._leads_to_root(leaf, certs, [root])
+
+    def _known_good(self, certs_key: tuple[tuple[bytes, ...], bytes], when: dt.datetime, token: bytes,
+                    leaf: x509.Certificate) -> bool:
+        """Whether ``token`` verifies by the short road: certificates already verified together, its time
+        inside their validity, and its own SignerInfo sound. False sends it to rfc3161-client."""
+        window = self._good.get(certs_key)
+        at = when.replace(microsecond=0)  # OpenSSL checks validity at whole seconds: notBefore <= t < notAfter
+        if window is None or not window[0] <= at < window[1]:
+            return False
+        try:
+            parts = signer_info_parts(token)
+            return parts is not None and _signer_info_verifies(parts, leaf)
+        except Exception:  # anything unexpected in the token: the reference decides
+            return False
+
+    def _leads_to_root(self, leaf: x509.Certificate, certs: list[x509.Certificate],
+                       roots: list[x509.Certificate] | None = None) -> bool:
         """Whether issuer links and signatures lead from ``leaf`` to a trusted root (validity: the verifier)."""
+        roots = self.roots if roots is None else roots
+        root_ders = [r.public_bytes(serialization.Encoding.DER) for r in roots] if roots is not self.roots \
+            else self._root_ders
         current = leaf
         for _ in range(MAX_CHAIN):
-            if current.public_bytes(serialization.Encoding.DER) in self._root_ders:
+            if current.public_bytes(serialization.Encoding.DER) in root_ders:
                 return True
-            for root in self.roots:
+            for root in roots:
                 if current.issuer == root.subject and _issued_by(current, root):
                     return True
             parent = next((c for c in certs if c.subject == current.issuer and c is not current
@@ -164,5 +225,61 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
     except Exception:
+        return False
+    return True
+
+
+
+@dataclass(frozen=True)
+class SignerInfoParts:
+    """What OpenSSL's PKCS7_signatureVerify reads of a token's one SignerInfo, as bytes and OIDs."""
+
+    digest_algorithms: tuple[str, ...]  # the SignedData's (OpenSSL digests the content with these)
+    digest_algorithm: str  # the SignerInfo's
+    signature_algorithm: str
+    signed_attrs: bytes  # the DER the signature covers: the attributes tagged SET OF (RFC 5652 5.4)
+    message_digests: tuple[bytes, ...]  # the values of every messageDigest attribute
+    tst_info: bytes  # the eContent's octets
+    signature: bytes
+
+
+def signer_info_parts(token: bytes) -> SignerInfoParts | None:
+    """The parts of a token (read strictly by formats/cmsder), or None where it has not exactly one
+    SignerInfo with signed attributes and an encapsulated TSTInfo. ``ValueError`` where it is not DER."""
+    sd = cmsder.read_content_info(token).content
+    signers = sd.signer_infos.as_list()
+    content = sd.encap_content_info.content
+    if len(signers) != 1 or content is None or signers[0].signed_attrs is None:
+        return None
+    si = signers[0]
+    assert si.signed_attrs is not None
+    digests: list[bytes] = []
+    for attr in si.signed_attrs:
+        if attr.type.dotted_string == MESSAGE_DIGEST:
+            values = attr.values.as_list()
+            digests += [cmsder.attribute_value(MESSAGE_DIGEST, v) for v in values] if len(values) == 1 else [b"", b""]
+    return SignerInfoParts(tuple(a.algorithm.dotted_string for a in sd.digest_algorithms.as_list()),
+                           si.digest_algorithm.algorithm.dotted_string, si.signature_algorithm.algorithm.dotted_string,
+                           cmsder.signed_attrs_der(si), tuple(digests), content, si.signature)
+
+
+def _signer_info_verifies(parts: SignerInfoParts, leaf: x509.Certificate) -> bool:
+    """The token's one SignerInfo, as OpenSSL's PKCS7_signatureVerify checks it: SHA-256, one messageDigest
+    equal to the SHA-256 of the TSTInfo, and the signature over the signed attributes by the TSA
+    certificate's key. Only what this function knows is accepted."""
+    if parts.digest_algorithms != (SHA256_OID.dotted_string,) or parts.digest_algorithm != SHA256_OID.dotted_string:
+        return False
+    if parts.message_digests != (hashlib.sha256(parts.tst_info).digest(),):
+        return False
+    key = leaf.public_key()
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey) and parts.signature_algorithm == "1.2.840.10045.4.3.2":
+            key.verify(parts.signature, parts.signed_attrs, ec.ECDSA(hashes.SHA256()))  # ecdsa-with-SHA256
+        elif isinstance(key, rsa.RSAPublicKey) and parts.signature_algorithm in ("1.2.840.113549.1.1.1",
+                                                                                "1.2.840.113549.1.1.11"):
+            key.verify(parts.signature, parts.signed_attrs, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            return False
+    except InvalidSignature:
         return False
     return True

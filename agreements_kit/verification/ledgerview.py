@@ -189,6 +189,10 @@ def _remember(memo: dict[str, Any], key: str, value: Any, limit: int = 512) -> N
 def build_index(ledger_path: str, db_path: str = ":memory:") -> LedgerIndex:
     """Read and check the whole ledger, indexing it into ``db_path``."""
     db = sqlite3.connect(db_path, check_same_thread=False)
+    if db_path != ":memory:":
+        # An audit's workers read the index while its main process writes their verdicts into the same
+        # file: with a write-ahead log neither waits for the other (a rollback journal locks readers out).
+        db.execute("PRAGMA journal_mode=WAL")
     db.executescript(SCHEMA)
     report = LedgerReport(ledger_path)
     try:

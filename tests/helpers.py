@@ -180,3 +180,27 @@ def clean_environ() -> dict[str, str]:
     """This process's environment without the agreements-kit variables (practice, trust, passphrases), for
     subprocesses that must be told everything on their command line."""
     return {k: v for k, v in os.environ.items() if k not in AGREEMENTS_VARIABLES}
+
+
+# --------------------------------------------------------------------------- intake
+
+
+class FakeClock:
+    """A monotonic clock for the intake app's sessions and rate limits: it stands still until advanced."""
+
+    def __init__(self, start: float = 10_000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def cheap_hasher():
+    """An argon2id PasswordHasher with the smallest parameters: staff accounts in tests (the app must use
+    the same one, or each sign-in rehashes with the default, slower ones)."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)

@@ -7,7 +7,9 @@ The server is started as a subprocess on a free port; the tests wait for its
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
+import re
 import select
 import signal
 import socket
@@ -15,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from agreements_kit.intake.tickets import TicketStore
 from agreements_kit.signing.setup import init_practice
 
 PASS = "serve-test-passphrase"  # the intake CA's: all the intake server holds
+STAFF_PASS = "the front desk's own long password"
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +41,11 @@ def practice(tmp_path_factory) -> Path:
                   therapists={"lee": ("Dr. Robin Lee", "PhD")})
     renderer = Renderer.load(root)
     renderer.render_to(Job(make_spec(client="Jane Q. Doe", therapist="lee", id="agr-serve-1"), root / "drafts"))
+    secret = root.parent / "staff-password.txt"
+    secret.write_text(STAFF_PASS + "\n")
+    agreements = Path(sys.executable).parent / "agreements"
+    subprocess.run([str(agreements), "staff", "add", "pat.kim", "--full-name", "Pat Kim", "--practice", str(root),
+                    "--password-file", str(secret)], check=True, capture_output=True, stdin=subprocess.DEVNULL)
     return root
 
 
@@ -66,13 +75,19 @@ class Served:
                 break
 
     def stop(self) -> str:
+        """Stop the server; everything it wrote on stderr (read through the same buffered reader as the
+        banner, so lines it had already read ahead are not lost)."""
         os.killpg(self.proc.pid, signal.SIGINT)
         try:
-            _, err = self.proc.communicate(timeout=30)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            _, err = self.proc.communicate()
-        return "".join(self.banner) + err
+            self.proc.wait()
+        return "".join(self.banner) + self.proc.stderr.read()
+
+
+def csrf_of(body: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', body).group(1)
 
 
 def test_serves_http_on_loopback_by_default_and_logs_no_token(practice: Path):
@@ -81,14 +96,70 @@ def test_serves_http_on_loopback_by_default_and_logs_no_token(practice: Path):
         assert "127.0.0.1" in "".join(server.banner) and "warning" not in "".join(server.banner)
         token, _ = TicketStore(practice / "intake").open("agr-serve-1", "client", "photo ID", "Desk")
         url = intake_link(f"http://127.0.0.1:{server.port}", token)
+        # A link scanner's HEAD and GET use nothing up.
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD")) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(url) as response:
+            assert response.status == 200
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
         with opener.open(url) as response:
-            assert response.status == 200 and response.url.endswith("/sign/consent")
+            assert response.status == 200 and response.url == url
             assert "Content-Security-Policy" in response.headers
+            csrf = csrf_of(response.read().decode())
+        with opener.open(url, data=urllib.parse.urlencode({"csrf": csrf}).encode()) as response:
+            assert response.status == 200 and response.url.endswith("/sign/consent")
     finally:
         log = server.stop()
-    assert token not in log and "Jane" not in log
-    assert "GET /i/… 302" in log
+    assert token not in log and "Jane" not in log and csrf not in log
+    for line in ("HEAD /i/… 200", "GET /i/… 200", "POST /i/… 302", "GET /sign/consent 200"):
+        assert line in log, (line, log)
+
+
+def test_staff_sign_in_with_their_own_account_at_the_real_server(practice: Path):
+    server = Served(practice, "--idle-minutes", "30")
+    base = f"http://127.0.0.1:{server.port}"
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    try:
+        with opener.open(f"{base}/staff") as response:
+            csrf = csrf_of(response.read().decode())
+
+        def sign_in(name: str, password: str):
+            form = urllib.parse.urlencode({"csrf": csrf, "name": name, "password": password}).encode()
+            try:
+                with opener.open(f"{base}/staff/login", data=form) as response:
+                    return response.status, response.read().decode()
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.read().decode()
+
+        assert sign_in("pat.kim", PASS)[0] == 403  # the intake CA's passphrase signs no one in
+        status, body = sign_in("pat.kim", STAFF_PASS)  # the real argon2id parameters
+        assert status == 200 and "Signed in as Pat Kim" in body and "agr-serve-1" in body
+        assert {c.name for c in jar} >= {"intake_staff", "intake_device"}
+    finally:
+        log = server.stop()
+    assert STAFF_PASS not in log and "pat.kim" not in log
+    assert "POST /staff/login 403" in log and "POST /staff/login 302" in log
+
+
+def test_serve_warns_when_no_one_can_sign_in_at_staff(practice: Path, tmp_path: Path):
+    import shutil
+
+    bare = Path(shutil.copytree(practice, tmp_path / "bare"))
+    (bare / "staff.json").unlink()
+    server = Served(bare)
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/staff") as response:
+        assert b"no staff accounts yet" in response.read()
+    assert "warning: no staff accounts" in server.stop()
+
+
+def test_the_idle_time_is_bounded(practice: Path):
+    agreements = Path(sys.executable).parent / "agreements"
+    env = dict(os.environ, AGREEMENTS_INTAKE_PASSPHRASE=PASS)
+    proc = subprocess.run([str(agreements), "intake", "serve", "--practice", str(practice), "--port",
+                           str(free_port()), "--idle-minutes", "0"], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120, env=env)
+    assert proc.returncode == 2 and "--idle-minutes" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_tls_uses_a_certificate_from_the_practice_ca(practice: Path):
@@ -105,7 +176,10 @@ def test_tls_uses_a_certificate_from_the_practice_ca(practice: Path):
         token, _ = TicketStore(practice / "intake").open("agr-serve-1", "client", "photo ID", "Desk")
         https = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
                                             urllib.request.HTTPCookieProcessor())  # the cookie is Secure
-        with https.open(intake_link(f"https://127.0.0.1:{server.port}", token)) as response:
+        link = intake_link(f"https://127.0.0.1:{server.port}", token)
+        with https.open(link) as response:
+            csrf = csrf_of(response.read().decode())
+        with https.open(link, data=urllib.parse.urlencode({"csrf": csrf}).encode()) as response:
             assert response.url.endswith("/sign/consent")
     finally:
         server.stop()

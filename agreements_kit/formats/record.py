@@ -33,6 +33,9 @@ MAX_BYTES = 64 * 1024
 RELATIONS = ("parent", "legal guardian", "conservator", "health care agent", "other legal representative")
 CANONICAL_FORM = {1: "pretty", 2: "rfc8785"}
 INITIALS_RE = re.compile(r"^[^\W\d_]{1,5}\Z")  # letters only; \Z: "$" would allow a final newline
+# A staff account's sign-in name (intake/staff.py), named in a record's identity.staff_account when
+# staff opened the intake on the intake server's staff page (optional: older records have none).
+STAFF_ACCOUNT_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}\Z")
 CLIENT_ROLES = ("client", "guardian")
 INTENT = ("I have read this agreement. By adopting my typed name as my signature, "
           "I intend to sign it electronically, with the same effect as a handwritten signature.")
@@ -128,7 +131,8 @@ _SIGNATURE = {
     "initials": shape.mapping_of(_s(5)),
     "method": shape.obj({"typed_name": _NAME, "drawn_signature_png_sha256": shape.nullable(shape.sha256),
                          "drawn_signature_file": shape.nullable(_s(40))}),
-    "identity": shape.obj({"method": _s(200), "checked_by": _s(200)}),
+    "identity": shape.obj({"method": _s(200), "checked_by": _s(200)},
+                          {"staff_account": _s(32, STAFF_ACCOUNT_RE)}),
 }
 _VOID = {**_COMMON, "reason": _s(500)}
 _ESIGN = shape.obj({"disclosure_version": _s(40), "disclosure_sha256": shape.sha256,
@@ -166,6 +170,10 @@ def parse_record(data: bytes, where: str) -> SigningRecord:
         if role not in allowed:
             raise RecordError(f"a {'void' if kind == 'void' else 'signature'} record cannot have the signer role "
                               f"{str(role)[:20]!r}", path=where, code="format.unknown-kind")
+        if "staff_account" in (checked.get("identity") or {}) and (version == LEGACY_VERSION or
+                                                                   role not in CLIENT_ROLES):
+            raise RecordError("'identity.staff_account' belongs only in a client's or guardian's record of "
+                              "format version 2", path=where, code="format.unknown-key")
         if version == LEGACY_VERSION and role == "administrator":
             raise RecordError("format version 1 has no administrator role", path=where, code="format.unknown-kind")
         _SIGNERS[str(role)](checked["signer"], "signer", where)

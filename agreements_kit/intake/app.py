@@ -1,30 +1,38 @@
 """The intake web app (Flask): a client signs in person on a clinic tablet.
 
-Pages, in order: consent to electronic records (the ESIGN disclosure), read
-and initial (each clause's plain summary, its full text, the PDF), sign (typed
-name, optional drawn signature, intent), and the client's copy. A one-time link
-opens a session bound to one agreement and one role; no page names or lists
-agreements to a client, and no URL carries an id or a name. Staff open intakes
-from ``agreements intake open`` or from ``/staff`` (the intake CA's passphrase: the
-only key the intake server holds).
+Pages, in order: a one-time link's "Start" page, consent to electronic records
+(the ESIGN disclosure), read and initial (each clause's plain summary, its full
+text, the PDF), sign (typed name, optional drawn signature, intent), and the
+client's copy. Opening a link (GET, HEAD, a mail scanner, a browser's prefetch)
+uses nothing up: only the client's "Start" (a POST with a CSRF token) claims it and
+opens a session bound to one agreement and one role. No page names or lists
+agreements to a client, and no URL carries an id or a name. Staff open intakes from
+``agreements intake open`` or from ``/staff``, where each person signs in with their
+own account (intake/staff.py); the intake CA's passphrase, given when the server
+starts, only unlocks the key that signs.
 
 The signature itself is :func:`agreements_kit.signing.sign.sign_client`, the same code
-as ``agreements sign``. Every form carries a CSRF token; every HTML page is sent
-with a strict Content-Security-Policy (scripts only from this server, none
-inline); token guesses and staff logins are rate-limited per address.
+as ``agreements sign``; the staff account that opened the intake goes into the
+record. Every form carries a CSRF token; every HTML page is sent with a strict
+Content-Security-Policy (scripts only from this server, none inline). Wrong links
+and wrong passwords are slowed (HTTP 429 with Retry-After, growing waits, never a
+lockout), per source address and overall, and a valid link, or a staff member on a
+browser where they signed in before, is never held back by them. Sessions end after
+an idle time (15 minutes by default) and an absolute time.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
+import math
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from argon2 import PasswordHasher
 from flask import (
     Blueprint,
     Flask,
@@ -42,9 +50,26 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
 from agreements_kit.authoring.practice import Practice, load_practice
-from agreements_kit.errors import AgreementsError
+from agreements_kit.errors import AgreementsError, DrawingError, StaffError
 from agreements_kit.formats import record
-from agreements_kit.intake.tickets import IntakeError, RateLimiter, Sessions, TicketStore
+from agreements_kit.intake import drawing
+from agreements_kit.intake.staff import KnownDevices, StaffStore
+from agreements_kit.intake.tickets import (
+    CLIENT_HOURS,
+    ENDED_IDLE,
+    ENDED_LIMIT,
+    IDLE_MINUTES,
+    STAFF_HOURS,
+    IntakeError,
+    RateLimiter,
+    Session,
+    Sessions,
+    StaffSession,
+    Ticket,
+    TicketStore,
+    client_session,
+    staff_session,
+)
 from agreements_kit.resources import templates_dir
 from agreements_kit.signing.sign import ClientSigning, sign_client
 from agreements_kit.store.archive import load_folder
@@ -52,28 +77,62 @@ from agreements_kit.store.tlog import LogKey
 
 COOKIE = "intake_session"
 STAFF_COOKIE = "intake_staff"
+START_COOKIE = "intake_start"  # the Start form's CSRF token (double submit: cookie and form field)
+LOGIN_COOKIE = "intake_login"  # the sign-in form's CSRF token
+DEVICE_COOKIE = "intake_device"  # a browser where this staff account signed in before (staff.KnownDevices)
+DEVICE_DAYS = 90
 MAX_BODY = 1024 * 1024
-STAFF_MINUTES = 60
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+PREFETCH_HEADERS = ("Sec-Purpose", "Purpose", "X-Purpose", "X-Moz")
 
 log = logging.getLogger("agreements_kit.intake")
 
 
+class Limits:
+    """The rate limits of one app: failed link attempts and failed staff sign-ins, per source and overall.
+
+    Links: the first 10 failures from an address (100 overall) are free, then waits
+    double from 1 s to 60 s. A valid link is always let through; the limits only make
+    a wrong one answer 429. Sign-ins: 3 free failures per name and address, 10 per
+    address, 30 overall, then the same waits, during which a sign-in is not even
+    tried (429), unless the browser is a known device of that account, which has its
+    own limit (5 free failures).
+    """
+
+    def __init__(self, clock: Callable[[], float]):
+        self.link_source = RateLimiter(free=10, clock=clock)
+        self.link_all = RateLimiter(free=100, clock=clock)
+        self.login_pair = RateLimiter(free=3, clock=clock)
+        self.login_source = RateLimiter(free=10, clock=clock)
+        self.login_all = RateLimiter(free=30, clock=clock)
+        self.login_device = RateLimiter(free=5, clock=clock)
+
+
 def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: bool = False,
-               base_url: str | None = None, log_key: LogKey | None = None) -> Flask:
-    """The intake app; with ``log_key`` (the log's keeper unlocked it) each signature is anchored at once."""
+               base_url: str | None = None, log_key: LogKey | None = None, idle_minutes: int = IDLE_MINUTES,
+               clock: Callable[[], float] | None = None, staff_hasher: PasswordHasher | None = None) -> Flask:
+    """The intake app; with ``log_key`` (the log's keeper unlocked it) each signature is anchored at once.
+
+    ``idle_minutes`` ends a client's or staff session left that long untouched. For tests
+    only: ``clock`` (monotonic seconds) drives sessions and rate limits, and
+    ``staff_hasher`` is the argon2 PasswordHasher the staff accounts were made with.
+    """
     practice = load_practice(practice_root)
     web_dir = templates_dir() / "web"
     app = Flask(__name__, template_folder=str(web_dir), static_folder=str(web_dir / "static"),
                 static_url_path="/static")
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, TEMPLATES_AUTO_RELOAD=False)
     app.jinja_env.autoescape = True
+    now = clock or time.monotonic
+    if not 1 <= idle_minutes <= 120:
+        raise IntakeError("a session's idle time is between 1 and 120 minutes", code="usage.intake")
     tickets = TicketStore(practice.root / "intake")
-    sessions = Sessions()
-    staff_sessions: dict[str, tuple[str, float]] = {}  # staff session id -> (csrf token, expiry)
-    guesses = RateLimiter(limit=10, window=600)
-    logins = RateLimiter(limit=5, window=600)
+    sessions: Sessions[Session] = Sessions(idle_minutes * 60, CLIENT_HOURS * 3600, now)
+    staff_sessions: Sessions[StaffSession] = Sessions(idle_minutes * 60, STAFF_HOURS * 3600, now)
+    accounts = StaffStore(practice.root, staff_hasher)
+    devices = KnownDevices()
+    limits = Limits(now)
     state: dict[str, Any] = {"practice": practice, "base_url": base_url}
     # Two blueprints over one validated signing request (sign.ClientSigning): the client's pages
     # on the tablet, and the staff pages that open intakes.
@@ -84,32 +143,50 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         context.setdefault("practice_name", practice.name)
         context.setdefault("step", None)
         context.setdefault("error", None)
+        context.setdefault("idle_minutes", idle_minutes)
         return make_response(render_template(template, **context), status)
 
     def message(title: str, text: str, status: int) -> Response:
         return page("message.html.j2", status, title=title, message=text)
 
-    def cookie(response: BaseResponse, name: str, value: str) -> None:
-        response.set_cookie(name, value, httponly=True, samesite="Strict", secure=secure_cookies, path="/")
+    def wait(response: Response, seconds: float) -> Response:
+        response.headers["Retry-After"] = str(max(1, math.ceil(seconds)))
+        return response
 
-    def current():
-        s = sessions.get(request.cookies.get(COOKIE))
+    def cookie(response: BaseResponse, name: str, value: str, max_age: int | None = None) -> None:
+        response.set_cookie(name, value, httponly=True, samesite="Strict", secure=secure_cookies, path="/",
+                            max_age=max_age)
+
+    def ended(why: str | None) -> Response:
+        if why == ENDED_IDLE:
+            text = (f"This signing session ended after {idle_minutes} minutes without activity, to keep your "
+                    "information private. Please ask the front desk for a new link.")
+        elif why == ENDED_LIMIT:
+            text = (f"This signing session reached its time limit ({CLIENT_HOURS} hour). Please ask the front "
+                    "desk for a new link.")
+        else:
+            text = "This signing session has ended or was never opened. Please ask the front desk for help."
+        response = message("Session ended", text, 401)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    def current() -> Session:
+        s, why = sessions.lookup(request.cookies.get(COOKIE))
         if s is None:
-            abort(make_response(message("Session ended", "This signing session has ended or was never opened. "
-                                        "Please ask the front desk for help.", 401)))
+            abort(ended(why))
         return s
 
     def check_csrf(expected: str) -> None:
         sent = request.form.get("csrf", "")
-        if not secrets.compare_digest(sent.encode(), expected.encode()):
+        if len(expected) < 32 or not secrets.compare_digest(sent.encode(), expected.encode()):
             abort(make_response(message("Form expired", "This form could not be accepted (it expired or did not "
                                         "come from this page). Go back, reload the page and try again.", 400)))
 
-    def agreement_folder(s) -> Path:
+    def agreement_folder(s: Session) -> Path:
         archived = practice.archive / s.ticket.agreement_id
         return archived if archived.is_dir() else practice.drafts / s.ticket.agreement_id
 
-    def clauses_for(s) -> list[dict[str, Any]]:
+    def clauses_for(s: Session) -> list[dict[str, Any]]:
         from agreements_kit.verification.reproduce import clauses_as_signed
 
         return clauses_as_signed(load_folder(agreement_folder(s)), practice)
@@ -129,6 +206,11 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         return message("Too large", "What was sent is too large (a drawn signature must be a small picture). "
                        "Clear the drawing and try again.", 413)
 
+    @app.errorhandler(StaffError)
+    def staff_unavailable(exc: StaffError):
+        log.error("staff accounts unreadable: %s", exc.message)
+        return message("Staff sign-in unavailable", f"Staff sign-in is unavailable: {exc.message}.", 503)
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         return message(exc.name, "This page is not available.", exc.code or 500)
@@ -137,24 +219,66 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
     def index():
         return message("Intake", "Please ask the front desk for your signing link.", 200)
 
-    @signing.get("/i/<token>")
-    def claim(token: str):
+    # ------------------------------------------------------------------ links
+
+    def prefetching() -> bool:
+        """A browser fetching ahead of the person (prefetch, prerender, a preview), not the person."""
+        return any(word in request.headers.get(h, "").lower() for h in PREFETCH_HEADERS
+                   for word in ("prefetch", "prerender", "preview"))
+
+    def ticket_for(token: str, use: bool) -> Ticket | Response:
+        """The link's ticket (claimed when ``use``), or the page that refuses it.
+
+        Every refusal counts against the address (and overall); once failures from it
+        are no longer free, refusals are 429 with Retry-After. A valid link is never
+        refused for others' failures."""
         address = request.remote_addr or "?"
-        if guesses.blocked(address):
-            return message("Too many tries", "Too many invalid links from this device. Ask the front desk.", 429)
+        waiting = max(limits.link_source.retry_after(address), limits.link_all.retry_after("*"))
         try:
-            ticket = tickets.claim(token)
+            return tickets.claim(token) if use else tickets.check(token)
         except IntakeError as exc:
-            guesses.fail(address)
+            later = max(limits.link_source.fail(address), limits.link_all.fail("*"))
+            if waiting > 0:
+                return wait(message("Please wait", "Too many links that do not work have been tried. "
+                                    f"Wait {say_seconds(later)} before trying another, or ask the front desk "
+                                    "for help.", 429), later)
             return message("Link not valid", f"{exc.message.capitalize()}.", exc.http_status)
-        s = sessions.create(ticket)
+
+    @signing.get("/i/<token>")
+    def link(token: str):
+        """The Start page: looking at a link (GET, HEAD, a scanner, a prefetch) uses nothing up."""
+        if prefetching():
+            response = message("Open the link", "This link opens only when you visit it yourself.", 503)
+            response.headers["Vary"] = ", ".join(PREFETCH_HEADERS)
+            return response
+        found = ticket_for(token, use=False)
+        if not isinstance(found, Ticket):
+            return found
+        csrf = request.cookies.get(START_COOKIE, "")
+        if len(csrf) < 43:
+            csrf = secrets.token_urlsafe(32)
+        response = page("start.html.j2", title="Ready to sign", csrf=csrf, minutes=CLIENT_HOURS * 60)
+        cookie(response, START_COOKIE, csrf)
+        return response
+
+    @signing.post("/i/<token>")
+    def start(token: str):
+        """The client pressed Start: the link is used up and this browser gets the session."""
+        check_csrf(request.cookies.get(START_COOKIE, ""))
+        found = ticket_for(token, use=True)
+        if not isinstance(found, Ticket):
+            return found
+        s = sessions.add(client_session(found))
         log.info("intake session opened")
         response = redirect(url_for("signing.consent"))
         cookie(response, COOKIE, s.id)
+        response.delete_cookie(START_COOKIE, path="/")
         # The device now belongs to the client: end any staff session it had.
-        staff_sessions.pop(request.cookies.get(STAFF_COOKIE, ""), None)
+        staff_sessions.close(request.cookies.get(STAFF_COOKIE, ""))
         response.delete_cookie(STAFF_COOKIE, path="/")
         return response
+
+    # ------------------------------------------------------------------ the client's pages
 
     @signing.route("/sign/consent", methods=["GET", "POST"])
     def consent():
@@ -223,9 +347,10 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             return page("signature.html.j2", 422, **context,
                         error="tick the box to confirm that you intend to sign with your typed name.")
         try:
-            png = decode_drawing(request.form.get("drawn", ""))
-        except ValueError as exc:
-            return page("signature.html.j2", 422, **context, error=f"{exc}. Clear the drawing and try again.")
+            png = drawing.from_data_url(request.form.get("drawn", ""))  # re-encoded: the stored, hashed picture
+        except DrawingError as exc:
+            return page("signature.html.j2", 422, **context, error=f"{exc.message}. Draw it again, or sign without "
+                        "a drawing.")
         with s.lock:  # a double-submitted form signs once
             if s.signed:
                 return redirect(url_for("signing.done"))
@@ -233,7 +358,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
                 result = sign_client(practice, s.ticket.agreement_id, ClientSigning(
                     name=name, consent=s.consent, initials=s.result["initials"], intent=True, role=s.ticket.role,
                     identity_method=s.ticket.identity_method, identity_checked_by=s.ticket.identity_checked_by,
-                    drawn_png=png), ca_passphrase, log_key=log_key)
+                    drawn_png=png, staff_account=s.ticket.opened_by), ca_passphrase, log_key=log_key)
             except AgreementsError as exc:
                 return page("signature.html.j2", 422, **context, error=f"{friendly(exc.message)}.")
             s.signed = True
@@ -279,82 +404,110 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
 
     # ------------------------------------------------------------------ staff
 
-    def staff_csrf() -> str | None:
-        sid = request.cookies.get(STAFF_COOKIE, "")
-        entry = staff_sessions.get(sid)
-        if entry is None:
-            return None
-        if entry[1] < time.monotonic():
-            staff_sessions.pop(sid, None)
-            return None
-        return entry[0]
+    def signed_in() -> tuple[StaffSession | None, str | None]:
+        """This browser's staff session (ended when its account was removed), or None and why it ended."""
+        s, why = staff_sessions.lookup(request.cookies.get(STAFF_COOKIE))
+        if s is not None and accounts.get(s.account) is None:
+            staff_sessions.close(s.id)
+            return None, "removed"
+        return s, why
+
+    def login_page(status: int = 200, error: str | None = None, notice: str | None = None,
+                   name: str = "") -> Response:
+        csrf = request.cookies.get(LOGIN_COOKIE, "")
+        if len(csrf) < 43:
+            csrf = secrets.token_urlsafe(32)
+        response = page("staff_login.html.j2", status, title="Staff sign-in", csrf=csrf, error=error,
+                        notice=notice, name=name, no_accounts=not accounts.accounts())
+        cookie(response, LOGIN_COOKIE, csrf)
+        return response
+
+    def home_page(s: StaffSession, status: int = 200, error: str | None = None) -> Response:
+        return page("staff_home.html.j2", status, title="Open an intake", csrf=s.csrf, agreements=awaiting(practice),
+                    staff_name=s.name, error=error)
 
     @staff.route("/staff", methods=["GET"])
     def staff_home():
-        csrf = staff_csrf()
-        if csrf is None:
-            login_csrf = secrets.token_urlsafe(32)
-            response = page("staff_login.html.j2", title="Staff sign-in", csrf=login_csrf)
-            cookie(response, "intake_login", login_csrf)
+        s, why = signed_in()
+        if s is None:
+            notice = {ENDED_IDLE: f"You were signed out after {idle_minutes} minutes without activity.",
+                      ENDED_LIMIT: f"You were signed out after {STAFF_HOURS} hours: please sign in again.",
+                      "removed": "Your staff account was removed."}.get(why or "")
+            response = login_page(notice=notice)
+            response.delete_cookie(STAFF_COOKIE, path="/")
             return response
-        return page("staff_home.html.j2", title="Open an intake", csrf=csrf, agreements=awaiting(practice))
+        return home_page(s)
 
     @staff.post("/staff/login")
     def staff_login():
-        address = request.remote_addr or "?"
-        expected = request.cookies.get("intake_login", "")
-        if len(expected) < 32:  # no login form was served to this browser
+        """Sign in with one's own name and password; wrong guesses slow the guesser, not the staff member."""
+        expected = request.cookies.get(LOGIN_COOKIE, "")
+        if len(expected) < 43:  # no sign-in form was served to this browser
             abort(make_response(message("Form expired", "Reload the sign-in page and try again.", 400)))
         check_csrf(expected)
-        if logins.blocked(address):
-            return message("Too many tries", "Too many wrong passphrases. Wait ten minutes.", 429)
-        if not secrets.compare_digest(request.form.get("passphrase", "").encode(), ca_passphrase):
-            logins.fail(address)
-            return page("staff_login.html.j2", 403, title="Staff sign-in", csrf=request.form.get("csrf", ""),
-                        error="that passphrase is not right.")
-        sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        staff_sessions[sid] = (csrf, time.monotonic() + STAFF_MINUTES * 60)
+        address = request.remote_addr or "?"
+        name = request.form.get("name", "").strip().lower()[:64]
+        password = request.form.get("password", "")
+        device = devices.device(request.cookies.get(DEVICE_COOKIE), name)
+        keys = ([(limits.login_device, device)] if device is not None else
+                [(limits.login_pair, f"{name}\n{address}"), (limits.login_source, address), (limits.login_all, "*")])
+        waiting = max(limiter.retry_after(key) for limiter, key in keys)
+        if waiting > 0:  # not even tried: that is what slows a guesser down
+            return wait(login_page(429, name=name, error=f"too many wrong sign-ins. Wait "
+                                   f"{say_seconds(waiting)}, then try again."), waiting)
+        account = accounts.authenticate(name, password)
+        if account is None:
+            later = max(limiter.fail(key) for limiter, key in keys)
+            log.warning("staff sign-in refused")  # never the name typed, nor the address
+            response = login_page(403, name=name, error="that name and password do not match a staff account.")
+            return wait(response, later) if later > 0 else response
+        for limiter, key in keys:
+            if limiter in (limits.login_pair, limits.login_device):
+                limiter.succeed(key)
+        s = staff_sessions.add(staff_session(account.name, account.full_name))
+        log.info("staff signed in")
         response = redirect(url_for("staff.staff_home"))
-        cookie(response, STAFF_COOKIE, sid)
-        response.delete_cookie("intake_login", path="/")
+        cookie(response, STAFF_COOKIE, s.id)
+        if device is None:
+            cookie(response, DEVICE_COOKIE, devices.issue(account.name), max_age=DEVICE_DAYS * 86400)
+        response.delete_cookie(LOGIN_COOKIE, path="/")
         return response
 
     @staff.post("/staff/open")
     def staff_open():
-        csrf = staff_csrf()
-        if csrf is None:
+        s, _ = signed_in()
+        if s is None:
             return redirect(url_for("staff.staff_home"))
-        check_csrf(csrf)
+        check_csrf(s.csrf)
         agreement_id = request.form.get("agreement", "")
         if agreement_id not in {a["id"] for a in awaiting(practice)}:
-            return page("staff_home.html.j2", 422, title="Open an intake", csrf=csrf, agreements=awaiting(practice),
-                        error="choose an agreement from the list.")
+            return home_page(s, 422, error="choose an agreement from the list.")
         try:
             from agreements_kit.signing.sign import check_intake_role, find_agreement
 
             check_intake_role(find_agreement(practice, agreement_id), request.form.get("role", "client"))
-            token, ticket = tickets.open(agreement_id, request.form.get("role", "client"),
-                                         request.form.get("identity", ""), request.form.get("checked_by", ""))
+            # Who checked the signer's identity: the person signed in, by their account's name.
+            token, _ticket = tickets.open(agreement_id, request.form.get("role", "client"),
+                                          request.form.get("identity", ""), s.name, opened_by=s.account)
         except AgreementsError as exc:
-            return page("staff_home.html.j2", 422, title="Open an intake", csrf=csrf, agreements=awaiting(practice),
-                        error=f"{exc.message}.")
+            return home_page(s, 422, error=f"{exc.message}.")
         link = intake_link(state["base_url"] or request.host_url, token)
         return page("staff_link.html.j2", title="Intake link", link=link, qr=qr_data_uri(link), minutes=15)
 
     @staff.post("/staff/logout")
     def staff_logout():
-        sid = request.cookies.get(STAFF_COOKIE, "")
-        csrf = staff_csrf()
-        if csrf is not None:
-            check_csrf(csrf)
-            staff_sessions.pop(sid, None)
+        s, _ = signed_in()
+        if s is not None:
+            check_csrf(s.csrf)
+            staff_sessions.close(s.id)
         response = redirect(url_for("staff.staff_home"))
         response.delete_cookie(STAFF_COOKIE, path="/")
         return response
 
     app.register_blueprint(signing)
     app.register_blueprint(staff)
-    app.extensions["agreements"] = {"tickets": tickets, "sessions": sessions, "practice": practice}
+    app.extensions["agreements"] = {"tickets": tickets, "sessions": sessions, "staff_sessions": staff_sessions,
+                                    "practice": practice, "accounts": accounts, "limits": limits}
     return app
 
 
@@ -364,29 +517,15 @@ def record_initials_ok(value: str) -> bool:
     return bool(INITIALS_RE.match(value.replace(".", "")))
 
 
+def say_seconds(seconds: float) -> str:
+    """A wait in words: "1 second", "45 seconds"."""
+    n = max(1, math.ceil(seconds))
+    return "1 second" if n == 1 else f"{n} seconds"
+
+
 def friendly(text: str) -> str:
     """Library messages, phrased for the person at the tablet."""
     return text.replace("typed name", "name").replace("the signer", "you")
-
-
-def decode_drawing(value: str) -> bytes | None:
-    """The canvas's ``data:image/png;base64,...`` value as PNG bytes (None when nothing was drawn)."""
-    from agreements_kit.signing.sign import MAX_PNG, PNG_MAGIC
-
-    if not value:
-        return None
-    prefix = "data:image/png;base64,"
-    if not value.startswith(prefix):
-        raise ValueError("the drawn signature is not a PNG picture")
-    try:
-        data = base64.b64decode(value[len(prefix):], validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("the drawn signature could not be read") from None
-    if len(data) > MAX_PNG:
-        raise ValueError("the drawn signature is too large")
-    if not data.startswith(PNG_MAGIC):
-        raise ValueError("the drawn signature is not a PNG picture")
-    return data
 
 
 def awaiting(practice: Practice) -> list[dict[str, str]]:

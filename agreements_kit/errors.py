@@ -161,6 +161,18 @@ class IntakeError(AgreementsError):
     code = "denied.intake"
 
 
+class DrawingError(AgreementsError):
+    """A drawn signature that is not a small, well-formed PNG (the intake refuses it)."""
+
+    code = "usage.drawing"
+
+
+class StaffError(AgreementsError):
+    """A staff account cannot be added, removed or read (PRACTICE/staff.json)."""
+
+    code = "usage.staff"
+
+
 # ----------------------------------------------------------------------------- verification
 
 class TrustError(AgreementsError):

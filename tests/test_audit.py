@@ -157,6 +157,8 @@ def bypass_credential_checks(monkeypatch) -> None:
         return cert, load_key(pki.therapist_key(tid), passphrase, tid), [pki.issuer_of(cert)]
 
     monkeypatch.setattr(sign_module, "_therapist_credentials", credentials)
+    # pyHanko will not sign a copy with such a certificate; the forger writes none (its ledger entry says so).
+    monkeypatch.setattr(sign_module, "signed_copy", lambda *a, **k: {})
 
 
 # --------------------------------------------------------------------------- the untouched archive

@@ -167,13 +167,14 @@ def test_killed_before_the_ledger_entry_signs_again_cleanly(run_bin, pr: Path):
     assert sign_entries(entries, ONE) == []  # not committed
     assert records(folder) == []
     assert (archive / "ledger.jsonl").read_bytes().startswith(ledger_before)
-    assert pending(folder) == [".01-client.json.p7s.pending", ".01-client.json.pending"]
+    assert pending(folder) == [".01-client.copy.pdf.pending", ".01-client.json.p7s.pending", ".01-client.json.pending"]
 
     res = run_bin(*client_args(pr), env=client_env())
     assert res.exit_code == 0, res.stderr
     entries = consistent(archive)
     assert records(folder) == ["01-client.json"]
-    assert sorted(p.name for p in folder.glob("[0-9][0-9]-*")) == ["01-client.json", "01-client.json.p7s"]
+    assert sorted(p.name for p in folder.glob("[0-9][0-9]-*")) == ["01-client.copy.pdf", "01-client.json",
+                                                                  "01-client.json.p7s"]
     assert pending(folder) == []
     assert len(sign_entries(entries, ONE)) == 1
     # The killed process had issued (and registered) a one-time certificate; the retry issues its own.
@@ -196,9 +197,9 @@ def test_killed_after_the_ledger_entry_is_finished_by_the_next_writer(run_bin, c
     entries = consistent(archive)
     committed = sign_entries(entries, ONE)
     assert len(committed) == 1  # the signature WAS made
-    assert set(committed[0]["files"]) == {"01-client.json", "01-client.json.p7s"}
+    assert set(committed[0]["files"]) == {"01-client.json", "01-client.json.p7s", "01-client.copy.pdf"}
     assert records(folder) == []  # ...but its files are still pending
-    assert pending(folder) == [".01-client.json.p7s.pending", ".01-client.json.pending"]
+    assert pending(folder) == [".01-client.copy.pdf.pending", ".01-client.json.p7s.pending", ".01-client.json.pending"]
     ledger_after_crash = (archive / "ledger.jsonl").read_bytes()
 
     res = run_bin(*client_args(pr), env=client_env())

@@ -57,7 +57,7 @@ from agreements_kit.signing.timestamp import Timestamper, timestamp_signature
 from agreements_kit.store.files import make_private_dir, write_new
 from agreements_kit.verification.audit import audit, results
 from agreements_kit.verification.evidence import EMBEDDED_NOTE
-from agreements_kit.verification.steps import STEPS, Verdict
+from agreements_kit.verification.steps import STEP_NUMBER, Verdict
 from agreements_kit.verification.trust import resolve_trust
 from agreements_kit.verification.verify import verify_folder
 
@@ -404,7 +404,7 @@ def test_renew_adds_a_time_stamped_record_to_every_folder_and_both_verify(copy: 
     j = judge(copy, pristine.auditor, DONE)
     assert j.verdict.status == "valid", describe_failures(j.verdict)
     evidence = [c for c in j.verdict.checks if c.name == "evidence"]
-    assert evidence and all(c.ok for c in evidence) and evidence[0].step == len(STEPS)
+    assert evidence and all(c.ok for c in evidence) and evidence[0].step == STEP_NUMBER["evidence"]
     assert any(c.subject == "renewal-01.json" and "by TSA 'Renewal Test TSA'" in c.detail for c in evidence)
     assert not j.summary.renewal_due and j.summary.ok, j.summary.as_dict()
     half = judge(copy, pristine.auditor, HALF)
@@ -413,14 +413,14 @@ def test_renew_adds_a_time_stamped_record_to_every_folder_and_both_verify(copy: 
 
 def test_renewing_twice_skips_unchanged_folders_and_the_next_renewal_covers_the_first(copy: Path,
                                                                                      pristine: Pristine):
-    assert renew(copy) == {DONE: ("renewed", "renewal-01.json covers 7 files"),
-                           HALF: ("renewed", "renewal-01.json covers 4 files")}
+    assert renew(copy) == {DONE: ("renewed", "renewal-01.json covers 9 files"),  # with the two signed copies
+                           HALF: ("renewed", "renewal-01.json covers 5 files")}
     again = renew(copy)
     assert {k: v[0] for k, v in again.items()} == {DONE: "skipped", HALF: "skipped"}
     assert "unchanged since renewal-01.json" in again[DONE][1]
     sign_therapist(load_practice(copy), HALF, KEY_PASS["lee"])  # HALF changes: countersigned, completed
     third = renew(copy)
-    assert third[DONE][0] == "skipped" and third[HALF] == ("renewed", "renewal-02.json covers 9 files")
+    assert third[DONE][0] == "skipped" and third[HALF] == ("renewed", "renewal-02.json covers 11 files")
     second = renewal_format.parse_renewal((copy / "signed" / HALF / "renewal-02.json").read_bytes(), "r")
     assert {"renewal-01.json", "renewal-01.tsr", "02-therapist.json.p7s", "completion.pdf"} <= set(second.files)
     j = judge(copy, pristine.auditor, HALF)
@@ -491,7 +491,7 @@ def test_renewal_is_due_for_a_tsa_certificate_that_expires_soon(copy: Path, pris
     assert any("renewal due" in n for n in j.summary.notes), j.summary.notes
     # Unchanged, but due: renew does not skip it; the long-lived TSA's renewal is not due.
     outcome = renew(copy)
-    assert outcome[DONE] == ("renewed", "renewal-02.json covers 9 files"), outcome
+    assert outcome[DONE] == ("renewed", "renewal-02.json covers 11 files"), outcome
     j = judge(copy, pristine.auditor, DONE)
     assert j.verdict.status == "valid" and DONE not in j.summary.renewal_due, describe_failures(j.verdict)
 

@@ -208,9 +208,10 @@ def test_cli_reports_what_it_wrote(signed: Signed):
 
 
 def test_archive_folder_holds_exactly_the_expected_files(signed: Signed):
-    assert signed.files_after_client == {"agreement.pdf", "manifest.json", "01-client.json", "01-client.json.p7s"}
+    assert signed.files_after_client == {"agreement.pdf", "manifest.json", "01-client.json", "01-client.json.p7s",
+                                         "01-client.copy.pdf"}
     assert {p.name for p in signed.folder.iterdir()} == signed.files_after_client | {
-        "02-therapist.json", "02-therapist.json.p7s", "completion.pdf"}
+        "02-therapist.json", "02-therapist.json.p7s", "02-therapist.copy.pdf", "completion.pdf"}
 
 
 def test_archived_pdf_and_manifest_are_the_draft_bytes(signed: Signed):
@@ -363,7 +364,8 @@ def test_ledger_chain_and_events(signed: Signed):
         assert entry["role"] == role
         assert entry["record"] == name
         assert entry["certificate_sha256"] == signed.record(name)["certificate"]["sha256"]
-        assert entry["files"] == {n: sha256_of(signed.folder / n) for n in (name, f"{name}.p7s")}
+        assert entry["files"] == {n: sha256_of(signed.folder / n) for n in (name, f"{name}.p7s",
+                                                                          name.replace(".json", ".copy.pdf"))}
 
 
 def test_ledger_grew_by_appending_only(signed: Signed):

@@ -78,6 +78,13 @@ AGREEMENT_VARIABLES = ("AGREEMENTS_PRACTICE", "AGREEMENTS_TRUST", "AGREEMENTS_TR
                        "AGREEMENTS_FAULT")
 
 
+def no_signed_copy(monkeypatch) -> None:
+    """A forger who sets the clock back writes no signed copy (pyHanko will not sign one at such a time)."""
+    from agreements_kit.signing import sign as sign_module
+
+    monkeypatch.setattr(sign_module, "signed_copy", lambda *a, **k: {})
+
+
 # ----------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(autouse=True)
@@ -348,7 +355,9 @@ def test_revoked_therapist_backdated_countersignature_is_revoked_at_the_tsa_time
 # ----------------------------------------------------------------------------- 2. expired, backdated
 
 
-def test_expired_therapist_backdated_into_validity_fails_the_path_at_the_tsa_time(copy: Path, pristine: Pristine):
+def test_expired_therapist_backdated_into_validity_fails_the_path_at_the_tsa_time(copy: Path, pristine: Pristine,
+                                                                                   monkeypatch):
+    no_signed_copy(monkeypatch)
     practice = load_practice(copy)
     cert = load_cert(PKI(copy / "pki").therapist_cert("park"), "park")
     assert cert.not_valid_after_utc < utcnow(), "park's one-day certificate has expired"
@@ -493,7 +502,8 @@ def test_no_tsa_trusted_at_all(copy: Path, pristine: Pristine, cli):
 # ----------------------------------------------------------------------------- 6. outside the tolerance
 
 
-def test_client_signing_time_an_hour_back_is_outside_the_tolerance(copy: Path, pristine: Pristine):
+def test_client_signing_time_an_hour_back_is_outside_the_tolerance(copy: Path, pristine: Pristine, monkeypatch):
+    no_signed_copy(monkeypatch)
     practice = load_practice(copy)
     claimed = utcnow() - dt.timedelta(hours=1)
     result = sign_client(practice, TOL, client_signing(copy / "drafts" / TOL), INTAKE_PASS, now=claimed)

@@ -706,8 +706,10 @@ def _with(options):
 @click.option("--no-ledger", is_flag=True, help="Verify a folder given without its archive's ledger (noted).")
 def verify(path, practice_dir, archive, trust_path, trust_sha256, crl, tsa_trust, require_timestamps, as_json, verbose,
            no_ledger) -> None:
-    """Verify an agreement folder, or any PDF, against the archive.
+    """Verify an agreement folder, or any PDF (a signed copy too), against the archive.
 
+    A signed copy (NN-ROLE.copy.pdf, as the client was given it) is checked as well:
+    its prefix must be the archived PDF, its signers the records', nothing changed after.
     Exit code 0: valid; 1: not valid (invalid, incomplete or voided, or no trusted
     root); 2: could not check (bad arguments, unreadable files).
     """
@@ -721,8 +723,13 @@ def verify(path, practice_dir, archive, trust_path, trust_sha256, crl, tsa_trust
     trust = _trust(trust_path, trust_sha256, crl, target.archive, practice_dir, tsa_trust)
     if no_ledger and target.in_archive:
         raise CannotCheck("--no-ledger is for a folder outside its archive; this one has its archive beside it")
-    verdict = verify_folder(target.folder, trust, pdf_path=target.pdf_path,
+    from agreements_kit.verification.copycheck import check_given_copy, given_copy
+
+    copy = given_copy(target.pdf_path, target.folder) if target.pdf_path is not None else None
+    verdict = verify_folder(target.folder, trust, pdf_path=None if copy is not None else target.pdf_path,
                             ledger=None if no_ledger else target.ledger, require_timestamps=require_timestamps)
+    if copy is not None and target.pdf_path is not None:
+        check_given_copy(verdict, target.folder, copy, target.pdf_path.name, trust)
     if as_json:
         click.echo(json.dumps(verdict.as_dict(), indent=2))
     else:
@@ -898,12 +905,15 @@ def intake_open(agreement, practice_dir, role, identity, checked_by, minutes, ba
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
 @click.option("--tls", is_flag=True, help="Serve HTTPS with a certificate from the practice's intake CA.")
+@click.option("--idle-minutes", type=click.IntRange(1, 120), default=15, show_default=True,
+              help="End a client's or staff session left this long without activity.")
 @intake_passphrase_option
-def intake_serve(practice_dir, host, port, tls, passphrase_file) -> None:
+def intake_serve(practice_dir, host, port, tls, idle_minutes, passphrase_file) -> None:
     """Serve the intake pages (client signing, and /staff to open intakes).
 
-    The intake CA's passphrase unlocks its key for client signatures and is the
-    /staff page's sign-in; no other key is needed."""
+    The intake CA's passphrase unlocks its key for client signatures; no other key
+    is needed, and no one signs in with it: staff sign in at /staff with their own
+    accounts ('agreements staff add NAME')."""
     import ipaddress
     import logging
     import ssl
@@ -949,7 +959,10 @@ def intake_serve(practice_dir, host, port, tls, passphrase_file) -> None:
     from agreements_kit.intake.tickets import TicketStore
 
     TicketStore(practice.root / "intake").sweep()
-    app = create_app(practice.root, passphrase, secure_cookies=tls,
+    from agreements_kit.intake.staff import StaffStore
+
+    no_staff = not StaffStore(practice.root).accounts()  # read now: a damaged file stops the server here
+    app = create_app(practice.root, passphrase, secure_cookies=tls, idle_minutes=idle_minutes,
                      base_url=None if wildcard else f"{scheme}://{host}:{port}",
                      log_key=_log_key(practice, None))  # with $AGREEMENTS_LOG_PASSPHRASE: anchor each signature
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -959,6 +972,9 @@ def intake_serve(practice_dir, host, port, tls, passphrase_file) -> None:
     click.echo(f"intake server on {scheme}://{host}:{port}/ (staff page: /staff); Ctrl-C to stop", err=True)
     if tls:
         click.echo(f"tablets must trust {pki_dir.root_cert} (the practice root) to open it without warnings", err=True)
+    if no_staff:
+        click.echo("warning: no staff accounts, so no one can sign in at /staff: add them with "
+                   "'agreements staff add NAME'", err=True)
     import contextlib
 
     with contextlib.suppress(KeyboardInterrupt):
@@ -985,10 +1001,12 @@ if __name__ == "__main__":  # pragma: no cover
 def _register_groups() -> None:
     """Command groups that live in their own modules."""
     from agreements_kit.cli.log import log
+    from agreements_kit.cli.staff import staff
     from agreements_kit.cli.tsa import tsa
 
     main.add_command(tsa)
     main.add_command(log)
+    main.add_command(staff)
 
 
 _register_groups()

@@ -56,6 +56,7 @@ class DemoResult:
     records: list[Path] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     verdict: Verdict | None = None
+    copy: Path | None = None  # the signed copy (02-therapist.copy.pdf), both signatures
 
 
 def run_demo(directory: str | Path) -> DemoResult:
@@ -149,6 +150,18 @@ def _run(directory: Path, keys: DemoPassphrases, tsa_url: str) -> DemoResult:
     result.lines.append("  (years later, add -attime SECONDS: the signing time as seconds since 1970, "
                         "because certificates are checked as of the signature; see the README)")
     result.lines.append(f"  sha256sum {archived / 'agreement.pdf'}   # = document.sha256 in every record")
+    copy = archived / "02-therapist.copy.pdf"
+    result.copy = copy if copy.is_file() else None
+    size = (archived / "agreement.pdf").stat().st_size
+    result.lines += [
+        "the signed copy for the client (PAdES, both signatures; the archived PDF is its exact prefix):",
+        f"  {copy}",
+        f"  cmp -n {size} {archived / 'agreement.pdf'} {copy}   # no output: same first {size} bytes",
+        f"  pyhanko sign validate --trust {root} --trust {directory / 'pki' / 'tsa-roots.pem'} --trust-replace "
+        f"--pretty-print {copy}",
+        f"  agreements verify {copy} --trust {root}",
+        "  pdfsig (poppler) with the root in an NSS database of its own: see docs/copy.md",
+    ]
     result.lines.append("and each signature's time-stamp token (the README's check-token.sh, OpenSSL alone):")
     for rec in result.records:
         result.lines.append(f"  bash check-token.sh {rec}.p7s {directory / 'pki' / 'tsa-roots.pem'}")

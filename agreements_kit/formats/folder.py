@@ -10,6 +10,8 @@ An agreement folder holds exactly these files, each a regular file inside it::
     completion.pdf           the certificate of completion, once complete
     renewal-NN.json          archive time-stamps (agreements archive renew), each with
     renewal-NN.tsr             its RFC 3161 token (agreements_kit.formats.renewal)
+    NN-ROLE.copy.pdf         the signed copy made with record NN (signing/copy.py): agreement.pdf
+                               plus PAdES signatures; written once, with its record
 
 Reading never follows a link, never opens a FIFO, device or socket (it would hang
 or stream forever), and never reads more than a format's size limit, so a hostile
@@ -30,8 +32,10 @@ from agreements_kit.errors import InvalidFormat
 RECORD_RE = re.compile(r"^([0-9]{2})-(client|guardian|therapist|void)\.json\Z")  # ASCII digits; \Z, not $
 PNG_RE = re.compile(r"^([0-9]{2})-(client|guardian)\.png\Z")
 RENEWAL_RE = re.compile(r"^renewal-([0-9]{2})\.(json|tsr)\Z")  # archive time-stamps (formats/renewal.py)
+COPY_RE = re.compile(r"^([0-9]{2})-(client|guardian|therapist)\.copy\.pdf\Z")  # signed copies (signing/copy.py)
 LIMITS = {"agreement.pdf": 64 * 1024 * 1024, "manifest.json": 1024 * 1024, "completion.pdf": 16 * 1024 * 1024,
-          ".json": 64 * 1024, ".p7s": 64 * 1024, ".png": 512 * 1024, ".tsr": 64 * 1024}
+          ".json": 64 * 1024, ".p7s": 64 * 1024, ".png": 512 * 1024, ".tsr": 64 * 1024,
+          ".pdf": 68 * 1024 * 1024}  # a signed copy: agreement.pdf and a few signatures
 MAX_ENTRIES = 400
 
 
@@ -110,6 +114,7 @@ class FolderFiles:
     pngs: dict[str, bytes] = field(default_factory=dict)
     has_completion: bool = False
     renewals: dict[str, bytes] = field(default_factory=dict)  # renewal-NN.json / .tsr by name
+    copies: list[str] = field(default_factory=list)  # NN-ROLE.copy.pdf names (checked regular, read when checked)
     problems: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -157,6 +162,9 @@ def read_folder(path: str, *, read_pdf: bool = True) -> FolderFiles:
                 out.renewals[name] = read_file(full, limit_for(name), name)
             elif PNG_RE.match(name):
                 out.pngs[name] = read_file(full, limit_for(name), name)
+            elif COPY_RE.match(name):
+                _check_regular(full, name)
+                out.copies.append(name)
             else:
                 out.problems.append((name, "layout.unexpected-file",
                                      f"{name} does not belong in an agreement folder (added by hand?)"))

@@ -112,6 +112,7 @@ def _digests(path: Path, files: FolderFiles) -> dict[str, str]:
             out[f"{rec.name}.p7s"] = sha(rec.p7s)
     out.update({name: sha(data) for name, data in files.pngs.items()})
     out.update({name: sha(data) for name, data in files.renewals.items()})
+    out.update({name: sha256_file(path / name) for name in files.copies})  # signed copies, in the sign entries
     if files.has_completion:
         out["completion.pdf"] = sha256_file(path / "completion.pdf")
     return out

@@ -26,6 +26,7 @@ from agreements_kit.formats.ids import ID_RE
 from agreements_kit.formats.record import INITIALS_RE  # noqa: F401 - one definition; verifiers check records with it
 from agreements_kit.formats.text import check_name, check_text, nfc, same_name
 from agreements_kit.signing import cms
+from agreements_kit.signing.copy import signed_copy
 from agreements_kit.signing.evidence import embed_practice_evidence
 from agreements_kit.signing.pki import PKI, PKIError, common_name, fingerprint, iso, load_cert, load_key, utcnow
 from agreements_kit.store.archive import AgreementFolder, Archive, ArchiveError, _crashpoint, load_folder, sha256_file
@@ -47,6 +48,7 @@ class ClientSigning:
     identity_checked_by: str
     role: str = "client"
     drawn_png: bytes | None = None
+    staff_account: str | None = None  # the intake server's staff account that opened the intake, if one did
 
 
 @dataclass
@@ -215,6 +217,8 @@ def check_client_request(folder: AgreementFolder, s: ClientSigning) -> dict[str,
         problem = check_text(value, 200)
         if problem:
             raise SigningError(f"{label} {problem}")
+    if s.staff_account is not None and not record.STAFF_ACCOUNT_RE.match(s.staff_account):
+        raise SigningError("the staff account that opened the intake has a malformed name")
     if s.drawn_png is not None:
         if len(s.drawn_png) > MAX_PNG:
             raise SigningError(f"drawn signature is larger than {MAX_PNG // 1024} KiB")
@@ -272,8 +276,11 @@ def sign_client(practice: Practice, ref: str | Path, s: ClientSigning, ca_passph
             "initials": initials,
             "method": {"typed_name": name, "drawn_signature_png_sha256": png_sha,
                        "drawn_signature_file": next(iter(extra), None)},
-            "identity": {"method": s.identity_method.strip(), "checked_by": s.identity_checked_by.strip()},
+            "identity": {"method": s.identity_method.strip(), "checked_by": s.identity_checked_by.strip(),
+                         **({"staff_account": s.staff_account} if s.staff_account else {})},
         }
+        # The signed copy (PAdES) with the same one-time key, while it exists; committed with the record.
+        extra.update(signed_copy(practice, folder, sequence, s.role, name, key, cert, [intake], now))
         return _anchor(archive, _commit(archive, folder, s.role, body, cert, key, [intake], now, extra,
                                         timestamping=practice.timestamping), log_key)
 
@@ -339,8 +346,10 @@ def sign_therapist(practice: Practice, ref: str | Path, passphrase: bytes, thera
             "identity": {"method": "the therapist's own certificate key, unlocked with its passphrase",
                          "checked_by": f"{common_name(cert)} (certificate holder)"},
         }
-        result = _anchor(archive, _commit(archive, folder, "therapist", body, cert, key, chain, now, keep_marker=True,
-                                          timestamping=practice.timestamping), log_key)
+        copies = signed_copy(practice, folder, len(folder.records) + 1, "therapist", therapist.name, key, cert, chain,
+                             now)  # extends the client's signed copy, when there is one
+        result = _anchor(archive, _commit(archive, folder, "therapist", body, cert, key, chain, now, copies,
+                                          keep_marker=True, timestamping=practice.timestamping), log_key)
         _crashpoint("before-completion")
         if completion:
             result.completion = write_completion(result.folder, result.checkpoint)

@@ -223,6 +223,7 @@ def _present(ctx: Context) -> dict[str, bytes | None]:
             out[f"{rec.name}.p7s"] = rec.p7s
     out.update(f.pngs)
     out.update(f.renewals)
+    out.update(dict.fromkeys(f.copies))  # signed copies: present, streamed when a renewal lists them
     if f.has_completion:
         out["completion.pdf"] = None
     return out

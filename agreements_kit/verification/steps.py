@@ -30,12 +30,19 @@ archive-wide ones in :mod:`agreements_kit.verification.audit`).
 13. evidence   each archive time-stamp (renewal-NN.json/.tsr) covers exactly what was in
                the folder before it, by a trusted TSA, in order; a note when renewal is due
                (verification/evidence.py)
+14. copy       each signed copy (NN-ROLE.copy.pdf), when there is one: the archived PDF as its
+               prefix, the records' certificates as its PAdES signers, nothing changed after
+               (verification/copycheck.py; older folders have no copies). In a folder (verify
+               and audit alike) each copy's prefix is checked here and its bytes held to the
+               SHA-256 its ledger entry recorded (step 12); ``agreements verify COPY.pdf`` reads
+               a copy's signatures in full, with pyHanko
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +55,7 @@ from agreements_kit.formats.certprofile import common_name as cn
 from agreements_kit.formats.certprofile import fingerprint as _fp
 from agreements_kit.formats.certprofile import unit as ou
 from agreements_kit.formats.crlset import CrlSet
-from agreements_kit.formats.folder import FolderFiles, RecordFiles
+from agreements_kit.formats.folder import COPY_RE, FolderFiles, RecordFiles, open_regular
 from agreements_kit.formats.manifest import Manifest, parse_manifest
 from agreements_kit.formats.record import INITIALS_RE, INTENT, VOID_INTENT, SigningRecord, load_disclosure, parse_record
 from agreements_kit.formats.shape import parse_time
@@ -63,7 +70,7 @@ SIGNER_CLAIM = "the signer's claim only"
 
 CLOCK_SKEW = dt.timedelta(minutes=5)
 STEPS = ("folder", "manifest", "pdf", "records", "signature", "time", "register", "path", "revocation", "role",
-         "order", "ledger", "evidence")
+         "order", "ledger", "evidence", "copy")
 STEP_NUMBER = {name: i for i, name in enumerate(STEPS, start=1)}
 EXPECTED_CERT_ROLE = {"client": ("client",), "guardian": ("guardian",), "therapist": ("therapist",),
                       "void": ("therapist", "administrator")}
@@ -175,6 +182,15 @@ class Context:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(folder: str, name: str) -> str:
+    """The SHA-256 of a file of the folder too large to keep in memory (a signed copy), read in blocks."""
+    digest = hashlib.sha256()
+    with open_regular(os.path.join(folder, name), name) as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _fingerprint(ctx: Context, cert: x509.Certificate) -> str:
@@ -701,6 +717,8 @@ def step_ledger(v: Verdict, ctx: Context) -> set[str]:
                    "agreements-kit", name)
             continue
         actual = {name: _sha(sig.files.raw), name + ".p7s": _sha(sig.files.p7s) if sig.files.p7s else None}
+        for copy in (n for n in entry["files"] if COPY_RE.match(n)):  # its signed copy, entered with it
+            actual[copy] = _file_sha256(ctx.folder, copy) if copy in ctx.files.copies else None
         mismatched = [n for n, digest in actual.items() if entry["files"].get(n) != digest]
         rec = sig.record
         if mismatched:
@@ -720,6 +738,11 @@ def step_ledger(v: Verdict, ctx: Context) -> set[str]:
                    "signature", name)
         else:
             v.add("ledger", True, f"matches ledger entry {entry['seq']}", name)
+    entered = {n for e in ctx.entries if e["event"] in ("sign", "void") for n in e["files"]}
+    for copy in ctx.files.copies:
+        if copy not in entered:
+            v.fail("ledger", "ledger.unlogged-file", f"{copy} is a signed copy no ledger entry records: it was put "
+                   "in the folder outside agreements-kit", copy)
     for e in ctx.entries:
         if e["event"] in ("sign", "void") and e["record"] not in names:
             if e["event"] == "void":

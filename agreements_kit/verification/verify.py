@@ -17,7 +17,7 @@ from typing import Any
 
 from agreements_kit.errors import CannotCheck, InvalidFormat
 from agreements_kit.formats.folder import limit_for, read_file, read_folder
-from agreements_kit.verification import evidence, steps
+from agreements_kit.verification import copycheck, evidence, steps
 from agreements_kit.verification.chain import PathValidator
 from agreements_kit.verification.cms import CertCache
 from agreements_kit.verification.ledgerview import LedgerIndex, build_index
@@ -32,7 +32,8 @@ class Verifier:
     """One trust root, with the caches every agreement checked against it may share."""
 
     def __init__(self, trust: Trust, ledger: LedgerIndex | None, now: dt.datetime | None = None,
-                 leave_out: frozenset[str] = frozenset(), require_timestamps: bool = False):
+                 leave_out: frozenset[str] = frozenset(), require_timestamps: bool = False,
+                 check_copies: bool = False):
         self.trust = trust
         self.ledger = ledger
         self.leave_out = leave_out  # ledger problems not to repeat in each verdict (audit lists them once)
@@ -43,6 +44,10 @@ class Verifier:
         self.memo: dict[str, Any] = {}
         self.tokens = TokenChecker(trust.tsa_roots)
         self.require_timestamps = require_timestamps
+        # Read each signed copy in the folder with pyHanko (~0.1 s a copy)? Not by default: a folder's verify
+        # and audit run the same steps, checking each copy's prefix and its ledger entry; a copy handed to
+        # `agreements verify COPY.pdf` is read in full (copycheck.check_given_copy).
+        self.check_copies = check_copies
 
     def verify(self, folder: Path, *, pdf_path: Path | None = None, check_embedded: bool = True) -> Verdict:
         try:
@@ -88,6 +93,7 @@ class Verifier:
         client, therapist, voids = steps.step_order(v, ctx)             # 11
         steps.step_ledger(v, ctx)                                        # 12
         evidence.step_evidence(v, ctx)                                   # 13
+        copycheck.step_copies(v, ctx, deep=self.check_copies)            # 14
         if self.ledger is not None:
             for problem in self.ledger.report.problems:
                 if not self.ledger.report.missing and problem.code not in self.leave_out:

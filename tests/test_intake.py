@@ -1239,6 +1239,10 @@ def test_staff_opens_a_link_that_works_once(make_app, pr: Path):
     from agreements_kit.formats.record import parse_record
 
     assert parse_record((pr / "signed" / A_ID / "01-client.json").read_bytes(), "r").data["identity"] == rec["identity"]
+    # ...and so does the ledger entry of the signature, which verify holds to the record.
+    entries = [json.loads(line) for line in (pr / "signed" / "ledger.jsonl").read_bytes().splitlines()]
+    sign = next(e for e in entries if e["event"] == "sign" and e["agreement_id"] == A_ID)
+    assert sign["staff_account"] == STAFF_NAME
 
 
 def test_a_link_opened_on_the_command_line_names_no_staff_account(app, pr: Path):

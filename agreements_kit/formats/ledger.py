@@ -30,6 +30,7 @@ from typing import Any
 from agreements_kit.errors import AgreementsError, LedgerError
 from agreements_kit.formats import jsonio, shape
 from agreements_kit.formats.ids import ID_RE
+from agreements_kit.formats.record import STAFF_ACCOUNT_RE
 
 FORMAT = "agreements-kit/ledger"
 FORMAT_VERSION = 2
@@ -50,7 +51,7 @@ _RECORD = {"agreement_id": _ID, "record": _s(40), "files": shape.mapping_of(shap
 EVENT_FIELDS: dict[str, tuple[dict[str, shape.Checker], dict[str, shape.Checker]]] = {
     "render": (_DOCS, {}),
     "archive": (_DOCS, {}),
-    "sign": (_RECORD, {}),
+    "sign": (_RECORD, {"staff_account": _s(32, STAFF_ACCOUNT_RE)}),  # who opened the intake, at /staff
     "void": (_RECORD, {}),
     "certificate": ({"certificate_sha256": shape.sha256, "serial": _s(64), "role": _s(20, choices=CERT_ROLES),
                      "issuer_sha256": shape.sha256, "not_before": shape.timestamp, "not_after": shape.timestamp,

@@ -166,6 +166,7 @@ def _commit(archive: Archive, folder: AgreementFolder, kind: str, body: dict[str
         "event": "void" if kind == "void" else "sign", "agreement_id": folder.id, "time": iso(now),
         "role": data.get("signer", {}).get("role"), "certificate_sha256": fingerprint(cert),
         "pdf_sha256": data["document"]["sha256"],
+        **({"staff_account": staff} if (staff := data.get("identity", {}).get("staff_account")) else {}),
     }, keep_marker=keep_marker)
     folder = load_folder(folder.path)
     return SignResult(folder, folder.path / name, folder.path / f"{name}.p7s", data,

@@ -690,6 +690,11 @@ def attach_entries(ctx: Context) -> None:
         sig.entry = by_record.get(sig.files.name)
 
 
+def _staff_account(rec: SigningRecord) -> str | None:
+    identity = rec.data.get("identity") or {}
+    return identity.get("staff_account") if isinstance(identity, dict) else None
+
+
 def step_ledger(v: Verdict, ctx: Context) -> set[str]:
     """Compare the agreement's ledger entries with its files; returns the roles the ledger says signed."""
     assert ctx.manifest is not None
@@ -726,9 +731,10 @@ def step_ledger(v: Verdict, ctx: Context) -> set[str]:
                    "recorded at signing", name)
         elif rec is not None and (entry["pdf_sha256"] != rec.document_sha256 or entry["certificate_sha256"]
                                   != rec.certificate_sha256 or (entry["event"] == "sign" and entry["role"] != rec.kind)
-                                  or (entry["event"] == "void") != rec.is_void):
+                                  or (entry["event"] == "void") != rec.is_void
+                                  or entry.get("staff_account") != _staff_account(rec)):
             v.fail("ledger", "ledger.entry-differs", f"ledger entry {entry['seq']} does not describe this signature "
-                   "(PDF, role or certificate differ): the ledger was edited", name)
+                   "(PDF, role, certificate or staff account differ): the ledger was edited", name)
         elif rec is not None and rec.version == 1 and (report.legacy_lines == 0 or (
                 report.migrated_at is not None and entry["seq"] > report.migrated_at)):
             v.fail("ledger", "records.legacy-after-migration", "the record is in the legacy format 1 but was entered "

@@ -133,7 +133,8 @@ def _tsa_cert(key: Any, ca: x509.Certificate, ca_key: Any, not_before: dt.dateti
 
 
 def _token(value: bytes, gen_time: dt.datetime, cert: x509.Certificate, key: Any, *, serial: int = 1,
-           digest: str = "sha256", second_digest: bool = False, sign_with: Any = None) -> bytes:
+           digest: str = "sha256", second_digest: bool = False, sign_with: Any = None,
+           extra: list[tuple[str, bytes]] = ()) -> bytes:  # type: ignore[assignment]
     """A TimeStampToken (ContentInfo) over SHA-256(value), made as a TSA makes one."""
     info = tsp.TSTInfo({
         "version": 1, "policy": "1.3.6.1.4.1.57264.2",
@@ -155,6 +156,8 @@ def _token(value: bytes, gen_time: dt.datetime, cert: x509.Certificate, key: Any
     if second_digest:
         attrs.append({"type": "message_digest", "values": [b"\x00" * 32]})
     signed_attrs = cms.CMSAttributes(attrs)
+    for oid, der in extra:  # a signed attribute of a type the TSA does not write, its value as given
+        signed_attrs.append(cms.CMSAttribute({"type": oid, "values": [core.Any.load(der)]}))
     signer = sign_with or key
     if isinstance(signer, ec.EllipticCurvePrivateKey):
         signature = signer.sign(signed_attrs.dump(), ec.ECDSA(getattr(hashes, digest.upper())()))
@@ -243,3 +246,12 @@ def test_second_message_digest_another_digest_or_another_key(made) -> None:
                   _token(VALUE, T0, made["cert"], made["key"], sign_with=made["new_key"]())):
         _agree(made, token)  # whatever the reference says, the short road says the same
     assert _agree(made, _token(VALUE, T0, made["cert"], made["key"], sign_with=made["new_key"]()))[0] == "refused"
+
+
+@pytest.mark.parametrize("extra", [("1.2.3.4.5", b"\x02\x02\x00\x05"),  # an INTEGER not in minimal form
+                                   ("1.2.3.4.5", b"\x02\x01\x05"),
+                                   ("1.2.840.113549.1.9.5", b"\x17\x0d260601120000Z")])  # a second signingTime
+def test_a_signed_attribute_the_tsa_does_not_write_takes_the_full_road(made, extra: tuple[str, bytes]) -> None:
+    """OpenSSL re-encodes the values it reads before checking the signature: a value written otherwise than it
+    would write it verifies as written and not as OpenSSL reads it (found in review)."""
+    _agree(made, _token(VALUE, T0, made["cert"], made["key"], extra=[extra]))

@@ -522,3 +522,34 @@ def test_verify_checks_the_copies_in_the_folder(signed: Signed, tmp_path: Path, 
     deep = Verifier(trust, build_index(str(root / "signed" / "ledger.jsonl")), check_copies=True).verify(folder)
     assert failure_codes(deep, "02-therapist.copy.pdf") == {"copy.modified"}
     assert failure_codes(deep, "01-client.copy.pdf") == set()
+
+
+def test_verify_without_the_ledger_reads_a_copy_in_full(signed: Signed, tmp_path: Path, monkeypatch):
+    """Without a ledger nothing holds a copy's bytes, so the folder's copies are read with pyHanko (found in
+    review: --no-ledger passed a copy with a later update)."""
+    root = private_copy(signed.root, tmp_path, monkeypatch)
+    folder = root / "signed" / AID
+    copy = folder / "02-therapist.copy.pdf"
+    copy.chmod(0o600)
+    copy.write_bytes(add_to_page(copy.read_bytes()))
+    trust = resolve_trust(trust_file=root / "pki" / "root.pem", trust_sha256=None, crl=None, practice=None,
+                          archive=root / "signed", tsa_trust=root / "pki" / "tsa-roots.pem")
+    verdict = verify_folder(folder, trust, ledger=None)
+    assert "copy.modified" in {c.code for c in verdict.failures}, [(c.code, c.detail) for c in verdict.failures]
+
+
+def test_countersigning_refuses_a_clients_copy_changed_on_disk(base: Path, tmp_path: Path, monkeypatch):
+    """The therapist's copy would sign over the change: refused before anything is signed (found in review)."""
+    from agreements_kit.errors import SigningError
+
+    root = private_copy(base, tmp_path, monkeypatch)
+    practice = load_practice(root)
+    sign_client(practice, LATER, client_signing(root / "drafts" / LATER), INTAKE_PASS)
+    folder = root / "signed" / LATER
+    client_copy = folder / "01-client.copy.pdf"
+    client_copy.chmod(0o600)
+    client_copy.write_bytes(add_to_page(client_copy.read_bytes()))
+    with pytest.raises(SigningError) as err:
+        sign_therapist(practice, LATER, LEE_PASS)
+    assert err.value.code == "conflict.signed-copy"
+    assert not (folder / "02-therapist.json").exists()

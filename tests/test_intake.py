@@ -474,11 +474,14 @@ def test_flow_record_verifies_with_openssl(flow: Flow):
     assert proc.returncode != 0
 
 
-def test_flow_copies_are_the_archived_pdf_and_a_receipt(flow: Flow):
+def test_flow_copies_are_the_signed_copy_and_a_receipt(flow: Flow):
     archived = (flow.root / "signed" / A_ID / "agreement.pdf").read_bytes()
     r = flow.r["copy_agreement"]
     assert r.status_code == 200 and r.mimetype == "application/pdf"
-    assert r.data == archived
+    # The client takes home the signed copy: the archived PDF plus their PAdES signature (found in review:
+    # the unsigned PDF was served under the name signed-agreement.pdf).
+    assert r.data == (flow.root / "signed" / A_ID / "01-client.copy.pdf").read_bytes()
+    assert r.data.startswith(archived) and len(r.data) > len(archived)
     assert "attachment" in r.headers["Content-Disposition"]
     receipt = flow.r["copy_receipt"]
     assert receipt.status_code == 200 and receipt.mimetype == "application/pdf"
@@ -973,6 +976,26 @@ def test_a_browser_where_staff_signed_in_before_is_not_held_back_by_a_guesser(ap
     r = desk.staff_login()
     assert r.status_code == 302, page_error(r)  # the staff member's own browser goes straight in
     assert STAFF_FULL in text(desk.get("/staff"))
+
+
+def test_guessers_from_many_addresses_slow_but_never_refuse_a_new_browser_untried(app, clock):
+    """The overall count of wrong passwords answers each failure with a wait; it never refuses a staff member's
+    attempt untried, so one remote guesser cannot keep every new browser out (found in review)."""
+    for i in range(40):
+        Tablet(app, addr=f"10.0.9.{i}").staff_login(f"guess {i} guess guess guess")
+    r = Tablet(app, addr="10.0.8.1").staff_login()
+    assert r.status_code == 302, page_error(r)
+
+
+def test_the_known_device_key_outlives_a_restart(base: Path, tmp_path: Path, monkeypatch):
+    from helpers import private_copy
+
+    root = private_copy(base, tmp_path, monkeypatch)
+    first = web.KnownDevices(root / "intake" / "device.key")
+    cookie = first.issue(STAFF_NAME)
+    assert oct((root / "intake" / "device.key").stat().st_mode & 0o777) == "0o600"
+    assert web.KnownDevices(root / "intake" / "device.key").device(cookie, STAFF_NAME) is not None
+    assert web.KnownDevices().device(cookie, STAFF_NAME) is None  # a key in memory only is another key
 
 
 def test_a_known_device_cookie_is_for_one_account_and_cannot_be_forged(app):
@@ -2087,3 +2110,28 @@ def test_cli_intake_serve_with_a_wrong_passphrase_fails_before_serving(run_bin, 
     wrong.write_text("not-the-passphrase\n")
     res = run_bin("intake", "serve", "--practice", pr, "--port", "1", "--passphrase-file", wrong)
     one_error_line(res)
+
+
+def test_an_expired_link_stays_expired_and_a_damaged_ticket_is_not_a_traceback(tmp_path: Path, monkeypatch):
+    """Found in review: an expired ticket was moved to claimed/ before its expiry was checked (so it read as
+    "already used" next time), and a damaged ticket file escaped as a 500."""
+    import datetime as dt
+
+    from agreements_kit.intake import tickets
+
+    store = TicketStore(tmp_path / "intake")
+    token, _ = store.open(A_ID, "client", "photo ID", "Front desk", minutes=5)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
+    monkeypatch.setattr(tickets, "_now", lambda: later)
+    for _ in range(2):
+        with pytest.raises(IntakeError) as err:
+            store.claim(token)
+        assert "expired" in str(err.value), err.value
+    token2, _ = store.open(A_ID, "client", "photo ID", "Front desk")
+    (damaged,) = [p for p in store.pending.glob("*.json") if tickets._digest(token2) in p.name]
+    damaged.chmod(0o600)
+    damaged.write_bytes(damaged.read_bytes()[:20])
+    for use in (store.check, store.claim):
+        with pytest.raises(IntakeError) as err:
+            use(token2)
+        assert err.value.code == "not-found.link"

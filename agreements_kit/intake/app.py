@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +80,8 @@ COOKIE = "intake_session"
 STAFF_COOKIE = "intake_staff"
 START_COOKIE = "intake_start"  # the Start form's CSRF token (double submit: cookie and form field)
 LOGIN_COOKIE = "intake_login"  # the sign-in form's CSRF token
+ARGON_SLOTS = 2  # password checks at once (argon2id: ~64 MiB and a core each)
+ARGON_WAIT = 10  # seconds a sign-in waits for a slot before the busy answer
 DEVICE_COOKIE = "intake_device"  # a browser where this staff account signed in before (staff.KnownDevices)
 DEVICE_DAYS = 90
 MAX_BODY = 1024 * 1024
@@ -131,7 +134,8 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
     sessions: Sessions[Session] = Sessions(idle_minutes * 60, CLIENT_HOURS * 3600, now)
     staff_sessions: Sessions[StaffSession] = Sessions(idle_minutes * 60, STAFF_HOURS * 3600, now)
     accounts = StaffStore(practice.root, staff_hasher)
-    devices = KnownDevices()
+    devices = KnownDevices(practice.root / "intake" / "device.key")
+    argon_slots = threading.BoundedSemaphore(ARGON_SLOTS)
     limits = Limits(now)
     state: dict[str, Any] = {"practice": practice, "base_url": base_url}
     # Two blueprints over one validated signing request (sign.ClientSigning): the client's pages
@@ -208,8 +212,9 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
 
     @app.errorhandler(StaffError)
     def staff_unavailable(exc: StaffError):
-        log.error("staff accounts unreadable: %s", exc.message)
-        return message("Staff sign-in unavailable", f"Staff sign-in is unavailable: {exc.message}.", 503)
+        log.error("staff accounts unreadable: %s", exc.message)  # the detail (a path, an OS error) stays in the log
+        return message("Staff sign-in unavailable", "Staff sign-in is unavailable just now: ask the practice's "
+                       "administrator to check the intake server's log.", 503)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -382,8 +387,11 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             abort(404)
         folder = Path(s.result["folder"])
         if name == "agreement.pdf":
-            return send_file(folder / "agreement.pdf", mimetype="application/pdf", as_attachment=True,
-                             download_name="signed-agreement.pdf")
+            # The signed copy (the agreement with the client's PAdES signature), which any PDF reader checks.
+            copies = sorted(p for p in folder.glob("[0-9][0-9]-*.copy.pdf")
+                            if p.name.endswith(("-client.copy.pdf", "-guardian.copy.pdf")))
+            return send_file(copies[-1] if copies else folder / "agreement.pdf", mimetype="application/pdf",
+                             as_attachment=True, download_name="signed-agreement.pdf")
         from agreements_kit.signing.completion import completion_pdf
 
         data = completion_pdf(load_folder(folder))
@@ -451,11 +459,18 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         device = devices.device(request.cookies.get(DEVICE_COOKIE), name)
         keys = ([(limits.login_device, device)] if device is not None else
                 [(limits.login_pair, f"{name}\n{address}"), (limits.login_source, address), (limits.login_all, "*")])
-        waiting = max(limiter.retry_after(key) for limiter, key in keys)
+        # The overall count only slows (a wait after a failure); it never refuses an attempt untried, so one
+        # remote guesser cannot hold every staff member back.
+        waiting = max(limiter.retry_after(key) for limiter, key in keys if limiter is not limits.login_all)
         if waiting > 0:  # not even tried: that is what slows a guesser down
             return wait(login_page(429, name=name, error=f"too many wrong sign-ins. Wait "
                                    f"{say_seconds(waiting)}, then try again."), waiting)
-        account = accounts.authenticate(name, password)
+        if not argon_slots.acquire(timeout=ARGON_WAIT):  # each check holds ~64 MiB: a few at a time
+            return wait(login_page(503, name=name, error="the server is busy. Try again in a moment."), 5)
+        try:
+            account = accounts.authenticate(name, password)
+        finally:
+            argon_slots.release()
         if account is None:
             later = max(limiter.fail(key) for limiter, key in keys)
             log.warning("staff sign-in refused")  # never the name typed, nor the address

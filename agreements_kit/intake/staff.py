@@ -18,6 +18,7 @@ address, have set off, so a guesser slows only themselves.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -244,13 +245,13 @@ class StaffStore:
 class KnownDevices:
     """Cookies that mark a browser where an account signed in before (``NAME.NONCE.MAC``).
 
-    The key is random and lives in the server's memory only: a restart forgets every
-    device (they sign in once more without the exemption). The cookie grants nothing
-    by itself: its holder still needs the password.
+    The key is random. Kept in ``key_file`` (owner-only, made once) it outlives a restart,
+    so a guesser cannot hold staff back by waiting for one; without a file it lives in
+    memory only. The cookie grants nothing by itself: its holder still needs the password.
     """
 
-    def __init__(self) -> None:
-        self._key = secrets.token_bytes(32)
+    def __init__(self, key_file: Path | None = None) -> None:
+        self._key = _device_key(key_file) if key_file is not None else secrets.token_bytes(32)
 
     def issue(self, account: str) -> str:
         nonce = secrets.token_urlsafe(16)
@@ -267,3 +268,16 @@ class KnownDevices:
 
     def _mac(self, account: str, nonce: str) -> str:
         return hmac.new(self._key, f"{account}\n{nonce}".encode(), hashlib.sha256).hexdigest()
+
+
+def _device_key(path: Path) -> bytes:
+    """The known-device key in ``path``: made once (O_EXCL, 0600), then read; 32 random bytes, nothing else."""
+    from agreements_kit.store.files import make_private_dir, write_new
+
+    make_private_dir(path.parent, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # made by an earlier start
+        write_new(path, secrets.token_bytes(32))
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise StaffError(f"{path.name} is not a known-device key (32 bytes): remove it and restart the server")
+    return key

@@ -90,6 +90,15 @@ def _used() -> IntakeError:
     return IntakeError("this link was already used; ask the front desk for a new one", code="gone.link-used")
 
 
+def _read_ticket(path: Path) -> Ticket:
+    """A ticket file, or IntakeError (not-found.link) when it is damaged: never a traceback to the tablet."""
+    data = path.read_bytes()  # FileNotFoundError goes to the caller, which tells used from unknown
+    try:
+        return Ticket.from_json(data)
+    except (ValueError, KeyError, TypeError):
+        raise IntakeError("this link is not valid", code="not-found.link") from None
+
+
 class TicketStore:
     """Tickets on disk: ``pending/SHA256.json`` until claimed, then moved to ``claimed/``."""
 
@@ -132,7 +141,7 @@ class TicketStore:
         _well_formed(token)
         name = f"{_digest(token)}.json"
         try:
-            ticket = Ticket.from_json((self.pending / name).read_bytes())
+            ticket = _read_ticket(self.pending / name)
         except FileNotFoundError:
             if (self.claimed / name).exists():
                 raise _used() from None
@@ -147,15 +156,14 @@ class TicketStore:
         name = f"{_digest(token)}.json"
         source, target = self.pending / name, self.claimed / name
         try:
+            if _read_ticket(source).expires <= _now():
+                raise _expired()  # left where it is: an expired link stays "expired", never "used"
             os.rename(source, target)  # atomic: of two concurrent claims, one wins
         except FileNotFoundError:
             if target.exists():
                 raise _used() from None
             raise IntakeError("this link is not valid", code="not-found.link") from None
-        ticket = Ticket.from_json(target.read_bytes())
-        if ticket.expires <= _now():
-            raise _expired()
-        return ticket
+        return _read_ticket(target)
 
     def sweep(self, keep_days: int = 1) -> None:
         """Remove expired pending tickets and old claimed ones (they hold no client data)."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
+import json
 import logging
 import os
 import shutil
@@ -372,9 +373,28 @@ def signed_copy(practice: Any, folder: Any, sequence: int, role: str, name: str,
         if found is None:
             return {}
         prior_name, prior = found
-        if not prior.startswith(pdf):
-            raise SigningError(f"{prior_name} in agreement {folder.id} no longer starts with its agreement.pdf: it "
-                               "was changed; run 'agreements verify' on the agreement", code="conflict.signed-copy")
+        if not prior.startswith(pdf) or not _as_entered(practice, folder.id, prior_name, prior):
+            raise SigningError(f"{prior_name} in agreement {folder.id} is not the signed copy its ledger entry "
+                               "records: it was changed; run 'agreements verify' on the agreement",
+                               code="conflict.signed-copy")
     data, _ = make_copy(prior, key, cert, chain, role=role, name=name, signed_at=now, agreement_id=folder.id,
                         sequence=sequence, pki_dir=Path(practice.root) / "pki", timestamping=practice.timestamping)
     return {copy_name(sequence, role): data}
+
+
+def _as_entered(practice: Any, agreement_id: str, name: str, data: bytes) -> bool:
+    """Whether ``data`` is the copy ``name`` as its signing record's ledger entry recorded it: a copy changed on
+    disk is never countersigned (the therapist's signature would cover the change)."""
+    import hashlib
+
+    from agreements_kit.store.ledger import Ledger
+
+    digest = hashlib.sha256(data).hexdigest()
+    mark = f'"agreement_id":"{agreement_id}"'.encode()  # ledger lines are RFC 8785: no spaces
+    for _, line in Ledger(Path(practice.archive) / "ledger.jsonl").lines():
+        if mark not in line or b'"event":"sign"' not in line:
+            continue  # cheap: a large ledger is not parsed line by line for one agreement
+        files = json.loads(line).get("files", {})
+        if name in files:
+            return bool(files[name] == digest)
+    return False

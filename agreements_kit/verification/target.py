@@ -46,7 +46,7 @@ def resolve_target(path: Path, archive: Path | None, practice: Path | None) -> T
     if path.is_dir():
         return Target(path, archive or path.resolve().parent)
     try:
-        data = read_file(str(path), limit_for("agreement.pdf"), path.name)
+        data = read_file(str(path), limit_for("01-client.copy.pdf"), path.name)  # a signed copy's limit: the larger
     except InvalidFormat as exc:
         raise CannotCheck(f"{path}: {exc.message}") from None
     # The bounded scan, not a full PDF reader: this PDF is anyone's, and may be a decompression bomb.

@@ -93,7 +93,8 @@ class Verifier:
         client, therapist, voids = steps.step_order(v, ctx)             # 11
         steps.step_ledger(v, ctx)                                        # 12
         evidence.step_evidence(v, ctx)                                   # 13
-        copycheck.step_copies(v, ctx, deep=self.check_copies)            # 14
+        # Without a ledger nothing holds a copy's bytes: then its signatures are read in full.
+        copycheck.step_copies(v, ctx, deep=self.check_copies or self.ledger is None)  # 14
         if self.ledger is not None:
             for problem in self.ledger.report.problems:
                 if not self.ledger.report.missing and problem.code not in self.leave_out:

@@ -241,7 +241,9 @@ def test_keyboard_only_client_completes_the_whole_flow(site, page, run_bin):
         page.keyboard.press("Enter")
     saved = Path(download.value.path())
     folder = site["root"] / "signed" / "agr-web-0001"
-    assert saved.read_bytes() == (folder / "agreement.pdf").read_bytes()
+    # The client takes home the signed copy: the archived PDF byte for byte, then their PAdES signature.
+    assert saved.read_bytes() == (folder / "01-client.copy.pdf").read_bytes()
+    assert saved.read_bytes().startswith((folder / "agreement.pdf").read_bytes())
     record = json.loads((folder / "01-client.json").read_text())
     assert record["signer"] == {"name": "Jane Q. Doe", "role": "client"}
     assert record["identity"] == {"method": "photo ID checked in person", "checked_by": "Front desk (test)"}

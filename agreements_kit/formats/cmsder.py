@@ -92,7 +92,8 @@ class ContentInfo:
     content: Annotated[SignedData, asn1.Explicit(0)]
 
 
-def _length(n: int) -> bytes:
+def der_length(n: int) -> bytes:
+    """A DER length: short form below 128, else the minimal long form."""
     if n < 0x80:
         return bytes([n])
     body = n.to_bytes((n.bit_length() + 7) // 8, "big")
@@ -102,7 +103,7 @@ def _length(n: int) -> bytes:
 def der(tlv: asn1.TLV) -> bytes:
     """The DER of a raw element, as it was read (tag, minimal length, contents)."""
     data = bytes(tlv.data)
-    return tlv.tag_bytes + _length(len(data)) + data
+    return tlv.tag_bytes + der_length(len(data)) + data
 
 
 def read_content_info(data: bytes) -> ContentInfo:
@@ -118,7 +119,7 @@ def signed_attrs_der(si: SignerInfo) -> bytes:
     the bytes they were written in (as OpenSSL verifies them; read_content_info proved the bytes the same)."""
     assert si.signed_attrs is not None
     body = b"".join(asn1.encode_der(a) for a in si.signed_attrs)
-    return b"\x31" + _length(len(body)) + body
+    return b"\x31" + der_length(len(body)) + body
 
 
 @asn1.sequence
@@ -150,5 +151,5 @@ def attribute_value(oid: str, value: asn1.TLV) -> Any:
             raise ValueError("not a time")
         return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
     if oid == SMIME_CAPABILITIES:
-        return asn1.decode_der(_Capabilities, SEQUENCE_TAG + _length(len(raw)) + raw).items  # SEQUENCE OF, wrapped
+        return asn1.decode_der(_Capabilities, SEQUENCE_TAG + der_length(len(raw)) + raw).items  # SEQUENCE OF, wrapped
     raise ValueError(f"no reader for the attribute {oid}")

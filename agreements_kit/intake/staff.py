@@ -38,7 +38,7 @@ from agreements_kit.errors import AgreementsError, StaffError
 from agreements_kit.formats import jsonio, shape
 from agreements_kit.formats.record import STAFF_ACCOUNT_RE
 from agreements_kit.formats.text import check_name, nfc
-from agreements_kit.store.files import FILE_MODE, fsync_dir
+from agreements_kit.store.files import FILE_MODE, replace_file
 
 FILE = "staff.json"
 FORMAT = "agreements-kit/staff-accounts"
@@ -186,19 +186,8 @@ class StaffStore:
         """Replace the file atomically (temporary file, fsync, rename), owner-only."""
         document: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
                                     "accounts": [a.as_json() for _, a in sorted(accounts.items())]}
-        data = (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-        tmp = self.path.with_name(f".{FILE}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(self.path.parent)
+        replace_file(self.path, (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+                     .encode("utf-8"))
 
     # ------------------------------------------------------------------ signing in
 

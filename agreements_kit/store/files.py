@@ -13,6 +13,7 @@ import errno
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -56,7 +57,17 @@ def rename_noreplace(src: Path, dst: Path) -> None:
 
 def write_new(path: Path, data: bytes) -> None:
     """Write ``data`` to a new file at ``path`` atomically; never replace one."""
-    path = Path(path)
+    _write_via_temporary(Path(path), data, rename_noreplace)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, replacing what is there: for the few files that are replaced in
+    place (the log's latest checkpoint, the staff accounts), never for evidence."""
+    _write_via_temporary(Path(path), data, os.replace)
+
+
+def _write_via_temporary(path: Path, data: bytes, rename: Any) -> None:
+    """An owner-only temporary file beside ``path``, written and fsynced, then renamed onto it."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
@@ -64,7 +75,7 @@ def write_new(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        rename_noreplace(tmp, path)
+        rename(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -21,8 +21,6 @@ or a line rewritten with the chain recomputed).
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from agreements_kit.formats import checkpoint as cpf
 from agreements_kit.formats import merkle
 from agreements_kit.formats.checkpoint import Checkpoint, InclusionEntry, VerifierKey
 from agreements_kit.formats.ledger import parse_entry
-from agreements_kit.store.files import FILE_MODE, fsync_dir, make_private_dir, write_new
+from agreements_kit.store.files import make_private_dir, replace_file, write_new
 from agreements_kit.store.ledger import Ledger
 
 KEY_NAME = "agreements-kit-log"
@@ -232,21 +230,6 @@ class _LogLock:
         self.lock.release()
 
 
-def _replace(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
 def sign_checkpoint(archive_root: Path, key: LogKey) -> tuple[Checkpoint, bytes]:
     """Sign a checkpoint of the whole ledger; refuse one inconsistent with the last signed (conflict.log-inconsistent).
 
@@ -282,7 +265,7 @@ def sign_checkpoint(archive_root: Path, key: LogKey) -> tuple[Checkpoint, bytes]
                     raise LogError(f"{history} holds another checkpoint for the same size: the ledger was "
                                    "rewritten since it was signed", path=history,
                                    code="conflict.log-inconsistent") from None
-        _replace(latest, data)
+        replace_file(latest, data)
         return cp, data
 
 
@@ -442,8 +425,8 @@ def witness(state_dir: Path, key: WitnessKey, log_key: VerifierKey, checkpoint_b
         cosigned = cpf.cosign(cp, key.name, key.private_key, int(time.time()) if now is None else now)
         target = folder / "cosigned" / f"{cp.size:08d}.txt"
         if target.exists():
-            _replace(target, cosigned)  # a later cosignature of the same tree head
+            replace_file(target, cosigned)  # a later cosignature of the same tree head
         else:
             write_new(target, cosigned)
-        _replace(folder / LATEST, cosigned)
+        replace_file(folder / LATEST, cosigned)
         return cosigned, prev

@@ -38,16 +38,19 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agreements_kit.formats import cmsder
+from agreements_kit.formats.cmsder import (
+    CONTENT_TYPE,
+    ID_DATA,
+    ID_SIGNED_DATA,
+    MESSAGE_DIGEST,
+    SIGNING_TIME,
+    SMIME_CAPABILITIES,
+    TIMESTAMP_TOKEN,  # id-aa-signatureTimeStampToken: the one unsigned attribute
+)
 
-ID_DATA = "1.2.840.113549.1.7.1"
-ID_SIGNED_DATA = "1.2.840.113549.1.7.2"
-CONTENT_TYPE = "1.2.840.113549.1.9.3"
-MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
-SIGNING_TIME = "1.2.840.113549.1.9.5"
 SHA256 = "2.16.840.1.101.3.4.2.1"
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
-ALLOWED_ATTRIBUTES = {CONTENT_TYPE, MESSAGE_DIGEST, SIGNING_TIME, "1.2.840.113549.1.9.15"}  # + smimeCapabilities
-TIMESTAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"  # id-aa-signatureTimeStampToken: the one unsigned attribute
+ALLOWED_ATTRIBUTES = {CONTENT_TYPE, MESSAGE_DIGEST, SIGNING_TIME, SMIME_CAPABILITIES}
 
 
 class CmsProblem(Exception):
@@ -119,13 +122,6 @@ class CertCache:
                 self._issuers.clear()
             found = self._issuers[entry[1]] = entry[0].issuer.public_bytes()
         return found
-
-
-def _der_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
 
 
 def check_signature(record: bytes, p7s: bytes, cache: CertCache) -> SignatureFacts:

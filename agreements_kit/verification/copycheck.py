@@ -102,15 +102,23 @@ def signature_count(copy: bytes) -> int:
         return 0
 
 
+_NOT_EXTENDING = ("the copy does not start with the archived agreement.pdf byte for byte (cmp -n {size} shows "
+                  "where): it is not a signed copy of this agreement")
+
+
+def _extends(copy: bytes, pdf: bytes) -> bool:
+    """Whether ``copy`` (or its first len(pdf) + 1 bytes) is ``pdf`` followed by something."""
+    return len(copy) > len(pdf) and copy[:len(pdf)] == pdf
+
+
 def check_copy(copy: bytes, archived_pdf: bytes, facts: Sequence[SignedRecord], trust: Trust) -> list[tuple[str, str]]:
     """Problems of ``copy`` as the signed copy of ``archived_pdf`` carrying exactly ``facts``' signatures."""
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.diff_analysis import ModificationLevel
 
     digest = hashlib.sha256(archived_pdf).hexdigest()
-    if len(copy) <= len(archived_pdf) or copy[:len(archived_pdf)] != archived_pdf:
-        return [("copy.prefix", "the copy does not start with the archived agreement.pdf byte for byte (cmp -n "
-                 f"{len(archived_pdf)} shows where): it is not a signed copy of this agreement")]
+    if not _extends(copy, archived_pdf):
+        return [("copy.prefix", _NOT_EXTENDING.format(size=len(archived_pdf)))]
     wrong = [f.record for f in facts if f.document_sha256 != digest]
     if wrong:
         return [("copy.prefix", f"{', '.join(wrong)} signed another PDF than the copy's prefix")]
@@ -232,9 +240,8 @@ def step_copies(v: Any, ctx: Any, deep: bool = True) -> None:
             except InvalidFormat as exc:
                 v.fail("copy", exc.code, f"{name} {exc.message}", name)
                 continue
-            if len(head) <= len(pdf) or head[:len(pdf)] != pdf:
-                v.fail("copy", "copy.prefix", "the copy does not start with the archived agreement.pdf byte for byte "
-                       f"(cmp -n {len(pdf)} shows where): it is not a signed copy of this agreement", name)
+            if not _extends(head, pdf):
+                v.fail("copy", "copy.prefix", _NOT_EXTENDING.format(size=len(pdf)), name)
             else:
                 v.add("copy", True, "starts with the archived PDF byte for byte (its signatures: agreements verify "
                       "COPY)", name, "copy.prefix-ok")

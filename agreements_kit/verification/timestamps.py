@@ -32,6 +32,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -40,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from agreements_kit.formats import cmsder
 from agreements_kit.formats.certprofile import common_name, fingerprint
+from agreements_kit.verification.cms import CertCache
 
 TOKEN_ATTRIBUTE = "1.2.840.113549.1.9.16.2.14"  # id-aa-signatureTimeStampToken
 SHA256_OID = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
@@ -68,17 +70,10 @@ class TrustedTime:
         return f"TSA '{common_name(self.tsa)}' (certificate SHA-256 {self.tsa_sha256})"
 
 
-def _der_len(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
 def as_response(token: bytes) -> bytes:
     """A TimeStampResp (status granted) around a bare token: the form rfc3161-client reads."""
     body = b"\x30\x03\x02\x01\x00" + token
-    return b"\x30" + _der_len(len(body)) + body
+    return b"\x30" + cmsder.der_length(len(body)) + body
 
 
 class TokenChecker:
@@ -90,23 +85,14 @@ class TokenChecker:
         self._chained: dict[bytes, bool] = {}
         self._verifier = None
         # TSA certificates by their DER: a practice's TSA signs every token with the same one or two.
-        self._certs: dict[bytes, tuple[x509.Certificate, str]] = {}
+        self._certs = CertCache(limit=64)
         # Certificate sets (the token's, sorted, and its signer's) a token verified by rfc3161-client was
         # signed under -> when every certificate of its chain is valid (see _known_good).
         self._good: dict[tuple[tuple[bytes, ...], bytes], tuple[dt.datetime, dt.datetime]] = {}
         self.fast = True  # False: every token through rfc3161-client (the differential tests' reference)
-        self._issuers: dict[bytes, bytes] = {}  # a TSA certificate's DER -> its issuer name's DER
 
     def _load(self, der: bytes) -> tuple[x509.Certificate, str]:
-        hit = self._certs.get(der)
-        if hit is None:
-            cert = x509.load_der_x509_certificate(der)
-            cert.issuer, cert.subject, cert.public_key(), cert.extensions  # noqa: B018 - lazily parsed: now
-            hit = (cert, fingerprint(cert))
-            if len(self._certs) >= 64:
-                self._certs.clear()
-            self._certs[der] = hit
-        return hit
+        return self._certs.load(der)  # CmsProblem on a certificate that cannot be read: the token's structure
 
     def check(self, token: bytes, signature_value: bytes) -> TrustedTime:
         """The time ``token`` proves for ``signature_value`` (its TSA's, at its accuracy)."""
@@ -127,8 +113,7 @@ class TokenChecker:
             certs = [c for c, _ in loaded]
             signer = next(iter(response.signed_data.signer_infos))
             accuracy = info.accuracy
-            seconds = (accuracy.seconds or 0) + (accuracy.millis or 0) / 1000 + (accuracy.micros or 0) / 1e6 \
-                if accuracy is not None else 0.0
+            seconds = _seconds(accuracy)
         except Exception as exc:  # the Rust parser raises several kinds on damaged input
             raise TokenProblem("time.token-structure", f"the time-stamp token cannot be read ({type(exc).__name__})") \
                 from None
@@ -182,7 +167,7 @@ class TokenChecker:
             sid = signers[0].sid
             issuer = cmsder.der(sid.issuer)
             at = next((i for i, d in enumerate(ders) if self._load(d)[0].serial_number == sid.serial_number
-                       and self._issuer_der(d) == issuer), None)
+                       and self._certs.issuer_der(self._load(d)) == issuer), None)
             if at is None:
                 return None
             certs_key = (tuple(sorted(ders)), ders[at])
@@ -193,8 +178,7 @@ class TokenChecker:
             if imprint.hash_algorithm != SHA256_OID or imprint.message != hashlib.sha256(signature_value).digest():
                 return None
             gen_time, accuracy = info.gen_time, info.accuracy
-            seconds = (accuracy.seconds or 0) + (accuracy.millis or 0) / 1000 + (accuracy.micros or 0) / 1e6 \
-                if accuracy is not None else 0.0
+            seconds = _seconds(accuracy)
         except Exception:  # damaged: the full check says what is wrong
             return None
         when = gen_time if gen_time.tzinfo else gen_time.replace(tzinfo=dt.UTC)
@@ -202,14 +186,6 @@ class TokenChecker:
         if not self._known_good(certs_key, when, token, leaf, sd):
             return None
         return TrustedTime(when.astimezone(dt.UTC), dt.timedelta(seconds=seconds), leaf, leaf_sha256)
-
-    def _issuer_der(self, der: bytes) -> bytes:
-        found = self._issuers.get(der)
-        if found is None:
-            if len(self._issuers) >= 64:
-                self._issuers.clear()
-            found = self._issuers[der] = self._load(der)[0].issuer.public_bytes()
-        return found
 
     def _verify(self, response: object, digest: bytes) -> None:
         import rfc3161_client
@@ -291,6 +267,14 @@ class SignerInfoParts:
     message_digests: tuple[bytes, ...]  # the values of every messageDigest attribute
     tst_info: bytes  # the eContent's octets
     signature: bytes
+
+
+def _seconds(accuracy: object) -> float:
+    """A TSTInfo's accuracy (rfc3161-client's Accuracy, or None) in seconds."""
+    if accuracy is None:
+        return 0.0
+    a: Any = accuracy
+    return float((a.seconds or 0) + (a.millis or 0) / 1000 + (a.micros or 0) / 1e6)
 
 
 def signer_info_parts(token: bytes) -> SignerInfoParts | None:

@@ -77,12 +77,7 @@ class Trust:
 
 def load_tsa_roots(path: Path) -> tuple[x509.Certificate, ...]:
     """The TSA root certificates (PEM, one or more) an auditor trusts for time-stamp tokens."""
-    try:
-        data = read_file(str(path), MAX_PEM)
-    except FileNotFoundError:
-        raise TrustError(f"TSA roots not found: {path}") from None
-    except InvalidFormat as exc:
-        raise TrustError(f"TSA roots {path} {exc.message}") from None
+    data = _read_pem(path, "TSA roots")
     try:
         roots = tuple(x509.load_pem_x509_certificates(data))
     except ValueError:
@@ -90,13 +85,18 @@ def load_tsa_roots(path: Path) -> tuple[x509.Certificate, ...]:
     return roots
 
 
-def _load_root(path: Path) -> x509.Certificate:
+def _read_pem(path: Path, what: str) -> bytes:
+    """A PEM file an auditor names, read within its size limit; one TrustError line otherwise."""
     try:
-        data = read_file(str(path), MAX_PEM)
+        return read_file(str(path), MAX_PEM)
     except FileNotFoundError:
-        raise TrustError(f"trust root not found: {path}") from None
+        raise TrustError(f"{what} not found: {path}") from None
     except InvalidFormat as exc:
-        raise TrustError(f"trust root {path} {exc.message}") from None
+        raise TrustError(f"{what} {path} {exc.message}") from None
+
+
+def _load_root(path: Path) -> x509.Certificate:
+    data = _read_pem(path, "trust root")
     try:
         return x509.load_pem_x509_certificate(data)
     except ValueError:

@@ -81,11 +81,14 @@ def read_file(path: str, limit: int, where: str | None = None) -> bytes:
         while total <= limit:  # the file may grow while it is read: never more than limit + 1
             # Ask for what the file holds (plus one byte, to see growth), not for the limit: os.read
             # allocates what it is asked for.
-            chunk = os.read(fd, min(limit + 1 - total, max(info.st_size + 1 - total, 1 << 16)))
+            asked = min(limit + 1 - total, max(info.st_size + 1 - total, 1 << 16))
+            chunk = os.read(fd, asked)
             if not chunk:
                 break
             chunks.append(chunk)
             total += len(chunk)
+            if len(chunk) < asked:
+                break  # a short read of a regular file is its end: no second read to learn it
     finally:
         os.close(fd)
     data = chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -144,16 +145,15 @@ def audit(archive: Path, trust: Trust, *, workers: int | None = None,
     now = dt.datetime.now(dt.UTC)
     with ctx.Pool(workers, initializer=_init_worker,
                   initargs=(str(db_path), report, trust, now, require_timestamps)) as pool:
+        # Two batches in flight: the workers start on the next one while the last results of this one
+        # come in, so no core waits at a batch's end; memory still holds at most two batches of names.
+        in_flight: deque[Iterator[tuple[str, str, str]]] = deque()
         for batch in _batches(_folders(archive), BATCH):
-            rows = []
-            for agreement_id, status, data in pool.imap_unordered(_check, batch, chunksize=32):
-                rows.append((agreement_id, STATUS_ORDER[status], status, data))
-                summary.counts[status] += 1
-                summary.agreements += 1
-                if progress:
-                    progress(1)
-            db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", rows)
-            db.commit()
+            in_flight.append(pool.imap_unordered(_check, batch, chunksize=32))
+            if len(in_flight) > 1:
+                _collect(in_flight.popleft(), db, summary, progress)
+        while in_flight:
+            _collect(in_flight.popleft(), db, summary, progress)
     # Agreements the ledger says were archived but whose folder is gone.
     for (agreement_id,) in db.execute(
             "SELECT DISTINCT agreement_id FROM entries WHERE event IN ('archive', 'sign', 'void') "
@@ -169,6 +169,20 @@ def audit(archive: Path, trust: Trust, *, workers: int | None = None,
     db.close()
     _anchors(summary, archive, trust, checkpoints, witness_key)
     return summary, db_path
+
+
+def _collect(verdicts: Iterator[tuple[str, str, str]], db: sqlite3.Connection, summary: AuditSummary,
+             progress: Callable[[int], None] | None) -> None:
+    """One batch's verdicts into the results table (one transaction) and the summary's counts."""
+    rows = []
+    for agreement_id, status, data in verdicts:
+        rows.append((agreement_id, STATUS_ORDER[status], status, data))
+        summary.counts[status] += 1
+        summary.agreements += 1
+        if progress:
+            progress(1)
+    db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", rows)
+    db.commit()
 
 
 def _anchors(summary: AuditSummary, archive: Path, trust: Trust, checkpoints: Sequence[tuple[str, bytes]],

@@ -32,6 +32,17 @@ def fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
+NAME_BYTES = 64  # what cryptography allows in a name attribute: 64 bytes of UTF-8 (not characters)
+
+
+def name_text(text: str, limit: int = NAME_BYTES) -> str:
+    """``text`` cut to fit a certificate's name attribute: at most ``limit`` bytes of UTF-8, never inside a
+    character. What the PKI writes as a one-time certificate's common name, and what verifiers compare
+    the signer's name with (an ASCII name: its first 64 characters; "María..." fewer)."""
+    cut = text.encode("utf-8")[:limit]
+    return cut.decode("utf-8", errors="ignore")  # a character cut in two at the end is dropped
+
+
 def common_name(cert: x509.Certificate) -> str:
     attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(attrs[0].value) if attrs else ""

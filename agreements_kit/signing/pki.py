@@ -47,6 +47,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from agreements_kit.errors import InvalidFormat, PKIError
 from agreements_kit.formats.certprofile import (  # noqa: F401 - re-exported for callers
     AGREEMENT_URN,
+    NAME_BYTES,
     OU_CLIENT,
     OU_CLINICIANS,
     OU_GUARDIAN,
@@ -57,6 +58,7 @@ from agreements_kit.formats.certprofile import (  # noqa: F401 - re-exported for
     common_name,
     fingerprint,
     iso,
+    name_text,
 )
 from agreements_kit.formats.crlset import CrlSet, crl_number, parse_crl_set
 from agreements_kit.store.files import fsync_dir, make_private_dir, rename_noreplace, write_new
@@ -98,7 +100,7 @@ def utcnow() -> dt.datetime:
 def _name(common: str, org: str, unit: str) -> x509.Name:
     return x509.Name([
         x509.NameAttribute(NameOID.COMMON_NAME, common),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, org[:64]),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, name_text(org)),
         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit),
     ])
 
@@ -345,7 +347,7 @@ class PKI:
         make_private_dir(self.root_dir, exist_ok=True)
         make_private_dir(self.therapists, exist_ok=True)
         root_key = ec.generate_private_key(ec.SECP256R1())
-        root_name = _name(f"{practice_name[:52].rstrip()} Root CA", practice_name, OU_ROOT)
+        root_name = _name(f"{name_text(practice_name[:52], NAME_BYTES - 8).rstrip()} Root CA", practice_name, OU_ROOT)
         root = _ca_extensions(
             x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name)
             .public_key(root_key.public_key()).serial_number(x509.random_serial_number())
@@ -371,7 +373,8 @@ class PKI:
     def _ca_name(kind: CaKind, practice_name: str, generation: int) -> x509.Name:
         """A CA's subject; a rotated CA's carries its generation, so every CA's CRL has an issuer of its own."""
         suffix = kind.label if generation == 1 else f"{kind.label} {generation}"
-        return _name(f"{practice_name[:62 - len(suffix)].rstrip()} {suffix}", practice_name, kind.unit)
+        prefix = name_text(practice_name[:62 - len(suffix)], NAME_BYTES - 1 - len(suffix.encode()))
+        return _name(f"{prefix.rstrip()} {suffix}", practice_name, kind.unit)
 
     def add_clinician_ca(self, root_passphrase: bytes, clinician_passphrase: bytes, now: dt.datetime | None = None,
                          root_key_file: Path | None = None) -> x509.Certificate:
@@ -618,7 +621,7 @@ class PKI:
         if role not in (OU_CLIENT, OU_GUARDIAN):
             raise PKIError(f"one-time certificates are for a client or guardian, not '{role}'")
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = _leaf(_name(name[:64], practice_name, role), key.public_key(), self.intake(), intake_key,
+        cert = _leaf(_name(name_text(name), practice_name, role), key.public_key(), self.intake(), intake_key,
                      now - dt.timedelta(minutes=5), now + ONE_TIME, uri=agreement_uri(agreement_id, role))
         return cert, key
 

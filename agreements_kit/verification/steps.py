@@ -50,7 +50,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from agreements_kit.errors import InvalidFormat
-from agreements_kit.formats.certprofile import OU_CLINICIANS, OU_INTAKE, agreement_uri
+from agreements_kit.formats.certprofile import OU_CLINICIANS, OU_INTAKE, agreement_uri, name_text
 from agreements_kit.formats.certprofile import common_name as cn
 from agreements_kit.formats.certprofile import fingerprint as _fp
 from agreements_kit.formats.certprofile import unit as ou
@@ -587,7 +587,7 @@ def step_role(v: Verdict, ctx: Context, sig: Signature) -> None:
         elif rec.version >= 2 and uris != [agreement_uri(rec.agreement_id, rec.kind)]:
             problem = ("role.wrong-agreement", "was made with a one-time certificate issued for another agreement "
                        "or role")
-        elif cn(leaf) != nfc(rec.name)[:64]:
+        elif cn(leaf) != name_text(nfc(rec.name)):
             problem = ("role.wrong-name", "names a signer other than the one its certificate was issued to")
         elif rec.kind == "client" and nfc(rec.name) != nfc(ctx.manifest.client_name):
             problem = ("role.not-the-client", "is signed in the name of someone other than the agreement's client")

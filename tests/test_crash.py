@@ -319,3 +319,17 @@ def test_two_processes_sign_the_same_agreement_at_once(agreements_bin, pr: Path,
     assert len(sign_entries(entries, ONE)) == 1
     assert events_of(entries, ONE) == ["render", "archive", "certificate", "sign"]  # the loser issued nothing
     assert records(pr / "signed" / ONE) == ["01-client.json"]
+
+
+def test_a_private_folder_makes_its_missing_parents_private_too(tmp_path):
+    import stat as _stat
+
+    from agreements_kit.store.files import make_private_dir
+
+    before = os.umask(0o022)  # the usual umask: mkdir(parents=True) would leave "a" and "a/b" 0755
+    try:
+        make_private_dir(tmp_path / "a" / "b" / "c")
+    finally:
+        os.umask(before)
+    for part in ("a", "a/b", "a/b/c"):
+        assert _stat.S_IMODE(os.stat(tmp_path / part).st_mode) == 0o700, part

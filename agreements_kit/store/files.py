@@ -83,9 +83,18 @@ def _write_via_temporary(path: Path, data: bytes, rename: Any) -> None:
 
 
 def make_private_dir(path: Path, exist_ok: bool = False) -> None:
-    """Create a folder readable by the owner only (parents too, if missing)."""
+    """Create a folder readable by the owner only (parents too, if missing: each one it creates is
+    private as well, since ``mkdir(parents=True)`` gives the parents the umask's mode)."""
     path = Path(path)
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=exist_ok)
+    missing = []
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=DIR_MODE, exist_ok=True)
+        os.chmod(folder, DIR_MODE)
+    path.mkdir(mode=DIR_MODE, exist_ok=exist_ok)
     os.chmod(path, DIR_MODE)
 
 

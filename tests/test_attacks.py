@@ -932,6 +932,21 @@ def test_attack_tools_used_honestly_give_valid_signatures(act: str, scene: Scene
     assert got["audit"]["status"] == status and got["audit"]["codes"] == [] and got["audit"]["ok"]
 
 
+def test_a_record_that_accepted_an_earlier_published_disclosure_still_verifies(scene: Scene) -> None:
+    """The ESIGN disclosure's wording changes by new versions; records that accepted an earlier one (kept
+    byte for byte in templates/esign-disclosure-history) stay valid, and the current one is newer."""
+    from agreements_kit.formats.record import load_disclosure
+    from agreements_kit.resources import templates_dir
+
+    first = load_disclosure(templates_dir() / "esign-disclosure-history" / "1.txt")
+    assert first.version == "1" and load_disclosure().version != "1"
+    assert first.sha256 != load_disclosure().sha256
+    intake_sign(scene, FRESH, edit=lambda d: d["esign"].update(disclosure_version="1",
+                                                               disclosure_sha256=first.sha256))
+    got = scene.judge(FRESH)
+    assert got["verify"]["status"] == "incomplete" and got["verify"]["codes"] == [], json.dumps(got, indent=1)
+
+
 # ----------------------------------------------------------------------------- trust taken from the archive
 
 

@@ -60,6 +60,7 @@ from agreements_kit.formats.manifest import Manifest, parse_manifest
 from agreements_kit.formats.record import INITIALS_RE, INTENT, VOID_INTENT, SigningRecord, load_disclosure, parse_record
 from agreements_kit.formats.shape import parse_time
 from agreements_kit.formats.text import nfc
+from agreements_kit.resources import templates_dir
 from agreements_kit.verification.chain import ChainProblem, PathValidator
 from agreements_kit.verification.cms import CertCache, CmsProblem, SignatureFacts, check_signature
 from agreements_kit.verification.ledgerview import LEDGER_SKEW, LedgerIndex
@@ -358,8 +359,13 @@ _DISCLOSURES: dict[str, str] = {}
 
 
 def known_disclosures() -> dict[str, str]:
-    """ESIGN disclosure versions -> SHA-256 of their text, as shipped (a new version is added, never edited)."""
+    """ESIGN disclosure versions -> SHA-256 of their text, as shipped: the current one, and every one
+    published before it (templates/esign-disclosure-history/VERSION.txt, kept byte for byte), so that a
+    client's record keeps verifying after a new version's wording."""
     if not _DISCLOSURES:
+        for path in sorted((templates_dir() / "esign-disclosure-history").glob("*.txt")):
+            d = load_disclosure(path)
+            _DISCLOSURES[d.version] = d.sha256
         d = load_disclosure()
         _DISCLOSURES[d.version] = d.sha256
     return _DISCLOSURES

@@ -167,10 +167,28 @@ class DrawingError(AgreementsError):
     code = "usage.drawing"
 
 
+class ReceiptError(AgreementsError):
+    """A client's receipt cannot be made (no catalogue for the language, nothing signed, another client's)."""
+
+    code = "usage.receipt"
+
+
 class StaffError(AgreementsError):
     """A staff account cannot be added, removed or read (PRACTICE/staff.json)."""
 
     code = "usage.staff"
+
+
+class MailError(AgreementsError):
+    """Mail could not be sent: the practice's mail server was unreachable, untrusted or refused it."""
+
+    code = "unavailable.mail"
+
+
+class HandoffError(AgreementsError):
+    """The client's copy cannot be handed over this way (a download link, a choice, a follow-up)."""
+
+    code = "usage.handoff"
 
 
 # ----------------------------------------------------------------------------- verification

@@ -248,7 +248,7 @@ def test_keyboard_only_client_completes_the_whole_flow(site, page, run_bin):
     assert record["signer"] == {"name": "Jane Q. Doe", "role": "client"}
     assert record["identity"] == {"method": "photo ID checked in person", "checked_by": "Front desk (test)"}
     assert record["method"]["drawn_signature_png_sha256"] is None
-    tab_to(page, "button[type=submit]")
+    tab_to(page, "#finish")
     page.keyboard.press("Enter")
     page.wait_for_url("**/sign/finish")  # the closing page (a plain wait could return before navigating)
     page.wait_for_load_state()

@@ -205,3 +205,79 @@ def test_a_wrong_passphrase_stops_the_server_before_it_listens(practice: Path, t
                           stdin=subprocess.DEVNULL, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [proc.stderr.strip()] and "wrong passphrase" in proc.stderr
+
+
+def _public_ca_certificate(tmp_path: Path, key_mode: int = 0o600, passphrase: bytes | None = None):
+    """A CA of its own (standing in for a public one) and a server certificate from it for 127.0.0.1."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Stand-in Public CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+          .not_valid_after(now + dt.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "intake.example")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (tmp_path / "chain.pem").write_bytes(cert.public_bytes(pem) + ca.public_bytes(pem))
+    encryption = (serialization.BestAvailableEncryption(passphrase) if passphrase
+                  else serialization.NoEncryption())
+    key_path = tmp_path / "key.pem"
+    key_path.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, encryption))
+    key_path.chmod(key_mode)
+    return tmp_path / "ca.pem", tmp_path / "chain.pem", key_path
+
+
+def test_tls_with_the_practices_own_certificate_for_clients_phones(practice: Path, tmp_path: Path, monkeypatch):
+    """A certificate from a CA the clients' phones trust (here a stand-in), not the practice root."""
+    ca, chain, key = _public_ca_certificate(tmp_path, passphrase=b"tls key pass")
+    monkeypatch.setenv("AGREEMENTS_TLS_KEY_PASSPHRASE", "tls key pass")
+    server = Served(practice, "--tls-cert", str(chain), "--tls-key", str(key))
+    try:
+        assert f"https://127.0.0.1:{server.port}" in "".join(server.banner)
+        phone = ssl.create_default_context(cafile=str(ca))  # trusts the public CA, knows nothing of the practice
+        with urllib.request.urlopen(f"https://127.0.0.1:{server.port}/", context=phone) as response:
+            assert response.status == 200
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("problem", ["readable key", "key alone", "wrong key"])
+def test_a_bad_own_certificate_stops_the_server_with_one_line(practice: Path, tmp_path: Path, problem: str):
+    ca, chain, key = _public_ca_certificate(tmp_path, key_mode=0o644 if problem == "readable key" else 0o600)
+    args = ["--tls-cert", str(chain), "--tls-key", str(key)]
+    if problem == "key alone":
+        args = ["--tls-key", str(key)]
+    if problem == "wrong key":
+        (tmp_path / "other").mkdir()
+        other = _public_ca_certificate(tmp_path / "other")[2]  # a key of another certificate
+        args = ["--tls-cert", str(chain), "--tls-key", str(other)]
+    env = dict(os.environ, AGREEMENTS_INTAKE_PASSPHRASE=PASS)
+    env.pop("AGREEMENTS_TLS_KEY_PASSPHRASE", None)
+    agreements = Path(sys.executable).parent / "agreements"
+    proc = subprocess.run([str(agreements), "intake", "serve", "--practice", str(practice), "--port", str(free_port()),
+                           *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert {"readable key": "chmod 600", "key alone": "go together", "wrong key": "cannot be used together"}[problem] \
+        in proc.stderr

@@ -21,7 +21,7 @@ from markupsafe import Markup
 from agreements_kit.authoring.agreement import Agreement
 from agreements_kit.errors import RenderError
 
-PAGE_TEMPLATE = "agreement.html.j2"
+PAGE_TEMPLATE = "agreement.html.j2"  # the default; a library may name another agreement* page (library.yaml 'page')
 
 
 @lru_cache(maxsize=8)
@@ -100,7 +100,7 @@ def render_html(agreement: Agreement, template_dir: Path) -> str:
             sections.append({"id": clause["area"], "title": areas[clause["area"]], "clauses": []})
         sections[-1]["clauses"].append(clause)
     try:
-        return env.get_template(PAGE_TEMPLATE).render(
+        return env.get_template(agreement.library.page).render(
             base,
             title=agreement.library.title,
             language=agreement.library.language,
@@ -111,5 +111,5 @@ def render_html(agreement: Agreement, template_dir: Path) -> str:
             source={"title": agreement.library.source_title, "origin": agreement.library.source_origin},
         )
     except (UndefinedError, TemplateError) as exc:
-        raise RenderError(f"template {PAGE_TEMPLATE} failed to render: {exc}", path=template_dir) from None
+        raise RenderError(f"template {agreement.library.page} failed to render: {exc}", path=template_dir) from None
 

@@ -43,6 +43,8 @@ VARIABLE_TYPES = {"string": str, "integer": int, "boolean": bool}
 ID_RE = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)*$")
 VAR_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 JURISDICTION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+# A page template is one of the agreement* files of the template folder, which the manifest's template hash covers.
+PAGE_RE = re.compile(r"^agreement[a-z0-9-]*\.html\.j2$")
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,9 @@ class Library:
     commitments: list[Commitment]
     clauses: dict[str, Clause] = field(default_factory=dict)
     variants: dict[tuple[str, str], Variant] = field(default_factory=dict)
+    # The page template that lays the document out (library.yaml 'page'): a library of another
+    # kind of document (the consent to electronic records) has its own heading, intro and signatures.
+    page: str = "agreement.html.j2"
 
     def clause(self, clause_id: str, jurisdiction: str | None = None) -> Clause:
         """The clause as it applies in ``jurisdiction`` (its variant, if one exists)."""
@@ -378,7 +383,7 @@ def _load_index(ck: _Checker, root: Path) -> Library | None:
     if d is None:
         return None
     req = {"library", "version", "title", "language", "default_jurisdiction", "jurisdictions", "areas", "source"}
-    if not ck.keys(d, req, set(), "library.yaml", path):
+    if not ck.keys(d, req, {"page"}, "library.yaml", path):
         return None
     ok = all([ck.typed(d, "library", str, "the library", path), ck.typed(d, "version", int, "the library", path),
               ck.typed(d, "title", str, "the library", path), ck.typed(d, "language", str, "the library", path),
@@ -391,6 +396,10 @@ def _load_index(ck: _Checker, root: Path) -> Library | None:
             ok = False
         else:
             jurisdictions[code] = name
+    if "page" in d and (not isinstance(d["page"], str) or not PAGE_RE.match(d["page"])):
+        ck.add("'page' must name a page template such as agreement-esign.html.j2 (agreement, then lowercase "
+               "letters, digits or '-', then .html.j2)", path, d.line_of("page"))
+        ok = False
     if ok and d["default_jurisdiction"] not in jurisdictions:
         ck.add(f"default_jurisdiction '{d['default_jurisdiction']}' is not in 'jurisdictions'", path,
                d.line_of("default_jurisdiction"))
@@ -448,7 +457,8 @@ def _load_index(ck: _Checker, root: Path) -> Library | None:
         return None
     return Library(root=root, name=d["library"], version=d["version"], title=d["title"], language=d["language"],
                    default_jurisdiction=d["default_jurisdiction"], jurisdictions=jurisdictions, areas=areas,
-                   source_title=title, source_origin=origin, commitments=commitments)
+                   source_title=title, source_origin=origin, commitments=commitments,
+                   page=d.get("page", "agreement.html.j2"))
 
 
 _CLAUSE_REQUIRED = {"id", "version", "title", "initials", "covers", "summary", "body"}

@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agreements_kit import resources
 from agreements_kit.authoring import yamlfile
@@ -23,6 +23,9 @@ from agreements_kit.authoring.yamlfile import LineDict
 from agreements_kit.errors import PracticeError
 from agreements_kit.formats.text import check_name, check_text
 from agreements_kit.store.files import DIR_MODE, FILE_MODE
+
+if TYPE_CHECKING:
+    from agreements_kit.authoring.handoff import Handoff
 
 SETTINGS = "practice.yaml"
 THERAPIST_ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -67,6 +70,7 @@ class Practice:
     clauses_dir: Path | None = None
     templates_dir: Path | None = None
     timestamping: Timestamping | None = None
+    handoff: Handoff | None = None  # the client's copy by email, print or phone (authoring/handoff.py)
 
     @property
     def settings_path(self) -> Path:
@@ -112,7 +116,7 @@ def parse_practice(d: object, root: Path) -> Practice:
     if not isinstance(d, LineDict):
         raise PracticeError("settings must be a mapping", path=path, line=1)
     _keys(d, {"practice", "therapists"}, {"jurisdiction", "variables", "clauses", "templates",
-                                                  "timestamping"}, "practice.yaml", path)
+                                                  "timestamping", "handoff"}, "practice.yaml", path)
     p = d["practice"]
     if not isinstance(p, LineDict):
         raise PracticeError("'practice' must be a mapping", path=path, line=d.line_of("practice"))
@@ -146,7 +150,7 @@ def parse_practice(d: object, root: Path) -> Practice:
         jurisdiction=jurisdiction, jurisdiction_line=jurisdiction_line, therapists=therapists,
         variables=dict(variables), variable_lines=dict(variables.lines),
         clauses_dir=_folder(d, "clauses", root, path), templates_dir=_folder(d, "templates", root, path),
-        timestamping=_timestamping(d, path),
+        timestamping=_timestamping(d, path), handoff=_handoff(d, root, path),
     )
 
 
@@ -175,6 +179,12 @@ def _timestamping(d: LineDict, path: Path) -> Timestamping | None:
         raise PracticeError("'timeout' of 'timestamping' must be a number of seconds between 0 and 120", path=path,
                             line=t.line_of("timeout"))
     return Timestamping(tuple(urls), on_failure, float(timeout))
+
+
+def _handoff(d: LineDict, root: Path, path: Path) -> Handoff:
+    from agreements_kit.authoring.handoff import parse_handoff
+
+    return parse_handoff(d, root, path)
 
 
 def _keys(d: LineDict, required: set[str], optional: set[str], what: str, path: Path) -> None:

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from agreements_kit.authoring.agreement import Agreement, build
+from agreements_kit.authoring.documents import load_document
 from agreements_kit.authoring.html import render_html, template_digest
-from agreements_kit.authoring.library import Library, load_library
+from agreements_kit.authoring.library import Library
 from agreements_kit.authoring.manifest import build_manifest, with_document
 from agreements_kit.authoring.practice import Practice, load_practice
 from agreements_kit.authoring.spec import Spec
@@ -46,12 +47,14 @@ class Renderer:
     library: Library
     template_dir: Path
     template: dict[str, Any]
+    document: str | None = None  # a document library's name (authoring/documents.py); None: the agreement
 
     @classmethod
-    def load(cls, practice_root: Path) -> Renderer:
+    def load(cls, practice_root: Path, document: str | None = None) -> Renderer:
         practice = load_practice(practice_root)
         template_dir = practice.template_dir()
-        return cls(practice, load_library(practice.library_dir()), template_dir, template_digest(template_dir))
+        library, practice = load_document(practice, document)
+        return cls(practice, library, template_dir, template_digest(template_dir), document)
 
     def prepare(self, spec: Spec) -> Agreement:
         return build(spec, self.practice, self.library)
@@ -131,9 +134,9 @@ def plan(renderer: Renderer, specs: list[Spec], out_parent: Path) -> list[Job]:
 _worker: Renderer | None = None
 
 
-def _init_worker(practice_root: Path) -> None:
+def _init_worker(practice_root: Path, document: str | None = None) -> None:
     global _worker
-    _worker = Renderer.load(practice_root)
+    _worker = Renderer.load(practice_root, document)
     from agreements_kit.authoring import pdf
 
     pdf.font_config()
@@ -162,7 +165,7 @@ def render_many(renderer: Renderer, jobs: list[Job], workers: int | None = None,
     results: dict[int, Path] = {}
     first_error: BaseException | None = None
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
-                             initargs=(renderer.practice.root,)) as pool:
+                             initargs=(renderer.practice.root, renderer.document)) as pool:
         futures = {pool.submit(_work, job): i for i, job in enumerate(jobs)}
         for fut in as_completed(futures):
             try:

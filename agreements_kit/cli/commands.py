@@ -167,8 +167,10 @@ def init(directory: Path, name: str, jurisdiction: str, phone: str, address: str
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Set a clause variable (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path), help="Parent folder for drafts (default: PRACTICE/drafts).")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes for batches (default: all cores).")
+@click.option("--document", help="Render another kind of document from its own library (e.g. esign-disclosure, the "
+                                 "consent to electronic records); default: the therapists' agreement.")
 def render(practice_dir, client, guardian, relation, therapist, spec_files, agreement_id, date, jurisdiction, clauses,
-           sets, out, workers) -> None:
+           sets, out, workers, document) -> None:
     """Render draft agreements (agreement.pdf + manifest.json), one folder each."""
     from agreements_kit.authoring.practice import locate
     from agreements_kit.authoring.render import Renderer, check_out_parent, plan, render_many
@@ -182,7 +184,7 @@ def render(practice_dir, client, guardian, relation, therapist, spec_files, agre
         raise SpecError("give either --spec files or --client/--therapist options, not both")
     if not spec_files and (client is None or therapist is None):
         raise SpecError("give --client NAME and --therapist ID, or --spec FILE")
-    renderer = Renderer.load(locate(practice_dir))
+    renderer = Renderer.load(locate(practice_dir), document)
     if spec_files:
         specs = [s for f in spec_files for s in load_spec_file(f)]
     else:
@@ -508,7 +510,10 @@ def _ask_client(practice, folder, role: str, name, initials, consent, agree, ide
     if initials:
         given = dict.fromkeys(needed, initials)
     elif interactive and consent:
-        for clause in clauses_as_signed(folder, practice):  # the text of the PDF, not of today's library
+        from agreements_kit.authoring.documents import practice_for
+
+        # The text of the PDF (from the library its manifest names), not of today's library.
+        for clause in clauses_as_signed(folder, practice_for(practice, folder.manifest)):
             if clause["initials"]:
                 click.echo(f"\n{clause['number']}. {clause['title']}\n{clause['summary']}")
                 given[clause["id"]] = click.prompt("Your initials for this part", default="", show_default=False)
@@ -571,8 +576,10 @@ def sign(agreement, practice_dir, role, name, initials, consent, agree, identity
         folder = find_agreement(practice, agreement)
         png = None
         if drawn_signature is not None:
+            from agreements_kit.intake.drawing import clean_png
+
             try:
-                png = drawn_signature.read_bytes()
+                png = clean_png(drawn_signature.read_bytes())  # checked and redrawn, as the intake pages do
             except OSError as exc:
                 raise AgreementsError(f"cannot read {drawn_signature}: {exc.strerror}") from None
         typed, given, consent, agree, identity, checked_by = _ask_client(
@@ -590,6 +597,23 @@ def sign(agreement, practice_dir, role, name, initials, consent, agree, identity
     click.echo(f"signature: {result.signature_path}")
     if result.completion:
         click.echo(f"complete:  {result.completion}")
+    if role == "therapist":
+        _follow_up(practice, result.folder.id)
+
+
+def _follow_up(practice, agreement_id: str) -> None:
+    """The completed copy goes to the client the way they chose at intake (intake/delivery.py). Any failure
+    is a warning: the countersignature is committed, and a mail that could not go stays queued."""
+    from agreements_kit.cli.handoff import say_outcome
+    from agreements_kit.intake.delivery import QUEUED, follow_up
+
+    try:
+        outcome = follow_up(practice, agreement_id)
+    except AgreementsError as exc:
+        click.echo(f"warning: the completed copy was not handed over: {exc.message}; {QUEUED}", err=True)
+        return
+    if outcome is not None:
+        say_outcome(outcome)
 
 
 @main.command()
@@ -830,7 +854,8 @@ def audit(archive, practice_dir, trust_path, trust_sha256, crl, tsa_trust, requi
 @click.argument("agreement")
 @practice_option
 @click.option("--library", "library_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Clause library to render with (default: the practice's).")
+              help="Clause library to render with (default: the one the manifest names, the practice's or a "
+                   "document library).")
 @click.option("--templates", "templates_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Template folder (default: the practice's).")
 def reproduce(agreement, practice_dir, library_dir, templates_dir) -> None:
@@ -840,7 +865,10 @@ def reproduce(agreement, practice_dir, library_dir, templates_dir) -> None:
 
     practice = _practice(practice_dir)
     folder = find_agreement(practice, agreement)
-    result = run(folder.path, library_dir or practice.library_dir(), templates_dir or practice.template_dir())
+    from agreements_kit.authoring.documents import library_dir_for
+
+    result = run(folder.path, library_dir or library_dir_for(practice, folder.manifest),
+                 templates_dir or practice.template_dir())
     if result.identical:
         click.echo(f"identical: re-rendering {folder.id} gives the signed PDF byte for byte "
                    f"(sha256 {result.signed_sha256})")
@@ -852,13 +880,46 @@ def reproduce(agreement, practice_dir, library_dir, templates_dir) -> None:
     sys.exit(1)
 
 
+@main.command()
+@click.argument("agreements", nargs=-1, required=True, metavar="AGREEMENT...")
+@practice_option
+@click.option("--language", help="Write it in this language (en, es...; default: the agreement's, from its library).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The PDF to write (a new file: never overwritten).")
+def receipt(agreements, practice_dir, language, out: Path) -> None:
+    """Write the client's one-page receipt of AGREEMENT (several: one receipt for a packet).
+
+    With the log's latest signed checkpoint when it includes the client's signature."""
+    from agreements_kit.signing.receipt import client_checkpoint, receipt_pdf
+    from agreements_kit.signing.sign import find_agreement
+    from agreements_kit.store.files import write_new
+
+    if os.path.lexists(out):
+        raise AgreementsError(f"{out} already exists; choose a new file for the receipt", code="conflict.exists")
+    practice = _practice(practice_dir)
+    folders = [find_agreement(practice, ref) for ref in agreements]
+    checkpoint = client_checkpoint(folders)
+    data = receipt_pdf(folders, checkpoint=checkpoint, language=language)
+    try:
+        write_new(out, data)
+    except FileExistsError:
+        raise AgreementsError(f"{out} already exists; choose a new file for the receipt",
+                              code="conflict.exists") from None
+    except OSError as exc:
+        raise AgreementsError(f"cannot write {out}: {exc.strerror}") from None
+    click.echo(f"receipt: {out}")
+    if checkpoint is None:
+        click.echo("note: no signed checkpoint of the log includes the client's signature yet, so the receipt "
+                   "has none ('agreements log checkpoint' signs one)", err=True)
+
+
 @main.group()
 def intake() -> None:
     """In-person signing on a clinic device: a local web app and one-time links."""
 
 
 @intake.command("open")
-@click.argument("agreement")
+@click.argument("agreements", nargs=-1, required=True, metavar="AGREEMENT...")
 @practice_option
 @click.option("--role", type=click.Choice(["client", "guardian"]), default="client", show_default=True)
 @click.option("--identity", required=True, help="How staff checked the signer's identity (e.g. 'photo ID').")
@@ -867,21 +928,20 @@ def intake() -> None:
 @click.option("--url", "base_url", default="http://127.0.0.1:8765", show_default=True,
               help="The intake server's address as the tablet reaches it.")
 @click.option("--qr", "qr_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write the QR code as SVG.")
-def intake_open(agreement, practice_dir, role, identity, checked_by, minutes, base_url, qr_file) -> None:
-    """Open a one-time intake link for AGREEMENT (prints the link and a QR code)."""
+def intake_open(agreements, practice_dir, role, identity, checked_by, minutes, base_url, qr_file) -> None:
+    """Open a one-time intake link for AGREEMENT (prints the link and a QR code).
+
+    Several agreements make a packet: one client's documents, signed one after the
+    other in one visit (the consent to electronic records first)."""
     from agreements_kit.intake.app import intake_link
+    from agreements_kit.intake.packet import check_packet
     from agreements_kit.intake.tickets import TicketStore
-    from agreements_kit.signing.sign import check_intake_role, find_agreement
 
     practice = _practice(practice_dir)
-    folder = find_agreement(practice, agreement)
-    check_intake_role(folder, role)
-    if not folder.awaiting_client:
-        raise AgreementsError(f"agreement {folder.id} is not awaiting a client signature")
-    folder.check_pdf()
+    folders = check_packet(practice, list(agreements), role)  # one client's, each awaiting the client
     store = TicketStore(practice.root / "intake")
     store.sweep()  # expired links go, with the hashes of used ones older than a day
-    token, ticket = store.open(folder.id, role, identity, checked_by, minutes)
+    token, ticket = store.open([f.id for f in folders], role, identity, checked_by, minutes)
     link = intake_link(base_url, token)
     import segno
 
@@ -894,10 +954,31 @@ def intake_open(agreement, practice_dir, role, identity, checked_by, minutes, ba
         buffer = io.BytesIO()
         qr.save(buffer, kind="svg", scale=6)
         write_new(qr_file, buffer.getvalue())
-    click.echo(f"one-time link for {folder.id} ({role}), valid until {ticket.expires:%H:%M} UTC:")
+    click.echo(f"one-time link for {', '.join(ticket.agreement_ids)} ({role}), valid until {ticket.expires:%H:%M} UTC:")
     click.echo(link)
     if _tty(sys.stdout):
         qr.terminal(compact=True)
+
+
+def _own_tls_context(cert: Path, key: Path):
+    """An HTTPS context from the practice's own certificate chain and key (files, checked first)."""
+    import ssl
+    import stat
+
+    for path, what in ((cert, "--tls-cert"), (key, "--tls-key")):
+        if not path.is_file():
+            raise AgreementsError(f"{what} {path}: no such file")
+    if stat.S_IMODE(key.stat().st_mode) & 0o077:
+        raise AgreementsError(f"--tls-key {key}: others can read this private key: chmod 600 {key}")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    secret = os.environ.get("AGREEMENTS_TLS_KEY_PASSPHRASE", "")
+    try:
+        context.load_cert_chain(cert, key, password=lambda: secret.encode())
+    except ssl.SSLError as exc:
+        raise AgreementsError(f"--tls-cert {cert} and --tls-key {key} cannot be used together ({exc.reason or exc}): "
+                              "a PEM chain and its own key, the key's passphrase in "
+                              "$AGREEMENTS_TLS_KEY_PASSPHRASE if it is encrypted") from None
+    return context
 
 
 @intake.command("serve")
@@ -905,10 +986,16 @@ def intake_open(agreement, practice_dir, role, identity, checked_by, minutes, ba
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
 @click.option("--tls", is_flag=True, help="Serve HTTPS with a certificate from the practice's intake CA.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path),
+              help="Serve HTTPS with this certificate chain (PEM) instead: one clients' own phones trust, issued "
+                   "for the server's host name by a public CA. Needs --tls-key.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="The private key (PEM) of --tls-cert: readable by its owner only; if encrypted, its passphrase "
+                   "from $AGREEMENTS_TLS_KEY_PASSPHRASE.")
 @click.option("--idle-minutes", type=click.IntRange(1, 120), default=15, show_default=True,
               help="End a client's or staff session left this long without activity.")
 @intake_passphrase_option
-def intake_serve(practice_dir, host, port, tls, idle_minutes, passphrase_file) -> None:
+def intake_serve(practice_dir, host, port, tls, tls_cert, tls_key, idle_minutes, passphrase_file) -> None:
     """Serve the intake pages (client signing, and /staff to open intakes).
 
     The intake CA's passphrase unlocks its key for client signatures; no other key
@@ -933,14 +1020,22 @@ def intake_serve(practice_dir, host, port, tls, idle_minutes, passphrase_file) -
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host == "localhost"
-    if tls and host in ("0.0.0.0", "::", ""):
+    if (tls_cert is None) != (tls_key is None):
+        raise AgreementsError("--tls-cert and --tls-key go together: the certificate chain and its private key")
+    if tls_cert is not None and tls:
+        raise AgreementsError("choose --tls (a certificate from the intake CA) or --tls-cert/--tls-key, not both")
+    own_certificate = tls_cert is not None
+    tls = tls or own_certificate
+    if tls and not own_certificate and host in ("0.0.0.0", "::", ""):
         raise AgreementsError("--tls needs the address tablets use (--host 192.168.1.20, say), not a wildcard: "
                               "the certificate is issued for it")
     if not loopback and not tls:
         click.echo("warning: serving on the network without --tls: names and signatures cross the network "
                    "unencrypted", err=True)
     context = None
-    if tls:
+    if own_certificate:
+        context = _own_tls_context(tls_cert, tls_key)
+    elif tls:
         cert, key = pki_dir.server_certificate([host], passphrase)
         with tempfile.TemporaryDirectory() as tmp:
             cert_path, key_path = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
@@ -970,8 +1065,10 @@ def intake_serve(practice_dir, host, port, tls, idle_minutes, passphrase_file) -
     server = make_server(host, port, app, threaded=True, ssl_context=context,
                          request_handler=quiet_request_handler())
     click.echo(f"intake server on {scheme}://{host}:{port}/ (staff page: /staff); Ctrl-C to stop", err=True)
-    if tls:
-        click.echo(f"tablets must trust {pki_dir.root_cert} (the practice root) to open it without warnings", err=True)
+    if tls and not own_certificate:
+        click.echo(f"tablets must trust {pki_dir.root_cert} (the practice root) to open it without warnings; "
+                   "clients' own phones will not (the phone hand-off): serve with --tls-cert/--tls-key for that",
+                   err=True)
     if no_staff:
         click.echo("warning: no staff accounts, so no one can sign in at /staff: add them with "
                    "'agreements staff add NAME'", err=True)
@@ -994,12 +1091,9 @@ def demo(directory: Path) -> None:
         sys.exit(1)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 def _register_groups() -> None:
     """Command groups that live in their own modules."""
+    from agreements_kit.cli.handoff import handoff
     from agreements_kit.cli.log import log
     from agreements_kit.cli.staff import staff
     from agreements_kit.cli.tsa import tsa
@@ -1007,6 +1101,10 @@ def _register_groups() -> None:
     main.add_command(tsa)
     main.add_command(log)
     main.add_command(staff)
+    main.add_command(handoff)
 
 
 _register_groups()
+
+if __name__ == "__main__":  # pragma: no cover - after the groups: python -m agreements_kit.cli.commands staff ...
+    main()

@@ -57,6 +57,7 @@ class DemoResult:
     lines: list[str] = field(default_factory=list)
     verdict: Verdict | None = None
     copy: Path | None = None  # the signed copy (02-therapist.copy.pdf), both signatures
+    receipts: list[Path] = field(default_factory=list)  # the client's receipt, in English and Spanish
 
 
 def run_demo(directory: str | Path) -> DemoResult:
@@ -123,6 +124,7 @@ def _run(directory: Path, keys: DemoPassphrases, tsa_url: str) -> DemoResult:
     write_new(witness_dir / "demo-witness-passphrase.txt", witness_passphrase + b"\n")
     archived = therapist.folder.path
     result = DemoResult(directory, draft, archived, [client.record_path, therapist.record_path])
+    result.receipts = _receipts(directory, therapist.folder)
     root = directory / "pki" / "root.pem"
     result.lines += [
         f"practice:   {directory} ({DEMO_PRACTICE['name']}, {DEMO_PRACTICE['jurisdiction']})",
@@ -132,7 +134,8 @@ def _run(directory: Path, keys: DemoPassphrases, tsa_url: str) -> DemoResult:
         f"signed:     {archived}/ (agreement.pdf, manifest.json, records, signatures)",
         f"  client    {client.record_path.name} + .p7s at {client.record['signed_at']}",
         f"  therapist {therapist.record_path.name} + .p7s at {therapist.record['signed_at']}",
-        f"  receipt   {therapist.completion}",
+        f"  complete  {therapist.completion} (certificate of completion)",
+        f"  receipt   {', '.join(str(p) for p in result.receipts)} (the client's one page, in English and Spanish)",
         f"time:       every signature time-stamped by the local TSA at {tsa_url} ({directory / 'demo-tsa'}; "
         f"restart it with 'agreements tsa serve {directory / 'demo-tsa'} --port {_port(tsa_url)}')",
         f"ledger:     {practice.archive / 'ledger.jsonl'}",
@@ -179,6 +182,18 @@ def _run(directory: Path, keys: DemoPassphrases, tsa_url: str) -> DemoResult:
                      f"  agreements audit --trust {root} --checkpoint {cosigned} "
                      f"--witness-key {witness_dir / 'witness.pub'} {practice.archive}"]
     return result
+
+
+def _receipts(directory: Path, folder) -> list[Path]:
+    """The client's receipt (agreements receipt), beside the demo's files: never in the archive."""
+    from agreements_kit.signing.receipt import client_checkpoint, receipt_pdf
+
+    checkpoint = client_checkpoint([folder])
+    paths = []
+    for language, name in (("en", "demo-receipt.pdf"), ("es", "demo-receipt-es.pdf")):
+        write_new(directory / name, receipt_pdf([folder], checkpoint=checkpoint, language=language))
+        paths.append(directory / name)
+    return paths
 
 
 def _port(url: str) -> str:

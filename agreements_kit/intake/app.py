@@ -3,10 +3,12 @@
 Pages, in order: a one-time link's "Start" page, consent to electronic records
 (the ESIGN disclosure), read and initial (each clause's plain summary, its full
 text, the PDF), sign (typed name, optional drawn signature, intent), and the
-client's copy. Opening a link (GET, HEAD, a mail scanner, a browser's prefetch)
-uses nothing up: only the client's "Start" (a POST with a CSRF token) claims it and
-opens a session bound to one agreement and one role. No page names or lists
-agreements to a client, and no URL carries an id or a name. Staff open intakes from
+client's copy. A link may cover a packet (intake/packet.py): consent once, then
+read, initial and sign each document in turn, and one done page and receipt for
+all. Opening a link (GET, HEAD, a mail scanner, a browser's prefetch) uses nothing
+up: only the client's "Start" (a POST with a CSRF token) claims it and opens a
+session bound to its agreements and one role. No page names or lists another
+client's agreements to a client, and no URL carries an id or a name. Staff open intakes from
 ``agreements intake open`` or from ``/staff``, where each person signs in with their
 own account (intake/staff.py); the intake CA's passphrase, given when the server
 starts, only unlocks the key that signs.
@@ -50,16 +52,18 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
+from agreements_kit.authoring.documents import practice_for
 from agreements_kit.authoring.practice import Practice, load_practice
 from agreements_kit.errors import AgreementsError, DrawingError, StaffError
 from agreements_kit.formats import record
-from agreements_kit.intake import drawing
+from agreements_kit.intake import drawing, packet
 from agreements_kit.intake.staff import KnownDevices, StaffStore
 from agreements_kit.intake.tickets import (
     CLIENT_HOURS,
     ENDED_IDLE,
     ENDED_LIMIT,
     IDLE_MINUTES,
+    MAX_PACKET,
     STAFF_HOURS,
     IntakeError,
     RateLimiter,
@@ -186,14 +190,34 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             abort(make_response(message("Form expired", "This form could not be accepted (it expired or did not "
                                         "come from this page). Go back, reload the page and try again.", 400)))
 
+    def folder_of(agreement_id: str) -> Path:
+        archived = practice.archive / agreement_id
+        return archived if archived.is_dir() else practice.drafts / agreement_id
+
     def agreement_folder(s: Session) -> Path:
-        archived = practice.archive / s.ticket.agreement_id
-        return archived if archived.is_dir() else practice.drafts / s.ticket.agreement_id
+        """The document being signed now (once all are signed, the last)."""
+        return folder_of(s.current_id or s.ticket.agreement_ids[-1])
 
     def clauses_for(s: Session) -> list[dict[str, Any]]:
         from agreements_kit.verification.reproduce import clauses_as_signed
 
-        return clauses_as_signed(load_folder(agreement_folder(s)), practice)
+        folder = load_folder(agreement_folder(s))
+        return clauses_as_signed(folder, practice_for(practice, folder.manifest))  # from the library it names
+
+    def documents_of(s: Session) -> list[dict[str, Any]]:
+        """The session's documents as pages show them (number, id, title), each marked signed or not."""
+        out = []
+        for number, aid in enumerate(s.ticket.agreement_ids, start=1):
+            described = packet.describe(practice, load_folder(folder_of(aid)))
+            out.append({**described, "number": number, "signed": aid in s.done,
+                        "signed_at": say_time(s.result.get("signed_times", {}).get(aid, ""))})
+        return out
+
+    def this_document(s: Session) -> dict[str, Any]:
+        """The document being signed now, and where it stands in the packet ("2 of 3")."""
+        folder = load_folder(agreement_folder(s))
+        return {**packet.describe(practice, folder), "number": len(s.done) + 1,
+                "total": len(s.ticket.agreement_ids)}
 
     @app.after_request
     def headers(response: Response) -> Response:
@@ -291,15 +315,18 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         if s.signed:
             return redirect(url_for("signing.done"))
         disclosure = record.load_disclosure()
+        # One consent for the visit: it is to electronic records and signatures, and the page lists every
+        # document it covers (each is then read and signed on its own pages).
+        context = dict(title="Before you sign", step=1, csrf=s.csrf, disclosure=disclosure.text,
+                       documents=documents_of(s))
         if request.method == "POST":
             check_csrf(s.csrf)
             if request.form.get("consent") != "yes":
-                return page("consent.html.j2", 422, title="Before you sign", step=1, csrf=s.csrf,
-                            disclosure=disclosure.text, error="to sign electronically, tick the box to agree. "
-                            "If you prefer paper, tell the front desk.")
+                return page("consent.html.j2", 422, **context, error="to sign electronically, tick the box to "
+                            "agree. If you prefer paper, tell the front desk.")
             s.consent = True
             return redirect(url_for("signing.review"))
-        return page("consent.html.j2", title="Before you sign", step=1, csrf=s.csrf, disclosure=disclosure.text)
+        return page("consent.html.j2", **context)
 
     @signing.route("/sign/agreement", methods=["GET", "POST"])
     def review():
@@ -310,10 +337,13 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             return redirect(url_for("signing.consent"))
         try:
             clauses = clauses_for(s)
+            doc = this_document(s)
         except AgreementsError as exc:
             return message("Cannot continue", f"This agreement cannot be signed here: {exc.message}. "
                            "Please ask the front desk.", 409)
-        given = dict(s.result.get("initials", {}))
+        given = dict(s.result.get("initials", {})) if s.result.get("initials_for") == doc["id"] else {}
+        context = dict(title="Read and initial", step=2, csrf=s.csrf, clauses=clauses, document=doc,
+                       notice=s.result.get("notice"))
         if request.method == "POST":
             check_csrf(s.csrf)
             given = {c["id"]: request.form.get(f"initials.{c['id']}", "").strip() for c in clauses if c["initials"]}
@@ -323,11 +353,12 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             if missing or bad:
                 c = (missing or bad)[0]
                 why = "your initials are needed" if missing else "initials are 1 to 5 letters"
-                return page("review.html.j2", 422, title="Read and initial", step=2, csrf=s.csrf, clauses=clauses,
-                            given=given, error=f"{why} for part {c['number']}, \u201c{c['title']}\u201d.")
+                return page("review.html.j2", 422, **context, given=given,
+                            error=f"{why} for part {c['number']}, \u201c{c['title']}\u201d.")
             s.result["initials"] = given
+            s.result["initials_for"] = doc["id"]  # initials belong to one document of the packet
             return redirect(url_for("signing.signature"))
-        return page("review.html.j2", title="Read and initial", step=2, csrf=s.csrf, clauses=clauses, given=given)
+        return page("review.html.j2", **context, given=given)
 
     @signing.get("/sign/document.pdf")
     def document():
@@ -340,9 +371,15 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         s = current()
         if s.signed:
             return redirect(url_for("signing.done"))
-        if not s.consent or "initials" not in s.result:
+        if not s.consent or "initials" not in s.result or s.result.get("initials_for") != s.current_id:
             return redirect(url_for("signing.review" if s.consent else "signing.consent"))
-        context = dict(title="Sign", step=3, csrf=s.csrf, intent=record.INTENT, role=s.ticket.role, name="")
+        try:
+            doc = this_document(s)
+        except AgreementsError as exc:
+            return message("Cannot continue", f"This agreement cannot be signed here: {exc.message}. "
+                           "Please ask the front desk.", 409)
+        context = dict(title="Sign", step=3, csrf=s.csrf, intent=record.INTENT, role=s.ticket.role, name="",
+                       document=doc)
         if request.method == "GET":
             return page("signature.html.j2", **context)
         check_csrf(s.csrf)
@@ -359,42 +396,64 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         with s.lock:  # a double-submitted form signs once
             if s.signed:
                 return redirect(url_for("signing.done"))
+            agreement_id = s.current_id
+            if agreement_id != doc["id"] or s.result.get("initials_for") != agreement_id:
+                return redirect(url_for("signing.review"))  # this form was for a document signed meanwhile
             try:
-                result = sign_client(practice, s.ticket.agreement_id, ClientSigning(
+                # One signature over this one document: its record names its id, PDF and manifest.
+                result = sign_client(practice, agreement_id, ClientSigning(
                     name=name, consent=s.consent, initials=s.result["initials"], intent=True, role=s.ticket.role,
                     identity_method=s.ticket.identity_method, identity_checked_by=s.ticket.identity_checked_by,
                     drawn_png=png, staff_account=s.ticket.opened_by), ca_passphrase, log_key=log_key)
             except AgreementsError as exc:
                 return page("signature.html.j2", 422, **context, error=f"{friendly(exc.message)}.")
-            s.signed = True
+            s.done.append(agreement_id)
+            for key in ("initials", "initials_for", "notice"):
+                s.result.pop(key, None)
+            s.result.setdefault("folders", []).append(str(result.folder.path))
+            s.result.setdefault("signed_times", {})[agreement_id] = result.record["signed_at"]
+            s.result.setdefault("folder", str(result.folder.path))  # the first document's
             s.result["signed_at"] = result.record["signed_at"]
-            s.result["folder"] = str(result.folder.path)
+            s.result["checkpoint"] = result.checkpoint  # the log's checkpoint that includes it, for the receipt
+            s.signed = s.current_id is None
+            if not s.signed:
+                s.result["notice"] = {"number": doc["number"], "title": doc["title"], "total": doc["total"]}
         log.info("intake signature recorded")
-        return redirect(url_for("signing.done"))
+        return redirect(url_for("signing.done" if s.signed else "signing.review"))
 
     @signing.get("/sign/done")
     def done():
         s = current()
         if not s.signed:
             return redirect(url_for("signing.consent"))
-        return page("done.html.j2", title="Signed", step=4, csrf=s.csrf,
-                    signed_at=s.result["signed_at"].replace("T", " ").replace("Z", " UTC"))
+        return page("done.html.j2", title="Signed", step=4, csrf=s.csrf, documents=documents_of(s),
+                    signed_at=say_time(s.result["signed_at"]))
 
     @signing.get("/sign/copy/<name>")
     def copy(name: str):
         s = current()
-        if not s.signed or name not in ("agreement.pdf", "receipt.pdf"):
+        folders = [Path(f) for f in s.result.get("folders", [])]
+        # agreement.pdf: the first document's copy; agreement-N.pdf: the N-th document's (a packet).
+        copy_names = {"agreement.pdf": 0, **{f"agreement-{n}.pdf": n - 1 for n in range(1, len(folders) + 1)}}
+        if not s.signed or (name not in copy_names and name != "receipt.pdf"):
             abort(404)
-        folder = Path(s.result["folder"])
-        if name == "agreement.pdf":
+        if name in copy_names:
+            folder = folders[copy_names[name]]
             # The signed copy (the agreement with the client's PAdES signature), which any PDF reader checks.
             copies = sorted(p for p in folder.glob("[0-9][0-9]-*.copy.pdf")
                             if p.name.endswith(("-client.copy.pdf", "-guardian.copy.pdf")))
+            download = "signed-agreement.pdf" if len(folders) == 1 else f"signed-document-{copy_names[name] + 1}.pdf"
             return send_file(copies[-1] if copies else folder / "agreement.pdf", mimetype="application/pdf",
-                             as_attachment=True, download_name="signed-agreement.pdf")
-        from agreements_kit.signing.completion import completion_pdf
+                             as_attachment=True, download_name=download)
+        from agreements_kit.signing.receipt import client_checkpoint, receipt_pdf
 
-        data = completion_pdf(load_folder(folder))
+        signed = [load_folder(f) for f in folders]  # one receipt lists every document of the visit
+        try:  # the checkpoint signed with this signature, else the latest that includes it (if any)
+            data = receipt_pdf(signed, checkpoint=s.result.get("checkpoint") or client_checkpoint(signed))
+        except AgreementsError as exc:
+            log.error("receipt not made: %s", exc.code)  # the code only: the message may name the agreement
+            return message("Receipt unavailable", "The receipt cannot be made just now: your signature is "
+                           "recorded. Please ask the front desk for a printed receipt.", exc.http_status)
         response = make_response(data)
         response.headers["Content-Type"] = "application/pdf"
         response.headers["Content-Disposition"] = 'attachment; filename="receipt-of-signing.pdf"'
@@ -431,8 +490,9 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         return response
 
     def home_page(s: StaffSession, status: int = 200, error: str | None = None) -> Response:
+        packets = [packet.status(practice, t, used) for t, used in tickets.packets()]
         return page("staff_home.html.j2", status, title="Open an intake", csrf=s.csrf, agreements=awaiting(practice),
-                    staff_name=s.name, error=error)
+                    staff_name=s.name, error=error, packets=packets)
 
     @staff.route("/staff", methods=["GET"])
     def staff_home():
@@ -494,20 +554,22 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         if s is None:
             return redirect(url_for("staff.staff_home"))
         check_csrf(s.csrf)
-        agreement_id = request.form.get("agreement", "")
-        if agreement_id not in {a["id"] for a in awaiting(practice)}:
+        # The document chosen, then any others ticked for the same visit (a packet).
+        chosen = list(dict.fromkeys([request.form.get("agreement", ""), *request.form.getlist("also")]))
+        listed = {a["id"] for a in awaiting(practice)}
+        if any(agreement_id not in listed for agreement_id in chosen):
             return home_page(s, 422, error="choose an agreement from the list.")
+        role = request.form.get("role", "client")
         try:
-            from agreements_kit.signing.sign import check_intake_role, find_agreement
-
-            check_intake_role(find_agreement(practice, agreement_id), request.form.get("role", "client"))
+            folders = packet.check_packet(practice, chosen, role)  # one client's, each awaiting signature
             # Who checked the signer's identity: the person signed in, by their account's name.
-            token, _ticket = tickets.open(agreement_id, request.form.get("role", "client"),
-                                          request.form.get("identity", ""), s.name, opened_by=s.account)
+            token, _ticket = tickets.open([f.id for f in folders], role, request.form.get("identity", ""), s.name,
+                                          opened_by=s.account)
         except AgreementsError as exc:
             return home_page(s, 422, error=f"{exc.message}.")
         link = intake_link(state["base_url"] or request.host_url, token)
-        return page("staff_link.html.j2", title="Intake link", link=link, qr=qr_data_uri(link), minutes=15)
+        return page("staff_link.html.j2", title="Intake link", link=link, qr=qr_data_uri(link), minutes=15,
+                    documents=[packet.describe(practice, f) for f in folders])
 
     @staff.post("/staff/logout")
     def staff_logout():
@@ -523,6 +585,9 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
     app.register_blueprint(staff)
     app.extensions["agreements"] = {"tickets": tickets, "sessions": sessions, "staff_sessions": staff_sessions,
                                     "practice": practice, "accounts": accounts, "limits": limits}
+    from agreements_kit.intake.handoff import register_handoff
+
+    register_handoff(app, idle_minutes=idle_minutes, clock=now)  # the client's copy: email, print or phone
     return app
 
 
@@ -530,6 +595,11 @@ def record_initials_ok(value: str) -> bool:
     from agreements_kit.signing.sign import INITIALS_RE
 
     return bool(INITIALS_RE.match(value.replace(".", "")))
+
+
+def say_time(iso: str) -> str:
+    """A record's time (``2026-11-27T10:00:00Z``) as pages show it (``2026-11-27 10:00:00 UTC``)."""
+    return iso.replace("T", " ").replace("Z", " UTC")
 
 
 def say_seconds(seconds: float) -> str:
@@ -566,7 +636,7 @@ def awaiting(practice: Practice) -> list[dict[str, str]]:
         except AgreementsError:
             continue
         if folder.awaiting_client:
-            out.append({"id": folder.id, "client": folder.client_name, "date": folder.manifest["agreement"]["date"]})
+            out.append(packet.describe(practice, folder))
     return out
 
 
@@ -588,7 +658,9 @@ def quiet_request_handler():
 
     known = {"/", "/sign/consent", "/sign/agreement", "/sign/signature", "/sign/done", "/sign/document.pdf",
              "/sign/copy/agreement.pdf", "/sign/copy/receipt.pdf", "/sign/finish", "/staff", "/staff/login",
-             "/staff/open", "/staff/logout"}
+             "/staff/open", "/staff/logout", *(f"/sign/copy/agreement-{n}.pdf" for n in range(1, MAX_PACKET + 1)),
+             "/sign/handoff", "/sign/handoff/email", "/sign/handoff/print",
+             "/sign/handoff/phone", "/h/files", "/staff/handoff"}
 
     class Quiet(WSGIRequestHandler):
         def log_request(self, code="-", size="-"):
@@ -601,6 +673,10 @@ def quiet_request_handler():
                 route = "/static/…"
             elif path.lstrip("/").startswith("i/"):
                 route = "/i/…"
+            elif path.lstrip("/").startswith(("h/", "sign/handoff/", "staff/handoff/")):
+                # a download token, a file, or an agreement of the front desk's list
+                route = next(f"/{p}…" for p in ("h/files/", "h/", "sign/handoff/", "staff/handoff/")
+                             if path.lstrip("/").startswith(p))
             else:
                 route = "<other path>"
             log.info("%s %s %s", self.command, route, code)

@@ -1,7 +1,9 @@
 """Intake links and sessions: one-time links that open one agreement, for one signer, briefly.
 
-Staff open an intake (``agreements intake open`` or the staff page); the link's
-token is 256 random bits. Only its SHA-256 is stored, in ``PRACTICE/intake/``,
+Staff open an intake (``agreements intake open`` or the staff page) for one
+agreement or for a packet: several documents of one client, signed in one visit,
+one after the other (intake/packet.py checks them). The link's token is 256
+random bits. Only its SHA-256 is stored, in ``PRACTICE/intake/``,
 with the agreement, the role, how the signer's identity was checked and by whom,
 and an expiry (15 minutes by default). Looking at a link (GET, HEAD, a mail
 scanner, a browser's prefetch) only reads its ticket; the client's own "Start"
@@ -24,12 +26,13 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from agreements_kit.errors import IntakeError
+from agreements_kit.formats.ids import ID_RE
 from agreements_kit.formats.record import CLIENT_ROLES
 from agreements_kit.formats.text import check_text
 from agreements_kit.store.files import make_private_dir, write_new
@@ -37,6 +40,7 @@ from agreements_kit.store.files import make_private_dir, write_new
 TOKEN_MINUTES = 15
 IDLE_MINUTES = 15  # a session untouched this long ends (client and staff)
 CLIENT_HOURS = 1  # a client's session ends this long after the link was started, whatever happens
+MAX_PACKET = 8  # documents one intake link may cover
 STAFF_HOURS = 8  # a staff session ends after a working day, whatever happens
 
 Clock = Callable[[], float]  # seconds, monotonic: sessions and rate limits (tests pass their own)
@@ -52,10 +56,11 @@ def _digest(token: str) -> str:
 
 @dataclass(frozen=True)
 class Ticket:
-    """What an intake link grants: one agreement, one role, until ``expires``.
+    """What an intake link grants: one agreement (or a packet of them, signed in turn), one role, until ``expires``.
 
     ``identity_checked_by`` is who checked the signer's identity; ``opened_by`` is the
     staff account that opened the link on the staff page (None for ``agreements intake open``).
+    ``others`` are the packet's further documents, in signing order, after ``agreement_id``.
     """
 
     agreement_id: str
@@ -64,17 +69,31 @@ class Ticket:
     identity_checked_by: str
     expires: dt.datetime
     opened_by: str | None = None
+    others: tuple[str, ...] = ()
+
+    @property
+    def agreement_ids(self) -> tuple[str, ...]:
+        """Every document this link lets the client sign, in order (one, or a packet)."""
+        return (self.agreement_id, *self.others)
 
     def as_json(self) -> bytes:
-        return json.dumps({"agreement_id": self.agreement_id, "role": self.role,
-                           "identity_method": self.identity_method, "identity_checked_by": self.identity_checked_by,
-                           "expires": self.expires.isoformat(), "opened_by": self.opened_by}, sort_keys=True).encode()
+        d: dict[str, Any] = {
+            "agreement_id": self.agreement_id, "role": self.role, "identity_method": self.identity_method,
+            "identity_checked_by": self.identity_checked_by, "expires": self.expires.isoformat(),
+            "opened_by": self.opened_by}
+        if self.others:  # a one-document ticket keeps the form it always had
+            d["packet"] = list(self.agreement_ids)
+        return json.dumps(d, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Ticket:
         d = json.loads(data)
+        packet = d.get("packet") or [d["agreement_id"]]
+        if not isinstance(packet, list) or packet[0] != d["agreement_id"] or \
+                not all(isinstance(i, str) and ID_RE.match(i) for i in packet):
+            raise ValueError("a ticket's packet must start with its agreement")
         return cls(d["agreement_id"], d["role"], d["identity_method"], d["identity_checked_by"],
-                   dt.datetime.fromisoformat(d["expires"]), d.get("opened_by"))
+                   dt.datetime.fromisoformat(d["expires"]), d.get("opened_by"), tuple(packet[1:]))
 
 
 def _well_formed(token: str) -> None:
@@ -113,9 +132,18 @@ class TicketStore:
     def claimed(self) -> Path:
         return self.root / "claimed"
 
-    def open(self, agreement_id: str, role: str, identity_method: str, identity_checked_by: str,
+    def open(self, agreement_id: str | Sequence[str], role: str, identity_method: str, identity_checked_by: str,
              minutes: int = TOKEN_MINUTES, opened_by: str | None = None) -> tuple[str, Ticket]:
-        """A new token (returned once, never stored) and its ticket."""
+        """A new token (returned once, never stored) and its ticket, for one agreement or a packet of them
+        (in signing order; intake/packet.py checks that they are one client's and awaiting signature)."""
+        ids = (agreement_id,) if isinstance(agreement_id, str) else tuple(agreement_id)
+        if not ids or len(ids) > MAX_PACKET:
+            raise IntakeError(f"an intake covers 1 to {MAX_PACKET} agreements", code="usage.packet")
+        if len(set(ids)) != len(ids):
+            raise IntakeError(f"agreement {next(i for i in ids if ids.count(i) > 1)} is named twice",
+                              code="usage.packet")
+        if not all(ID_RE.match(i) for i in ids):
+            raise IntakeError("an agreement id may only use letters, digits, '-' and '_'", code="usage.packet")
         if role not in CLIENT_ROLES:
             raise IntakeError(f"an intake is for a client or guardian, not '{role}'")
         for label, value in (("identity check method", identity_method), ("identity checked by", identity_checked_by)):
@@ -129,8 +157,8 @@ class TicketStore:
         make_private_dir(self.pending, exist_ok=True)
         make_private_dir(self.claimed, exist_ok=True)
         token = secrets.token_urlsafe(32)
-        ticket = Ticket(agreement_id, role, identity_method.strip(), identity_checked_by.strip(),
-                        _now() + dt.timedelta(minutes=minutes), opened_by)
+        ticket = Ticket(ids[0], role, identity_method.strip(), identity_checked_by.strip(),
+                        _now() + dt.timedelta(minutes=minutes), opened_by, ids[1:])
         write_new(self.pending / f"{_digest(token)}.json", ticket.as_json())
         return token, ticket
 
@@ -165,6 +193,22 @@ class TicketStore:
             raise IntakeError("this link is not valid", code="not-found.link") from None
         return _read_ticket(target)
 
+    def packets(self) -> list[tuple[Ticket, bool]]:
+        """The packets (tickets of several documents) still on file, newest first, each with whether its link
+        was used: for staff, who see which of a packet's documents were signed (a client may leave half way)."""
+        out = []
+        for folder, used in ((self.claimed, True), (self.pending, False)):
+            if not folder.is_dir():
+                continue
+            for path in folder.glob("*.json"):
+                try:
+                    ticket = _read_ticket(path)
+                except (OSError, IntakeError):
+                    continue
+                if ticket.others:
+                    out.append((ticket, used))
+        return sorted(out, key=lambda item: item[0].expires, reverse=True)
+
     def sweep(self, keep_days: int = 1) -> None:
         """Remove expired pending tickets and old claimed ones (they hold no client data)."""
         cutoff = time.time() - keep_days * 86400
@@ -185,7 +229,11 @@ class TicketStore:
 
 @dataclass
 class Session:
-    """One browser's signing session (server-side; the cookie holds only its random id)."""
+    """One browser's signing session (server-side; the cookie holds only its random id).
+
+    The client consents once, then reads, initials and signs each document of the ticket
+    in turn: ``done`` holds the ids signed so far, ``signed`` is set when every one is.
+    """
 
     id: str
     ticket: Ticket
@@ -196,6 +244,13 @@ class Session:
     signed: bool = False
     result: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    done: list[str] = field(default_factory=list)
+
+    @property
+    def current_id(self) -> str | None:
+        """The document being read and signed now (None once all are signed)."""
+        ids = self.ticket.agreement_ids
+        return ids[len(self.done)] if len(self.done) < len(ids) else None
 
 
 @dataclass

@@ -1,0 +1,376 @@
+"""The hand-off pages: at the end of intake the client chooses how to take their copy.
+
+- **Email** (when practice.yaml has ``handoff: mail:``): the client types their address on
+  the tablet; the signed copy and the receipt are mailed at once, attached or as a
+  single-use download link, and the completed copy follows when the therapist countersigns.
+  The address is kept (PRACTICE/intake/handoff/choices/, 0600) only until then, and is
+  never logged.
+- **Print**: a page that opens the signed copy and the receipt for printing; the front desk
+  prints them and hands them over. The completed copy goes on the front desk's list
+  (``/staff/handoff``, ``agreements handoff list``) to print at the next visit.
+- **Phone**: a QR code of a single-use download link for the client's phone, bound to this
+  visit's agreements and their exact signed copies, valid 10 minutes (``phone_minutes``).
+  Only over TLS (``agreements intake serve --tls``): over plain HTTP the page refuses and
+  says why. The completed copy is shown as a fresh QR code by the front desk at the next visit.
+
+Download links (``/h/TOKEN``, from a mail or a QR code) follow the intake link's rule:
+looking (GET, HEAD, a mail scanner, a browser's prefetch) uses nothing; a GET shows a page
+with a button, and only its POST (with a CSRF token from that page, sent back as cookie and
+field) uses the link, once. The browser that pressed it then holds a short grant (10
+minutes, in memory) to download the documents, as often as it needs within that time;
+another browser, or a second use of the link, is refused. A link scanner that submits forms
+could still use a link up, as it could an intake link: the client then asks for a new one.
+All of /h/ is served only over TLS. Wrong tokens count against the same rate limits as
+wrong intake links.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, Response, abort, make_response, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from agreements_kit.errors import AgreementsError, HandoffError, MailError
+from agreements_kit.intake import app as web
+from agreements_kit.intake import delivery, mailer
+from agreements_kit.intake.delivery import SIGNED, Document
+
+GRANT_MINUTES = 10  # a used link's browser may download its documents this long
+OPEN_COOKIE = "handoff_open"  # the download page's CSRF token (double submit)
+GRANT_COOKIE = "handoff_grant"
+MAX_GRANTS = 1000
+
+log = logging.getLogger("agreements_kit.intake")
+
+
+@dataclass
+class Grant:
+    documents: tuple[Document, ...]
+    started: float
+
+
+class Grants:
+    """Browsers that used a download link: what each may download, for GRANT_MINUTES (bounded, in memory)."""
+
+    def __init__(self, clock: Callable[[], float]):
+        self.clock = clock
+        self._items: dict[str, Grant] = {}
+        self._lock = threading.Lock()
+
+    def add(self, docs: tuple[Document, ...]) -> str:
+        key = secrets.token_urlsafe(32)
+        with self._lock:
+            now = self.clock()
+            for old in [k for k, g in self._items.items() if now - g.started >= GRANT_MINUTES * 60]:
+                del self._items[old]
+            while len(self._items) >= MAX_GRANTS:
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = Grant(docs, now)
+        return key
+
+    def get(self, key: str | None) -> Grant | None:
+        with self._lock:
+            grant = self._items.get(key or "")
+            if grant is not None and self.clock() - grant.started >= GRANT_MINUTES * 60:
+                del self._items[key or ""]
+                return None
+            return grant
+
+
+def signed_ids(s: web.Session) -> list[str]:
+    """The agreements this session signed (one, or a packet's several), by id."""
+    folders = s.result.get("folders") or ([s.result["folder"]] if s.result.get("folder") else [])
+    return [Path(f).name for f in folders]
+
+
+def register_handoff(app: Flask, *, idle_minutes: int, clock: Callable[[], float]) -> None:
+    """Add the hand-off pages to the intake app (after its own blueprints: it uses their sessions and limits)."""
+    shared = app.extensions["agreements"]
+    practice = shared["practice"]
+    sessions: web.Sessions[web.Session] = shared["sessions"]
+    staff_sessions: web.Sessions[web.StaffSession] = shared["staff_sessions"]
+    limits: web.Limits = shared["limits"]
+    accounts = shared["accounts"]
+    store = delivery.links(practice)
+    store.sweep()
+    grants = Grants(clock)
+    hand = delivery.settings(practice)
+    bp = Blueprint("handoff", __name__)
+
+    def page(template: str, status: int = 200, **context: Any) -> Response:
+        context.setdefault("practice_name", practice.name)
+        context.setdefault("step", None)
+        context.setdefault("error", None)
+        context.setdefault("idle_minutes", idle_minutes)
+        return make_response(render_template(template, **context), status)
+
+    def message(title: str, text: str, status: int) -> Response:
+        return page("message.html.j2", status, title=title, message=text)
+
+    def cookie(response: BaseResponse, name: str, value: str) -> None:
+        """Every hand-off cookie is Secure: /h/ is served only over TLS."""
+        response.set_cookie(name, value, httponly=True, samesite="Strict", secure=True, path="/")
+
+    def check_csrf(expected: str) -> None:
+        sent = request.form.get("csrf", "")
+        if len(expected) < 32 or not secrets.compare_digest(sent.encode(), expected.encode()):
+            abort(message("Form expired", "This form could not be accepted (it expired or did not come from this "
+                          "page). Go back, reload the page and try again.", 400))
+
+    def client() -> web.Session:
+        s, _why = sessions.lookup(request.cookies.get(web.COOKIE))
+        if s is None:
+            abort(message("Session ended", "This signing session has ended. Please ask the front desk for help.", 401))
+        if not s.signed or not signed_ids(s):
+            abort(redirect(url_for("signing.consent")))
+        return s
+
+    def needs_tls(what: str) -> None:
+        if not request.is_secure:
+            abort(message("Secure connection needed", f"{what} only over a secure (https) connection, and this "
+                          "intake server is not using one. Choose email or print instead, or ask the front desk "
+                          "(the server is started with 'agreements intake serve --tls').", 403))
+
+    @app.context_processor
+    def choices_available() -> dict[str, Any]:
+        return {"handoff": {"email": hand.mail is not None, "phone": request.is_secure,
+                            "phone_minutes": hand.phone_minutes}}
+
+    # ------------------------------------------------------------------ the client's choice (tablet)
+
+    @bp.post("/sign/handoff")
+    def choose():
+        s = client()
+        check_csrf(s.csrf)
+        channel = request.form.get("channel", "")
+        if channel == "email":
+            if hand.mail is None:
+                return message("Email not available", "This practice does not send copies by email. Choose print "
+                               "or phone, or ask the front desk.", 409)
+            return redirect(url_for("handoff.email"))
+        if channel == "print":
+            delivery.record_choice(practice, signed_ids(s), "print")
+            log.info("hand-off chosen: print")
+            return redirect(url_for("handoff.printing"))
+        if channel == "phone":
+            needs_tls("A copy goes to a phone")
+            token, _link = store.open(delivery.documents(practice, signed_ids(s)), hand.phone_minutes, "phone")
+            s.result["handoff_phone"] = token  # server memory only; shown as a QR code on the next page
+            delivery.record_choice(practice, signed_ids(s), "phone")
+            log.info("hand-off chosen: phone")
+            return redirect(url_for("handoff.phone"))
+        return redirect(url_for("signing.done"))
+
+    @bp.route("/sign/handoff/email", methods=["GET", "POST"])
+    def email():
+        s = client()
+        context = dict(title="Your copy by email", step=4, csrf=s.csrf, address="",
+                       delivery=hand.mail.delivery if hand.mail else "attach", link_hours=hand.link_hours)
+        if hand.mail is None:
+            return message("Email not available", "This practice does not send copies by email.", 409)
+        if request.method == "GET":
+            return page("handoff_email.html.j2", **context)
+        check_csrf(s.csrf)
+        typed = request.form.get("address", "")[:300]
+        context["address"] = typed
+        try:
+            address = mailer.check_address(typed)
+            with s.lock:  # a double-submitted form sends once
+                if s.result.get("handoff_mailed") == address:
+                    return page("handoff_sent.html.j2", **context)
+                delivery.send_documents(practice, signed_ids(s), address, SIGNED)
+                s.result["handoff_mailed"] = address
+            delivery.record_choice(practice, signed_ids(s), "email", address)
+        except MailError as exc:
+            log.warning("hand-off mail not sent: %s", exc.message)  # the server and its code; never the address
+            why = ("the practice's mail server did not accept that address; check it" if exc.code ==
+                   "usage.mail-recipient" else "the practice's mail server could not send it just now")
+            return page("handoff_email.html.j2", 503 if exc.kind == "unavailable" else 422, **context,
+                        error=f"your copy was not sent: {why}. You can choose print or phone instead, or ask the "
+                        "front desk.")
+        except HandoffError as exc:
+            return page("handoff_email.html.j2", 422, **context, error=f"{exc.message}.")
+        log.info("hand-off chosen: email")
+        return page("handoff_sent.html.j2", **context)
+
+    @bp.get("/sign/handoff/print")
+    def printing():
+        s = client()
+        docs = delivery.documents(practice, signed_ids(s))
+        return page("handoff_print.html.j2", title="Print your copy", step=4, csrf=s.csrf, documents=docs,
+                    open_url=lambda d: url_for("handoff.print_document", name=d.name))
+
+    @bp.get("/sign/handoff/print/<name>")
+    def print_document(name: str):
+        s = client()
+        return pdf(delivery.documents(practice, signed_ids(s)), name, inline=True)
+
+    @bp.get("/sign/handoff/phone")
+    def phone():
+        s = client()
+        needs_tls("A copy goes to a phone")
+        token = s.result.get("handoff_phone")
+        state, link, until = "none", None, None
+        if token:
+            try:
+                found = store.check(token)
+                state, link = "ready", delivery.download_url(request.host_url, token)
+                until = f"{found.expires:%H:%M} UTC"
+            except HandoffError as exc:
+                state = "used" if exc.code == "gone.download-link-used" else "expired"
+        return page("handoff_phone.html.j2", title="Your copy on your phone", step=4, csrf=s.csrf, state=state,
+                    link=link, qr=web.qr_data_uri(link) if link else None, minutes=hand.phone_minutes,
+                    until=until, again=url_for("handoff.choose"), staff=False)
+
+    # ------------------------------------------------------------------ download links (/h/TOKEN)
+
+    def link_refused(exc: AgreementsError) -> Response:
+        address = request.remote_addr or "?"
+        waiting = max(limits.link_source.retry_after(address), limits.link_all.retry_after("*"))
+        later = max(limits.link_source.fail(address), limits.link_all.fail("*"))
+        if waiting > 0:
+            response = message("Please wait", "Too many links that do not work have been tried. Wait "
+                               f"{web.say_seconds(later)} before trying another.", 429)
+            response.headers["Retry-After"] = str(max(1, int(later + 0.999)))
+            return response
+        return message("Link not valid", f"{exc.message[:1].upper()}{exc.message[1:]}.", exc.http_status)
+
+    def prefetching() -> bool:
+        return any(word in request.headers.get(h, "").lower() for h in web.PREFETCH_HEADERS
+                   for word in ("prefetch", "prerender", "preview"))
+
+    @bp.get("/h/<token>")
+    def download_page(token: str):
+        """A look at a download link (GET, HEAD, a scanner): a page with a button; nothing is used."""
+        needs_tls("Documents are downloaded")
+        if prefetching():
+            response = message("Open the link", "This link opens only when you visit it yourself.", 503)
+            response.headers["Vary"] = ", ".join(web.PREFETCH_HEADERS)
+            return response
+        try:
+            found = store.check(token)
+        except HandoffError as exc:
+            return link_refused(exc)
+        csrf = request.cookies.get(OPEN_COOKIE, "")
+        if len(csrf) < 43:
+            csrf = secrets.token_urlsafe(32)
+        response = page("handoff_download.html.j2", title="Your signed documents", csrf=csrf,
+                        count=len(found.documents), until=f"{found.expires:%Y-%m-%d %H:%M} UTC")
+        cookie(response, OPEN_COOKIE, csrf)
+        return response
+
+    @bp.post("/h/<token>")
+    def download_open(token: str):
+        """The person pressed the button: the link is used up and this browser may download, briefly."""
+        needs_tls("Documents are downloaded")
+        check_csrf(request.cookies.get(OPEN_COOKIE, ""))
+        try:
+            found = store.claim(token)
+        except HandoffError as exc:
+            return link_refused(exc)
+        log.info("download link used")
+        response = redirect(url_for("handoff.files"))
+        cookie(response, GRANT_COOKIE, grants.add(found.documents))
+        response.delete_cookie(OPEN_COOKIE, path="/")
+        return response
+
+    def granted() -> Grant:
+        needs_tls("Documents are downloaded")
+        grant = grants.get(request.cookies.get(GRANT_COOKIE))
+        if grant is None:
+            abort(message("Download ended", f"Downloads end {GRANT_MINUTES} minutes after the link is opened, and "
+                          "only the browser that opened it can download. Ask the practice for a new link.", 401))
+        return grant
+
+    @bp.get("/h/files")
+    def files():
+        grant = granted()
+        return page("handoff_files.html.j2", title="Your signed documents", documents=grant.documents,
+                    minutes=GRANT_MINUTES)
+
+    @bp.get("/h/files/<name>")
+    def file(name: str):
+        return pdf(granted().documents, name, inline=False)
+
+    def pdf(docs: list[Document] | tuple[Document, ...], name: str, inline: bool) -> Response:
+        doc = next((d for d in docs if d.name == name), None)
+        if doc is None:
+            abort(404)
+        try:
+            data = delivery.read_document(practice, doc)
+        except HandoffError as exc:
+            return message("Cannot download", f"{exc.message[:1].upper()}{exc.message[1:]}.", exc.http_status)
+        response = make_response(data)
+        response.headers["Content-Type"] = "application/pdf"
+        response.headers["Content-Disposition"] = f'{"inline" if inline else "attachment"}; filename="{doc.name}"'
+        return response
+
+    # ------------------------------------------------------------------ the front desk's list (/staff/handoff)
+
+    def staff() -> web.StaffSession:
+        s, _why = staff_sessions.lookup(request.cookies.get(web.STAFF_COOKIE))
+        if s is None or accounts.get(s.account) is None:
+            abort(redirect(url_for("staff.staff_home")))
+        return s
+
+    def staff_list(s: web.StaffSession, status: int = 200, error: str | None = None) -> Response:
+        rows = []
+        for c in delivery.choices(practice):
+            try:
+                folder = delivery._folder(practice, c.agreement_id)
+            except AgreementsError:
+                continue
+            rows.append({"id": c.agreement_id, "client": folder.client_name, "ready": c.ready and bool(c.front_desk),
+                         "ways": c.front_desk, "email": c.email is not None, "mail_error": c.mail_error,
+                         "complete": folder.complete})
+        return page("handoff_staff.html.j2", status, title="Copies to hand over", csrf=s.csrf, rows=rows,
+                    secure=request.is_secure, staff_name=s.name, error=error)
+
+    def staff_documents(agreement_id: str) -> list[Document]:
+        choice = delivery.read_choice(practice, agreement_id)
+        if choice is None or not choice.ready:
+            abort(404)
+        return delivery.documents(practice, [agreement_id])
+
+    @bp.get("/staff/handoff")
+    def staff_home():
+        return staff_list(staff())
+
+    @bp.get("/staff/handoff/<agreement_id>/<name>")
+    def staff_document(agreement_id: str, name: str):
+        staff()
+        return pdf(staff_documents(agreement_id), name, inline=True)
+
+    @bp.post("/staff/handoff/<agreement_id>/qr")
+    def staff_qr(agreement_id: str):
+        s = staff()
+        check_csrf(s.csrf)
+        needs_tls("A copy goes to a phone")
+        token, found = store.open(staff_documents(agreement_id), hand.phone_minutes, "phone")
+        link = delivery.download_url(request.host_url, token)
+        log.info("hand-off: a phone link for a completed copy")
+        return page("handoff_phone.html.j2", title="The completed copy on the client's phone", state="ready",
+                    link=link, qr=web.qr_data_uri(link), minutes=hand.phone_minutes, csrf=s.csrf,
+                    until=f"{found.expires:%H:%M} UTC", again=url_for("handoff.staff_qr", agreement_id=agreement_id),
+                    staff=True)
+
+    @bp.post("/staff/handoff/<agreement_id>/done")
+    def staff_done(agreement_id: str):
+        s = staff()
+        check_csrf(s.csrf)
+        try:
+            delivery.handed_over(practice, agreement_id)
+        except HandoffError as exc:
+            return staff_list(s, 422, f"{exc.message}.")
+        log.info("hand-off: completed copy handed over")
+        return redirect(url_for("handoff.staff_home"))
+
+    app.register_blueprint(bp)
+    app.extensions["agreements"]["handoff"] = {"links": store, "grants": grants}

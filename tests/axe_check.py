@@ -59,6 +59,11 @@ def assert_accessible(page, name: str) -> None:
     from test_intake_browser import shot
 
     shot(page, f"axe-{name}")
+    check_page(page, name)
+
+
+def check_page(page, name: str) -> None:
+    """Fail with axe-core's findings on the page as it is now (a flow's own screenshots stay the caller's)."""
     violations = axe_violations(page)
     assert not violations, f"axe-core: {len(violations)} violation(s) on the {name} page ({page.url}):\n" \
                            + describe(violations)

@@ -154,7 +154,7 @@ def phone(browser):
 def shot(page, name: str) -> None:
     """A screenshot for people to look at (a full-page capture that stalls falls back to the visible part),
     and axe-core's WCAG 2.1 A/AA check of the page: every hand-off page is checked where the flow shows it."""
-    from axe_check import axe_violations, describe
+    from axe_check import check_page
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = str(SHOTS / f"{name}.png")
@@ -162,8 +162,7 @@ def shot(page, name: str) -> None:
         page.screenshot(path=path, full_page=True, animations="disabled", timeout=10_000)
     except sync_api.TimeoutError:
         page.screenshot(path=path, animations="disabled", timeout=10_000)
-    violations = axe_violations(page)
-    assert not violations, f"axe-core: {len(violations)} violation(s) on {name} ({page.url}):\n" + describe(violations)
+    check_page(page, name)
 
 
 def tab_to(page, selector: str, limit: int = 80) -> None:

@@ -27,7 +27,6 @@ from test_intake_browser import (
     ROOT_PASS,
     STAFF,
     countersign,
-    shot,
     staff_sign_in,
     start,
     unlabelled_fields,
@@ -52,6 +51,15 @@ DATE = dt.date(2026, 12, 3)
 # (agreement id, client, document): two clients, each with the therapists' agreement and the consent.
 DOCUMENTS = [("agr-pb-jane-agreement", "Jane Q. Doe", None), ("agr-pb-jane-consent", "Jane Q. Doe", ESIGN_DISCLOSURE),
              ("agr-pb-omar-agreement", "Omar Left", None), ("agr-pb-omar-consent", "Omar Left", ESIGN_DISCLOSURE)]
+
+
+def shot(page, name: str) -> None:
+    """A screenshot of the page, and axe-core's WCAG 2.1 A/AA check of it: every packet page is checked
+    where the flow shows it."""
+    from axe_check import check_page
+
+    web.shot(page, name)
+    check_page(page, name)
 
 
 @pytest.fixture(scope="module")

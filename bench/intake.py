@@ -8,7 +8,8 @@ a local TSA process on loopback (``localtsa``; its root in pki/tsa-roots.pem, wh
 verifiers look), CLIENTS drafts rendered as ``agreements render`` renders them, a
 staff account, and ``agreements intake serve`` started in its own process on a free
 loopback port. Then one intake link per client, opened on the staff pages by the
-signed-in staff member (``--open cli``: with ``agreements intake open``).
+signed-in staff member (``--open cli``: with ``agreements intake open --staff``, the
+same account and its password from a file).
 
 Timed: CLIENTS intakes, CONCURRENCY at a time, each the HTTP a browser sends: the
 link's Start page (GET /i/<token>, which sets the ``intake_start`` cookie), Start (a
@@ -328,6 +329,11 @@ def agreements(*args: str | Path, check: bool = True) -> subprocess.CompletedPro
     return proc
 
 
+def staff_password_file(root: Path) -> Path:
+    """The staff member's password, beside the practice (never on a command line)."""
+    return root.parent / "staff-password.txt"
+
+
 def make_practice(root: Path, n: int, tsa_url: str | None, tsa_root: Path | None) -> list[tuple[str, str]]:
     """A practice with n drafts awaiting their clients, and a staff account: [(agreement id, client name)]."""
     init_practice(root, passphrase=PASS, intake_passphrase=INTAKE_PASS, clinician_passphrase=CLINICIAN_PASS,
@@ -341,7 +347,7 @@ def make_practice(root: Path, n: int, tsa_url: str | None, tsa_root: Path | None
     drafts = render_many(renderer, [Job(make_spec(client=name, therapist="lee", id=aid), practice.drafts)
                                     for aid, name in clients])
     log_renders(practice, drafts)
-    secret = root.parent / "staff-password.txt"
+    secret = staff_password_file(root)
     secret.write_text(STAFF[2] + "\n")
     secret.chmod(0o600)
     agreements("staff", "add", STAFF[0], "--practice", root, "--full-name", STAFF[1], "--password-file", secret)
@@ -409,10 +415,13 @@ def open_links_on_staff_pages(base: str, clients: list[tuple[str, str]]) -> list
 
 
 def open_links_with_cli(base: str, root: Path, clients: list[tuple[str, str]]) -> list[str]:
+    """``agreements intake open`` once per client, as the staff member (their password from make_practice's file)."""
+    secret = staff_password_file(root)
     links = []
     for agreement_id, _name in clients:
         out = agreements("intake", "open", agreement_id, "--practice", root, "--identity", IDENTITY,
-                         "--checked-by", STAFF[1], "--minutes", "60", "--url", base).stdout
+                         "--checked-by", STAFF[1], "--staff", STAFF[0], "--staff-password-file", secret,
+                         "--minutes", "60", "--url", base).stdout
         links.append(next(line for line in out.splitlines() if "/i/" in line).strip())
     return links
 
@@ -426,7 +435,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def check_archive(root: Path, intakes: list[Intake], staff_account: str | None) -> list[str]:
+def check_archive(root: Path, intakes: list[Intake], staff_account: str) -> list[str]:
     """Problems with what the archive holds against what the clients did (an empty list: none)."""
     problems = []
     signed_dir = root / "signed"
@@ -450,7 +459,7 @@ def check_archive(root: Path, intakes: list[Intake], staff_account: str | None) 
                 problems.append(f"{i.agreement_id}: {entries[i.agreement_id]} client sign entries in the ledger, not 1")
             if records and records[0]["signer"]["name"] != i.name:
                 problems.append(f"{i.agreement_id}: the record names another signer")
-            if records and staff_account and records[0].get("identity", {}).get("staff_account") != staff_account:
+            if records and records[0].get("identity", {}).get("staff_account") != staff_account:
                 problems.append(f"{i.agreement_id}: the record does not name the staff account that opened it")
         if i.done:
             folder = folders.get(i.agreement_id)
@@ -574,7 +583,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
         print(f"  {'whole intake':<{width}}  {len(whole):>4}  {percentile(whole, 50):7.3f}  "
               f"{percentile(whole, 99):7.3f}  {max(whole):7.3f}")
     problems = [f"{i.agreement_id}: {i.error}" for i in failed]
-    problems += check_archive(root, started, STAFF[0] if args.open == "staff" else None)
+    problems += check_archive(root, started, STAFF[0])  # opened on the staff pages or with --staff: the same
     signed = sum(1 for i in started if i.signed)
     good, line = audit(root, signed if args.countersign else 0, 0 if args.countersign else signed)
     print(f"signatures: {signed} clients signed; records and ledger entries checked one per client: "

@@ -1268,7 +1268,8 @@ def test_staff_opens_a_link_that_works_once(make_app, pr: Path):
     assert sign["staff_account"] == STAFF_NAME
 
 
-def test_a_link_opened_on_the_command_line_names_no_staff_account(app, pr: Path):
+def test_a_ticket_opened_without_a_staff_account_names_none(app, pr: Path):
+    """A ticket with no opened_by (TicketStore.open without one, or one written before the CLI needed --staff)."""
     t = Tablet(app)
     t.to_signature(open_ticket(pr))
     assert t.sign().status_code == 302
@@ -1997,8 +1998,15 @@ def one_error_line(res, *words: str) -> str:
     return lines[0]
 
 
+def as_staff(root: Path, name: str = STAFF_NAME, password: str = STAFF_PASS) -> list:
+    """``--staff NAME --staff-password-file FILE`` for ``agreements intake open`` (the file beside the practice)."""
+    file = root.parent / "staff-password"
+    file.write_text(password + "\n", encoding="utf-8")
+    return ["--staff", name, "--staff-password-file", file]
+
+
 def test_cli_intake_open_prints_a_link_that_works_once(cli, pr: Path):
-    res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr)
+    res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr, *as_staff(pr))
     assert res.exit_code == 0, res.stderr
     m = re.search(r"(\S+)/i/([A-Za-z0-9_-]+)\s*$", res.stdout, re.M)
     assert m, res.stdout
@@ -2017,7 +2025,7 @@ def test_cli_intake_open_prints_a_link_that_works_once(cli, pr: Path):
 
 
 def test_cli_intake_open_refuses_a_guardian_for_an_agreement_naming_none(cli, pr: Path):
-    res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr,
+    res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr, *as_staff(pr),
               "--role", "guardian")
     one_error_line(res, A_ID, "names no guardian")
     pending = pr / "intake" / "pending"
@@ -2027,7 +2035,7 @@ def test_cli_intake_open_refuses_a_guardian_for_an_agreement_naming_none(cli, pr
 def test_cli_intake_open_url_and_minutes(cli, pr: Path):
     render_with_guardian(pr, "agr-web-ward", "Robert Doe", "parent")
     res = cli("intake", "open", "agr-web-ward", "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr,
-              "--url", "https://tablet.local:9000/", "--minutes", "3", "--role", "guardian")
+              *as_staff(pr), "--url", "https://tablet.local:9000/", "--minutes", "3", "--role", "guardian")
     assert res.exit_code == 0, res.stderr
     token = re.search(r"https://tablet\.local:9000/i/([A-Za-z0-9_-]+)", res.stdout).group(1)
     stored = json.loads(ticket_path(pr, token).read_bytes())
@@ -2038,7 +2046,7 @@ def test_cli_intake_open_url_and_minutes(cli, pr: Path):
 
 def test_cli_intake_open_refuses_an_agreement_the_client_signed(cli, pr: Path):
     sign_with_library(pr, A_ID)
-    res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr)
+    res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr, *as_staff(pr))
     one_error_line(res, A_ID, "not awaiting a client signature")
     assert res.stdout == ""
     pending = pr / "intake" / "pending"
@@ -2052,25 +2060,78 @@ def test_cli_intake_open_refuses_an_agreement_the_client_signed(cli, pr: Path):
     (["--identity", "photo ID", "--checked-by", "Desk", "--role", "therapist"], "therapist"),
 ])
 def test_cli_intake_open_bad_options(cli, pr: Path, args, words):
-    one_error_line(cli("intake", "open", A_ID, "--practice", pr, *args), words)
+    one_error_line(cli("intake", "open", A_ID, "--practice", pr, *as_staff(pr), *args), words)
     pending = pr / "intake" / "pending"
     assert not pending.exists() or not list(pending.iterdir())
 
 
 def test_cli_intake_open_unknown_agreement(cli, pr: Path):
     one_error_line(cli("intake", "open", "agr-nope", "--identity", "photo ID", "--checked-by", "Desk",
-                       "--practice", pr), "agr-nope")
+                       "--practice", pr, *as_staff(pr)), "agr-nope")
 
 
 def test_cli_intake_open_writes_a_qr_svg(cli, pr: Path, tmp_path: Path):
     svg = tmp_path / "link.svg"
-    res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr,
+    res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr, *as_staff(pr),
               "--qr", svg)
     assert res.exit_code == 0, res.stderr
     root = ET.fromstring(svg.read_bytes())
     assert root.tag.endswith("svg")
     assert root.find(".//{http://www.w3.org/2000/svg}path") is not None
     assert stat.S_IMODE(svg.stat().st_mode) == 0o600
+
+
+def test_cli_intake_open_records_the_staff_member_who_ran_it(cli, pr: Path):
+    res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr,
+              *as_staff(pr, " Pat.Kim "))  # case and spaces, as at /staff
+    assert res.exit_code == 0, res.stderr
+    assert STAFF_PASS not in res.stdout + res.stderr
+    token = re.search(r"/i/([A-Za-z0-9_-]+)\s*$", res.stdout, re.M).group(1)
+    assert json.loads(ticket_path(pr, token).read_bytes())["opened_by"] == STAFF_NAME
+    t = Tablet(new_app(pr))
+    t.to_signature(token)
+    assert t.sign().status_code == 302
+    # The client's signed record names the staff account, and so does the ledger's sign entry.
+    from agreements_kit.formats.record import parse_record
+
+    data = (pr / "signed" / A_ID / "01-client.json").read_bytes()
+    assert json.loads(data)["identity"] == {"method": "photo ID", "checked_by": "Desk", "staff_account": STAFF_NAME}
+    assert parse_record(data, "r").data["identity"]["staff_account"] == STAFF_NAME
+    entries = [json.loads(line) for line in (pr / "signed" / "ledger.jsonl").read_bytes().splitlines()]
+    sign = next(e for e in entries if e["event"] == "sign" and e["agreement_id"] == A_ID)
+    assert sign["staff_account"] == STAFF_NAME
+
+
+@pytest.mark.parametrize(("name", "password"), [
+    (STAFF_NAME, STAFF_PASS + "x"),  # a wrong password
+    (STAFF_NAME, OTHER_PASS),  # another account's password
+    ("no.such.person", STAFF_PASS),  # an unknown account: the same answer
+    ("Pat Kim <b>", STAFF_PASS),  # not even a sign-in name
+])
+def test_cli_intake_open_refuses_a_wrong_password_or_an_unknown_account(cli, pr: Path, name, password):
+    res = cli("intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr,
+              *as_staff(pr, name, password))
+    line = one_error_line(res, "do not match a staff account")
+    assert res.stdout == ""
+    assert password not in line and name not in line
+    pending = pr / "intake" / "pending"
+    assert not pending.exists() or not list(pending.iterdir())
+
+
+def test_cli_intake_open_needs_the_staff_member_and_their_password(cli, pr: Path, monkeypatch):
+    base = ["intake", "open", A_ID, "--identity", "photo ID", "--checked-by", "Desk", "--practice", pr]
+    res = cli(*base)
+    assert res.exit_code == 2 and "--staff" in res.stderr
+    # never from the command line or the environment; without a terminal, one line naming the file option
+    for option in ("--staff-password", "--password"):
+        res = cli(*base, "--staff", STAFF_NAME, option, STAFF_PASS)
+        assert res.exit_code == 2 and "no such option" in res.stderr.lower()
+    monkeypatch.setenv("AGREEMENTS_PASSPHRASE", STAFF_PASS)
+    one_error_line(cli(*base, "--staff", STAFF_NAME), "password is needed", "--staff-password-file")
+    one_error_line(cli(*base, "--staff", STAFF_NAME, "--staff-password-file", pr.parent / "missing"),
+                   "cannot read password file")
+    pending = pr / "intake" / "pending"
+    assert not pending.exists() or not list(pending.iterdir())
 
 
 @pytest.fixture

@@ -277,11 +277,15 @@ def test_with_the_root_key_exported_daily_work_goes_on(cli, monkeypatch, pr: Pat
     set_env(monkeypatch, AGREEMENTS_PASSPHRASE=THERAPIST_PASS["lee"], AGREEMENTS_INTAKE_PASSPHRASE=INTAKE_PASS,
             AGREEMENTS_CLINICIAN_CA_PASSPHRASE=CLINICIAN_PASS, AGREEMENTS_KEY_PASSPHRASE="ortiz-new-pass-1",
             AGREEMENTS_LOG_PASSPHRASE="log-pass-sep-1")
-    # render, the transparency log's key, intake links, a client signature, a countersignature, a void
+    # render, the transparency log's key, a staff account, intake links, a client signature, a countersignature, a void
     out = ok(cli("render", "--practice", pr, "--client", CLIENT, "--therapist", "lee", "--id", "agr-keys-new"))
     assert "agr-keys-new" in out.stdout
     ok(cli("log", "key", "init", "--practice", pr))
-    ok(cli("intake", "open", LATER, "--practice", pr, "--identity", "photo ID", "--checked-by", "Desk"))
+    staff_password = tmp_path / "staff-password"
+    staff_password.write_text("front desk pass phrase sep\n", encoding="utf-8")
+    ok(cli("staff", "add", "desk", "--practice", pr, "--password-file", staff_password))
+    ok(cli("intake", "open", LATER, "--practice", pr, "--identity", "photo ID", "--checked-by", "Desk",
+           "--staff", "desk", "--staff-password-file", staff_password))
     ok(cli(*client_args(pr, "agr-keys-new")))
     ok(cli(*client_args(pr, LATER)))
     ok(cli("sign", "agr-keys-new", "--practice", pr, "--as", "therapist"))

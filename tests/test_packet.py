@@ -27,6 +27,7 @@ from test_intake import (
     IDENTITY,
     INITIALS_RE,
     Tablet,
+    as_staff,
     copy_practice,
     one_error_line,
     page_error,
@@ -95,7 +96,8 @@ def pr(base: Path, tmp_path: Path, monkeypatch) -> Path:
 
 
 def open_cli(cli, root: Path, *ids: str):
-    return cli("intake", "open", *ids, "--identity", IDENTITY, "--checked-by", CHECKED_BY, "--practice", root)
+    return cli("intake", "open", *ids, "--identity", IDENTITY, "--checked-by", CHECKED_BY, "--practice", root,
+               *as_staff(root))
 
 
 def token_of(res) -> str:
@@ -192,7 +194,8 @@ def visit(base: Path, tmp_path_factory):
 
     root = copy_practice(base, tmp_path_factory.mktemp("visit") / "practice")
     res = CliRunner().invoke(main, ["intake", "open", AGREEMENT, CONSENT, "--identity", IDENTITY, "--checked-by",
-                                    CHECKED_BY, "--practice", str(root)], catch_exceptions=False)
+                                    CHECKED_BY, "--practice", str(root), *map(str, as_staff(root))],
+                             catch_exceptions=False)
     token = token_of(res)
     app = intake_app(root)
     t = Tablet(app)
@@ -264,7 +267,7 @@ def test_each_folder_has_its_own_record_signature_and_copy(visit):
         assert rec["manifest"]["sha256"] == hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
         manifest = json.loads((folder / "manifest.json").read_text())
         assert set(rec["initials"]) == {c["id"] for c in manifest["clauses"] if c["initials"]}
-        assert rec["identity"] == {"method": IDENTITY, "checked_by": CHECKED_BY}
+        assert rec["identity"] == {"method": IDENTITY, "checked_by": CHECKED_BY, "staff_account": STAFF_NAME}
         assert (folder / "01-client.copy.pdf").read_bytes().startswith((folder / "agreement.pdf").read_bytes())
         records[aid] = rec
     # One consent, given once, is in both records; the initials are each document's own.
@@ -277,6 +280,9 @@ def test_the_ledger_has_both_signatures(visit):
     entries = [e for e, _ in ledger_entries(visit["root"] / "signed" / "ledger.jsonl")]
     signed = [e["agreement_id"] for e in entries if e.get("event") == "sign" and e.get("role") == "client"]
     assert signed == [CONSENT, AGREEMENT]
+    # each names the staff member who opened the packet on the command line
+    assert [e["staff_account"] for e in entries if e.get("event") == "sign" and e.get("role") == "client"] == \
+        [STAFF_NAME, STAFF_NAME]
 
 
 def test_the_done_page_lists_both_and_gives_each_copy_and_one_receipt(visit, tmp_path: Path):
@@ -435,13 +441,13 @@ def test_a_guardian_packet_is_one_guardians(pr: Path, cli):
         Renderer.load(pr, kind).render_to(Job(make_spec(client=ward, therapist="lee", id=aid, date=DATE,
                                                         guardian=guardian, relation="parent"), practice.drafts))
     res = cli("intake", "open", "agr-pk-ward-agreement", "agr-pk-ward-other", "--role", "guardian", "--identity",
-              IDENTITY, "--checked-by", CHECKED_BY, "--practice", pr)
+              IDENTITY, "--checked-by", CHECKED_BY, "--practice", pr, *as_staff(pr))
     one_error_line(res, "name different guardians")
     one_error_line(cli("intake", "open", "agr-pk-ward-consent", CONSENT, "--role", "guardian", "--identity",
-                       IDENTITY, "--checked-by", CHECKED_BY, "--practice", pr), "names no guardian")
+                       IDENTITY, "--checked-by", CHECKED_BY, "--practice", pr, *as_staff(pr)), "names no guardian")
     assert pending_tickets(pr) == []
     token = token_of(cli("intake", "open", "agr-pk-ward-agreement", "agr-pk-ward-consent", "--role", "guardian",
-                         "--identity", IDENTITY, "--checked-by", CHECKED_BY, "--practice", pr))
+                         "--identity", IDENTITY, "--checked-by", CHECKED_BY, "--practice", pr, *as_staff(pr)))
     t = Tablet(intake_app(pr))
     t.claim(token)
     t.consent()

@@ -9,6 +9,7 @@ without it stay valid.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -300,6 +301,42 @@ def test_cli_prompts_twice_in_a_terminal_and_echoes_nothing(agreements_bin: str,
         os.close(primary)
     assert PASSWORD.encode() not in seen  # never echoed
     assert StaffStore(pr).authenticate("pat.kim", PASSWORD) is not None
+
+
+@pytest.mark.parametrize(("typed", "words"), [
+    (PASSWORD, b"agr-nope"),  # signed in: the next check, of the agreement, answers
+    (PASSWORD + "x", b"do not match a staff account"),
+])
+def test_cli_intake_open_prompts_once_for_the_staff_password(agreements_bin: str, pr: Path, typed, words):
+    """``agreements intake open --staff NAME`` in a real pseudo-terminal: one hidden prompt, never echoed."""
+    store(pr).add("pat.kim", "Pat Kim", PASSWORD)
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGREEMENTS_")}
+    proc = subprocess.Popen([agreements_bin, "intake", "open", "agr-nope", "--identity", "photo ID", "--checked-by",
+                             "Desk", "--staff", "pat.kim", "--practice", str(pr)], stdin=secondary, stdout=secondary,
+                            stderr=secondary, env=env, start_new_session=True)
+    os.close(secondary)
+    seen = b""
+    try:
+        while b"Staff password: " not in seen:
+            ready, _, _ = select.select([primary], [], [], 60)
+            assert ready, f"no prompt from the command: {seen!r}"
+            chunk = os.read(primary, 1024)
+            assert chunk, f"the command ended before its prompt: {seen!r}"
+            seen += chunk
+        os.write(primary, typed.encode() + b"\n")
+        assert proc.wait(timeout=120) == 2
+        with contextlib.suppress(OSError):  # the terminal's other end is gone once everything is read
+            while select.select([primary], [], [], 1)[0] and (chunk := os.read(primary, 4096)):
+                seen += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(primary)
+    assert typed.encode() not in seen  # never echoed, nor printed
+    assert words in seen and b"Repeat for confirmation" not in seen
+    assert not (pr / "intake" / "pending").exists()
 
 
 def test_cli_staff_help_lists_the_commands(run_bin):

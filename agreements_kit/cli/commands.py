@@ -924,24 +924,35 @@ def intake() -> None:
 @click.option("--role", type=click.Choice(["client", "guardian"]), default="client", show_default=True)
 @click.option("--identity", required=True, help="How staff checked the signer's identity (e.g. 'photo ID').")
 @click.option("--checked-by", required=True, help="Who checked it.")
+@click.option("--staff", "staff_name", required=True,
+              help="Your staff account (as at /staff; 'agreements staff add NAME'): the signing record names it.")
+@click.option("--staff-password-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Read your staff password from this file's first line (else a hidden prompt).")
 @click.option("--minutes", type=click.IntRange(1, 240), default=15, show_default=True, help="How long the link works.")
 @click.option("--url", "base_url", default="http://127.0.0.1:8765", show_default=True,
               help="The intake server's address as the tablet reaches it.")
 @click.option("--qr", "qr_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write the QR code as SVG.")
-def intake_open(agreements, practice_dir, role, identity, checked_by, minutes, base_url, qr_file) -> None:
+def intake_open(agreements, practice_dir, role, identity, checked_by, staff_name, staff_password_file, minutes,
+                base_url, qr_file) -> None:
     """Open a one-time intake link for AGREEMENT (prints the link and a QR code).
 
     Several agreements make a packet: one client's documents, signed one after the
-    other in one visit (the consent to electronic records first)."""
+    other in one visit (the consent to electronic records first). You sign in with
+    your own staff account, as at /staff, and the signing record and the ledger name it."""
+    from agreements_kit.cli.staff import read_password
     from agreements_kit.intake.app import intake_link
     from agreements_kit.intake.packet import check_packet
+    from agreements_kit.intake.staff import StaffStore
     from agreements_kit.intake.tickets import TicketStore
 
     practice = _practice(practice_dir)
+    password = read_password(staff_password_file, option="--staff-password-file", prompt="Staff password",
+                             confirm=False)
+    account = StaffStore(practice.root).sign_in(staff_name, password)  # who runs it, before anything else
     folders = check_packet(practice, list(agreements), role)  # one client's, each awaiting the client
     store = TicketStore(practice.root / "intake")
     store.sweep()  # expired links go, with the hashes of used ones older than a day
-    token, ticket = store.open([f.id for f in folders], role, identity, checked_by, minutes)
+    token, ticket = store.open([f.id for f in folders], role, identity, checked_by, minutes, opened_by=account.name)
     link = intake_link(base_url, token)
     import segno
 

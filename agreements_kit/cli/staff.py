@@ -2,7 +2,8 @@
 
 A password is read from a hidden prompt (typed twice) or from the first line of
 ``--password-file``; never from the command line or the environment, where other
-users and shell histories could see it. A password that unlocks one of the practice's
+users and shell histories could see it (:func:`read_password`, which ``agreements
+intake open --staff`` uses too). A password that unlocks one of the practice's
 CA keys is refused: no one signs in with a CA's passphrase. The lead registers the
 group in ``cli/commands.py`` (``main.add_command(staff)``).
 """
@@ -29,7 +30,10 @@ def _store(practice_dir: Path | None):
     return StaffStore(load_practice(locate(practice_dir)).root)
 
 
-def _password(file: Path | None) -> str:
+def read_password(file: Path | None, *, option: str = "--password-file", prompt: str = "New password",
+                  confirm: bool = True) -> str:
+    """A staff password: the first line of ``file`` (given as ``option``), else a hidden prompt when stdin is
+    a terminal (typed twice when ``confirm``); never the command line or the environment (StaffError)."""
     if file is not None:
         try:
             text = file.read_text(encoding="utf-8")
@@ -38,9 +42,9 @@ def _password(file: Path | None) -> str:
         return text.split("\n", 1)[0].rstrip("\r")
     stdin = sys.stdin
     if stdin is None or getattr(stdin, "closed", False) or not stdin.isatty():
-        raise StaffError("a password is needed: type it at the prompt (a terminal) or use --password-file FILE "
+        raise StaffError(f"a password is needed: type it at the prompt (a terminal) or use {option} FILE "
                          "(it is never read from the command line)")
-    return str(click.prompt("New password", hide_input=True, confirmation_prompt=True, err=True))
+    return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True))
 
 
 def _not_a_ca_passphrase(root: Path, password: str) -> None:
@@ -80,7 +84,7 @@ def add(name: str, practice_dir: Path | None, full_name: str | None, password_fi
     if store.get(name) is not None:
         raise StaffError(f"there is already a staff account '{name}' (remove it first to replace it)")
     full = full_name if full_name is not None else name
-    password = _password(password_file)
+    password = read_password(password_file)
     check_password(password, name, full)
     _not_a_ca_passphrase(store.path.parent, password)
     account = store.add(name, full, password)

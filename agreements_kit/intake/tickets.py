@@ -59,7 +59,8 @@ class Ticket:
     """What an intake link grants: one agreement (or a packet of them, signed in turn), one role, until ``expires``.
 
     ``identity_checked_by`` is who checked the signer's identity; ``opened_by`` is the
-    staff account that opened the link on the staff page (None for ``agreements intake open``).
+    staff account that opened the link (on the staff page, or ``agreements intake open --staff``);
+    None only for a ticket opened without one (:meth:`TicketStore.open` called without ``opened_by``).
     ``others`` are the packet's further documents, in signing order, after ``agreement_id``.
     """
 

@@ -405,7 +405,9 @@ def open_links_on_staff_pages(base: str, clients: list[tuple[str, str]]) -> list
         home = expect(desk.request("GET", "/staff"), 200, "the staff page").page().form("/staff/open")
         if home is None:
             raise SystemExit("the staff page has no form to open an intake")
-        form = fill(home, "", "") | {"agreement": agreement_id, "role": "client", "identity": IDENTITY}
+        # One document per intake: none of the packet's "also sign in this visit" boxes ticked.
+        form = {k: v for k, v in fill(home, "", "").items() if k != "also"} | {
+            "agreement": agreement_id, "role": "client", "identity": IDENTITY}
         page = expect(desk.request("POST", "/staff/open", form), 200, "opening an intake").page()
         found = [h for h in page.links if "/i/" in h]
         if not found:

@@ -982,10 +982,13 @@ def _own_tls_context(cert: Path, key: Path):
     if stat.S_IMODE(key.stat().st_mode) & 0o077:
         raise AgreementsError(f"--tls-key {key}: others can read this private key: chmod 600 {key}")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     secret = os.environ.get("AGREEMENTS_TLS_KEY_PASSPHRASE", "")
     try:
         context.load_cert_chain(cert, key, password=lambda: secret.encode())
-    except ssl.SSLError as exc:
+    except OSError as exc:
+        if not isinstance(exc, ssl.SSLError):
+            raise AgreementsError(f"cannot read {exc.filename or key}: {exc.strerror}") from None
         raise AgreementsError(f"--tls-cert {cert} and --tls-key {key} cannot be used together ({exc.reason or exc}): "
                               "a PEM chain and its own key, the key's passphrase in "
                               "$AGREEMENTS_TLS_KEY_PASSPHRASE if it is encrypted") from None
@@ -1058,6 +1061,7 @@ def intake_serve(practice_dir, host, port, tls, tls_cert, tls_key, idle_minutes,
                                                    serialization.BestAvailableEncryption(secret)))
             key_path.chmod(0o600)
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
             context.load_cert_chain(cert_path, key_path, password=secret)
     scheme = "https" if tls else "http"
     # On a wildcard address the links must use the address the staff page was reached at.

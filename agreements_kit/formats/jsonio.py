@@ -13,15 +13,24 @@ Canonical forms, by format version:
 - ``pretty``: sorted keys, two-space indent, UTF-8, final newline: manifests, and
   signing records of the legacy format version 1.
 - ``compact``: sorted keys, no spaces, UTF-8: ledger lines of the legacy version 1.
+
+The fast road (:func:`decode_canonical`): msgspec's C decoder and encoder. It never decides on
+its own what a document says: it decodes, re-encodes what it decoded, and vouches only when that
+gives back exactly the bytes read, for values the standard library's encoder writes the same way
+(:func:`_plain`). Then ``json.loads`` reads the bytes as the same value, whatever msgspec made of
+them, and the full path would accept them; everything else goes the full path, which names the
+fault. tests/test_json_fastpath.py holds it to the reader it replaced (tests/json_reference.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import rfc8785
 
 from agreements_kit.errors import InvalidFormat
@@ -195,30 +204,62 @@ def parse(data: bytes, where: str, *, max_bytes: int, max_depth: int = MAX_DEPTH
 def _parse_plain(data: bytes, max_depth: int, canonical_form: str | None) -> tuple[Any] | None:
     """The fast path of :func:`parse`: ``(value,)`` when the bytes are already in canonical form, else None.
 
-    Plain ``json.loads`` (the C decoder, no hooks) is enough when re-encoding the value gives back
-    exactly ``data``: the canonical encoding of a parsed object names each key once, so equal bytes
-    had no key twice; a plain value (see :func:`_plain`) holds no float, so no NaN, Infinity or
-    1e400; and the nesting is checked on the way. Everything :func:`parse` would refuse fails one of
-    these, and then the full path runs and names the reason. ``canonical_form`` None asks for the
-    compact form here (only as a shortcut: other bytes go the full way and are accepted there).
+    Decoding and re-encoding (:func:`decode_canonical`) is enough when it gives back exactly
+    ``data``: the canonical encoding of a parsed object names each key once, so equal bytes had no
+    key twice; a plain value (see :func:`_plain`) holds no float, so no NaN, Infinity or 1e400; and
+    the nesting is checked on the way. Everything :func:`parse` would refuse fails one of these, and
+    then the full path runs and names the reason. ``canonical_form`` None asks for the compact form
+    here (only as a shortcut: other bytes go the full way and are accepted there).
     """
-    try:
-        value = json.loads(data.decode("utf-8"))
-    except (ValueError, RecursionError):  # not UTF-8 or not JSON, a BOM, a huge number: the full path says
-        return None
-    if not _plain(value, max_depth):
-        return None
-    if canonical_form == "pretty":
-        encoded = canonical_json(value)
-    else:
-        try:
-            encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
-            return None
-    if encoded != data:
+    quick = decode_canonical(data, _ANY, "pretty" if canonical_form == "pretty" else "compact")
+    if quick is None or not _plain(quick[0], max_depth):
         return None
     if canonical_form != "pretty":
-        _LAST_COMPACT[:] = [value, data]  # see check_canonical
+        _LAST_COMPACT[:] = [quick[0], data]  # see check_canonical
+    return quick
+
+
+def _no_float(text: str) -> Any:
+    raise ValueError("a float: the full path decides")  # msgspec reports it as a DecodeError
+
+
+# Any JSON value, floats refused (the full path reads them). Its dicts, lists, str, int, bool and
+# None are what json.loads makes of the same bytes once decode_canonical vouched for them.
+_ANY: msgspec.json.Decoder[Any] = msgspec.json.Decoder(float_hook=_no_float)
+_ENCODER = msgspec.json.Encoder(order="sorted")  # keys by code point, as sort_keys=True sorts them
+_ASTRAL = re.compile(rb"[\xf0-\xff]")  # the lead byte of a character beyond the BMP (or no UTF-8 at all)
+_FAILED = (msgspec.MsgspecError, ValueError, TypeError, OverflowError, RecursionError)
+
+
+def decoder(kind: Any) -> msgspec.json.Decoder[Any]:
+    """A msgspec decoder of ``kind`` (a type shape.FastShape made), for :func:`decode_canonical`."""
+    return msgspec.json.Decoder(kind, float_hook=_no_float)
+
+
+def decode_canonical(data: bytes, decoder: msgspec.json.Decoder[Any], form: str) -> tuple[Any] | None:
+    """``(value,)`` when ``data`` is exactly the ``form`` bytes of what ``decoder`` makes of it; None when not.
+
+    What it vouches for, and why it is enough: msgspec's encoder writes every value msgspec's decoder
+    makes that holds no float (dict, list, str, int, bool, None) exactly as ``json.dumps`` with
+    ``ensure_ascii=False`` and sorted keys does (held by tests/test_json_fastpath.py, every character
+    included), compact, or ``indent=2`` through ``msgspec.json.format``. So equal bytes are the
+    standard library's encoding of the value, and ``json.loads`` reads them back as that very value,
+    whatever msgspec made of them (a key given twice, a lone surrogate, a BOM, another layout: then
+    the bytes differ, or msgspec refused them). The caller still checks what :func:`_plain` asks of
+    the value (a typed decoder, by its types), except for ``rfc8785`` keys beyond the Basic
+    Multilingual Plane (sorted otherwise there), which this refuses for any character beyond it.
+    """
+    try:
+        value = decoder.decode(data)
+        encoded = _ENCODER.encode(value)
+    except _FAILED:
+        return None
+    if form == "pretty":
+        encoded = msgspec.json.format(encoded, indent=2) + b"\n"
+    elif form == "rfc8785" and not data.isascii() and _ASTRAL.search(data) is not None:
+        return None
+    if encoded != data:
+        return None
     return (value,)
 
 
@@ -275,13 +316,17 @@ def _plain(value: Any, max_depth: int = 1 << 30, level: int = 1) -> bool:
     return False  # a float (json.loads makes nothing else)
 
 
+plain = _plain  # for shape.FastShape
+
+
 def _jcs_fast(value: Any) -> bytes | None:
-    """RFC 8785 bytes through the C JSON encoder, for the values where both agree; None where they may not.
+    """RFC 8785 bytes through msgspec's encoder, for the values where it and ``rfc8785`` agree; None where
+    they may not.
 
     Held equal to the ``rfc8785`` package by a differential property test (tests/test_formats.py)."""
     if not _plain(value):
         return None
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape: rfc8785 decides
+        return _ENCODER.encode(value)
+    except _FAILED:  # a lone surrogate from a \ud800 escape: rfc8785 decides
         return None

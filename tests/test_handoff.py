@@ -117,14 +117,17 @@ def with_mail(root: Path, certs: dict[str, Path], port: int, **over: object) -> 
 class Tablet:
     """The tablet's browser after the client signed ``agreement_id``: the session signing leaves, over https."""
 
-    def __init__(self, app, agreement_id: str, secure: bool = True):
+    def __init__(self, app, agreement_id: str, secure: bool = True, packet: list[str] | None = None):
         self.app = app
         self.c = app.test_client()
         self.base = HTTPS if secure else "http://localhost"
-        folder = load_practice(app.extensions["agreements"]["practice"].root).archive / agreement_id
+        archive = load_practice(app.extensions["agreements"]["practice"].root).archive
+        folder = archive / agreement_id
         ticket = Ticket(agreement_id, "client", "photo ID", "Desk", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
-        s = Session(secrets.token_urlsafe(32), ticket, secrets.token_urlsafe(32), signed=True,
-                    result={"folder": str(folder), "signed_at": "2026-12-03T10:00:00Z"})
+        result = {"folder": str(folder), "signed_at": "2026-12-03T10:00:00Z"}
+        if packet:
+            result["folders"] = [str(archive / aid) for aid in packet]
+        s = Session(secrets.token_urlsafe(32), ticket, secrets.token_urlsafe(32), signed=True, result=result)
         app.extensions["agreements"]["sessions"].add(s)
         self.csrf = s.csrf
         self.c.set_cookie(web.COOKIE, s.id, domain="localhost")
@@ -514,6 +517,48 @@ def test_print_opens_the_copy_and_receipt_and_puts_the_completed_copy_on_the_fro
     assert ok(cli("handoff", "list", "--practice", pr)).stdout.strip() == "nothing to hand over"
 
 
+def staff_signed_in(app):
+    """The front desk's browser, signed in over https: the client and the CSRF token of its pages."""
+    staff = app.test_client()
+    login = staff.get("/staff", base_url=HTTPS)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', text(login)).group(1)
+    r = staff.post("/staff/login", data={"csrf": csrf, "name": STAFF[0], "password": STAFF[2]}, base_url=HTTPS)
+    assert r.status_code == 302, text(r)
+    home = staff.get("/staff", base_url=HTTPS)  # the session's token, on every staff page with a form
+    return staff, re.search(r'name="csrf" value="([^"]+)"', text(home)).group(1)
+
+
+def test_odd_agreement_ids_and_a_damaged_record_are_refused_without_a_traceback(pr: Path, clock, caplog):
+    app = new_app(pr, clock)
+    assert Tablet(app, "agr-hand-0003").choose("print").status_code == 302  # one good record on the list
+    choices = delivery.handoff_dir(load_practice(pr)) / "choices"
+    (choices / "agr-hand-0002.json").write_bytes(b"{damaged")  # a hand-off record no longer readable
+    (choices / "a.b.json").write_bytes(b"{}")  # a file whose name is no agreement id
+    staff, csrf = staff_signed_in(app)
+    caplog.clear()
+    caplog.set_level(logging.DEBUG)
+    # One damaged record does not take the whole list down: it is skipped, and the others are listed.
+    listing = staff.get("/staff/handoff", base_url=HTTPS)
+    assert listing.status_code == 200 and "Mary Major" in text(listing)
+    for method, path, status in (
+            ("GET", "/staff/handoff/a.b/signed-agreement.pdf", 404),
+            ("GET", "/staff/handoff/log/signed-agreement.pdf", 404),
+            ("GET", "/staff/handoff/.hidden/signed-agreement.pdf", 404),
+            ("POST", "/staff/handoff/a.b/qr", 404),
+            ("POST", "/staff/handoff/log/qr", 404),
+            ("POST", "/staff/handoff/a.b/done", 404),
+            ("GET", "/staff/handoff/agr-hand-0002/signed-agreement.pdf", 400),  # the damaged record: format.*
+            ("POST", "/staff/handoff/agr-hand-0002/qr", 400)):
+        r = staff.open(path, method=method, data={"csrf": csrf} if method == "POST" else None, base_url=HTTPS)
+        assert r.status_code == status, (method, path, r.status_code)
+        assert r.mimetype == "text/html" and "Traceback" not in text(r) and "agr-hand-0002" not in text(r)
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR and r.name.startswith("flask")]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Traceback" not in logged and "Exception on" not in logged
+    assert "agr-hand" not in logged and "a.b" not in logged and "/staff/handoff/" not in logged
+    assert "hand-off record skipped: format.handoff" in logged and "request refused: format.handoff" in logged
+
+
 # --------------------------------------------------------------------------- the follow-up at countersigning
 
 
@@ -612,3 +657,141 @@ def test_a_voided_agreement_erases_the_address_it_was_waiting_with(pr: Path, mai
     res = ok(cli("handoff", "send", "--practice", pr))
     assert "agr-hand-0003: the agreement was voided" in res.stdout and ADDRESS not in res.stdout
     assert delivery.read_choice(practice, "agr-hand-0003") is None
+
+
+# --------------------------------------------------------------------------- a tablet left signed in
+
+
+OTHER = "someone.else@example.net"
+
+
+def test_a_second_different_address_is_refused_and_the_completed_copy_goes_to_the_first(
+        pr: Path, mail_ca, smtp, clock, cli, monkeypatch):
+    with_mail(pr, mail_ca, smtp.port)
+    t = Tablet(new_app(pr, clock), "agr-hand-0001")
+    sent = t.post("/sign/handoff/email", {"address": ADDRESS})
+    assert sent.status_code == 200 and "Sent." in text(sent)
+    # After a send the page offers only Finish: no way back to another address from here.
+    assert 'id="finish"' in text(sent) and "another way" not in text(sent) and ADDRESS not in text(sent)
+    refused = t.post("/sign/handoff/email", {"address": OTHER})
+    assert refused.status_code == 409 and "cannot be changed here" in text(refused) and "front desk" in text(refused)
+    assert "Nothing was sent" in text(refused) and OTHER not in text(refused) and ADDRESS not in text(refused)
+    assert len(smtp.inbox.messages) == 1 and smtp.inbox.messages[0][1] == [ADDRESS]
+    assert delivery.read_choice(load_practice(pr), "agr-hand-0001").email == ADDRESS
+    form = text(t.get("/sign/handoff/email"))
+    assert 'name="address"' not in form and 'name="again"' in form and "c…@example.org" in form
+    # Another session of the same visit (the tablet reloaded) is refused too: the address is on record.
+    t2 = Tablet(t.app, "agr-hand-0001")
+    assert t2.post("/sign/handoff/email", {"address": OTHER}).status_code == 409
+    assert len(smtp.inbox.messages) == 1
+    res = ok(countersign(cli, pr, monkeypatch, "agr-hand-0001"))
+    assert "the completed copy was mailed (attached)" in res.stdout
+    assert [m[1] for m in smtp.inbox.messages] == [[ADDRESS], [ADDRESS]]
+    assert "countersigned" in body_text(smtp.inbox.parsed(1))
+
+
+def test_a_client_may_send_again_to_the_same_address_at_most_three_times(pr: Path, mail_ca, smtp, clock):
+    with_mail(pr, mail_ca, smtp.port)
+    t = Tablet(new_app(pr, clock), "agr-hand-0002")
+    assert t.post("/sign/handoff/email", {"address": ADDRESS}).status_code == 200
+    assert t.post("/sign/handoff/email", {"address": ADDRESS}).status_code == 200  # a double submit: sent once
+    assert len(smtp.inbox.messages) == 1
+    clock.advance(60)
+    again = t.post("/sign/handoff/email", {"again": "1"})  # the mail never arrived: the button on the form
+    assert again.status_code == 200 and "Sent." in text(again)
+    clock.advance(60)
+    assert t.post("/sign/handoff/email", {"address": ADDRESS}).status_code == 200  # typed again: the same
+    assert [m[1] for m in smtp.inbox.messages] == [[ADDRESS]] * 3
+    clock.advance(60)
+    capped = t.post("/sign/handoff/email", {"again": "1"})
+    assert capped.status_code == 429 and "3 times" in text(capped) and len(smtp.inbox.messages) == 3
+    assert 'name="again"' not in text(t.get("/sign/handoff/email"))
+
+
+def test_choosing_email_after_the_countersignature_mails_the_completed_copy_at_once(
+        pr: Path, mail_ca, smtp, clock, cli, monkeypatch):
+    with_mail(pr, mail_ca, smtp.port)
+    ok(countersign(cli, pr, monkeypatch, "agr-hand-0001"))
+    t = Tablet(new_app(pr, clock), "agr-hand-0001")
+    r = t.post("/sign/handoff/email", {"address": ADDRESS})
+    assert r.status_code == 200 and "already countersigned: this is the completed copy" in text(r)
+    assert len(smtp.inbox.messages) == 1 and smtp.inbox.messages[0][1] == [ADDRESS]
+    msg = smtp.inbox.parsed()
+    folder = pr / "signed" / "agr-hand-0001"
+    assert attachments(msg)["signed-agreement.pdf"] == (folder / "02-therapist.copy.pdf").read_bytes()
+    assert "countersigned" in body_text(msg)
+    assert delivery.read_choice(load_practice(pr), "agr-hand-0001") is None  # the address is erased
+    assert ADDRESS.encode() not in b"".join(p.read_bytes() for p in (pr / "intake").rglob("*") if p.is_file())
+    assert ok(cli("handoff", "send", "--practice", pr)).stdout.strip() == "no completed copy is waiting to be mailed"
+
+
+def test_choosing_print_after_the_countersignature_is_ready_at_once(pr: Path, clock, cli, monkeypatch):
+    ok(countersign(cli, pr, monkeypatch, "agr-hand-0003"))
+    t = Tablet(new_app(pr, clock), "agr-hand-0003")
+    assert t.choose("print").status_code == 302
+    assert delivery.read_choice(load_practice(pr), "agr-hand-0003").ready
+    assert "ready to hand over (print)" in ok(cli("handoff", "list", "--practice", pr)).stdout
+
+
+def test_handoff_send_readies_completed_print_choices_and_erases_voided_ones(pr: Path, cli, monkeypatch):
+    from agreements_kit.signing.sign import void
+
+    practice = load_practice(pr)
+    ok(countersign(cli, pr, monkeypatch, "agr-hand-0002"))
+    delivery.record_choice(practice, ["agr-hand-0002"], "phone", follow=False)  # as a choice left behind
+    delivery.record_choice(practice, ["agr-hand-0003"], "print")
+    void(practice, "agr-hand-0003", "client withdrew", LEE_PASS.encode())
+    listed = ok(cli("handoff", "list", "--practice", pr)).stdout
+    assert "agr-hand-0003 (Mary Major): voided: nothing will follow" in listed
+    assert "agr-hand-0002 (John Roe): ready to hand over (phone)" in listed
+    res = ok(cli("handoff", "send", "--practice", pr))
+    assert "handoff: agr-hand-0002: the completed copy is on the front desk's list" in res.stdout
+    assert "handoff: agr-hand-0003: the agreement was voided: nothing will follow" in res.stdout
+    assert delivery.read_choice(practice, "agr-hand-0002").ready
+    assert delivery.read_choice(practice, "agr-hand-0003") is None
+
+
+def test_a_busy_lock_is_a_clear_error(pr: Path, monkeypatch):
+    from filelock import FileLock
+
+    from agreements_kit.errors import HandoffError
+
+    practice = load_practice(pr)
+    delivery.private_dirs(pr / "intake", "handoff", "choices")
+    monkeypatch.setattr(delivery, "LOCK_SECONDS", 0.05)
+    with FileLock(str(delivery.handoff_dir(practice) / ".lock")), \
+            pytest.raises(HandoffError, match="hand-off records are busy"):
+        delivery.record_choice(practice, ["agr-hand-0001"], "print")
+
+
+def test_a_packets_mail_and_receipt_name_the_real_files(pr: Path, mail_ca, smtp, clock):
+    import subprocess
+
+    with_mail(pr, mail_ca, smtp.port)
+    practice = load_practice(pr)  # a second agreement of Jane's: the packet of her visit
+    renderer = Renderer.load(pr)
+    folder = renderer.render_to(Job(make_spec(client=CLIENTS["agr-hand-0001"], therapist="lee", id="agr-hand-0004"),
+                                    practice.drafts))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    sign_client(practice, "agr-hand-0004", ClientSigning(
+        name=CLIENTS["agr-hand-0001"], consent=True, initials={c["id"]: "JQD" for c in manifest["clauses"]
+                                                               if c["initials"]},
+        intent=True, identity_method="photo ID", identity_checked_by="Desk"), PASS)
+    ids = ["agr-hand-0001", "agr-hand-0004"]
+    t = Tablet(new_app(pr, clock), "agr-hand-0001", packet=ids)
+    assert t.post("/sign/handoff/email", {"address": ADDRESS}).status_code == 200
+    msg = smtp.inbox.parsed()
+    files = attachments(msg)
+    assert set(files) == {"signed-document-1.pdf", "signed-document-2.pdf", "receipt-of-signing.pdf"}
+    body = body_text(msg)
+    assert "signed-document-1.pdf, signed-document-2.pdf" in body and "signed-agreement.pdf" not in body
+    receipt = pr.parent / "receipt.pdf"
+    receipt.write_bytes(files["receipt-of-signing.pdf"])
+    got = " ".join(subprocess.run(["pdftotext", "-layout", str(receipt), "-"], capture_output=True, text=True,
+                                  check=True).stdout.split())
+    assert "SIZE" not in got and "signed-agreement.pdf" not in got
+    for n, aid in enumerate(ids, start=1):
+        size = (pr / "signed" / aid / "agreement.pdf").stat().st_size
+        assert f"head -c {size} signed-document-{n}.pdf | sha256sum" in got
+        assert hashlib.sha256(files[f"signed-document-{n}.pdf"][:size]).hexdigest() == \
+            hashlib.sha256((pr / "signed" / aid / "agreement.pdf").read_bytes()).hexdigest()

@@ -73,6 +73,7 @@ SENSITIVE = (A_ID, A_NAME, B_ID, B_NAME)
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43,}$")
 CSRF_RE = re.compile(r'name="csrf" value="([^"]*)"')
+DOCUMENT_RE = re.compile(r'name="document" value="([^"]*)"')  # the review and signature forms' document
 INITIALS_RE = re.compile(r'Initials needed: your initials for part (\d+)</label>\s*<input id="[^"]+" '
                          r'name="(initials\.[^"]+)"')
 ERROR_RE = re.compile(r'<div class="error" role="alert" id="error"><strong>Please check:</strong> (.*?)</div>', re.S)
@@ -223,6 +224,7 @@ class Tablet:
         self.csrf: str | None = None
         self.responses: list[tuple[str, str, object]] = []
         self.fields: list[tuple[str, str]] = []  # (part number, field name) of clauses needing initials
+        self.document: str | None = None  # the document the last review or signature page was for
 
     def _seen(self, method: str, path: str, resp):
         self.responses.append((method, path, resp))
@@ -230,13 +232,19 @@ class Tablet:
             m = CSRF_RE.search(text(resp))
             if m:
                 self.csrf = m.group(1)
+            d = DOCUMENT_RE.search(text(resp))
+            if d:
+                self.document = d.group(1)
         return resp
 
     def get(self, path: str, **kw):
         return self._seen("GET", path, self.c.get(path, environ_base=self.env, **kw))
 
     def post(self, path: str, data: dict | None = None, **kw):
-        return self._seen("POST", path, self.c.post(path, data=data or {}, environ_base=self.env, **kw))
+        data = dict(data or {})
+        if path in ("/sign/agreement", "/sign/signature") and self.document is not None:
+            data.setdefault("document", self.document)  # as the browser sends the page's form
+        return self._seen("POST", path, self.c.post(path, data=data, environ_base=self.env, **kw))
 
     def look(self, token: str):
         """Open a link: the Start page (nothing is used up)."""
@@ -1761,7 +1769,7 @@ def test_concurrent_sign_posts_from_one_session_sign_once(app, pr: Path):
         barrier.wait()
         try:
             statuses[i] = clients[i].post("/sign/signature", data={"csrf": t.csrf, "name": A_NAME,
-                                                                   "intent": "yes"})
+                                                                   "intent": "yes", "document": A_ID})
         except Exception as exc:  # noqa: BLE001 - reported below
             statuses[i] = exc
 

@@ -379,6 +379,50 @@ def test_a_stale_signature_form_never_signs_the_next_document(pr: Path, cli):
     assert not (pr / "signed" / AGREEMENT).exists()
 
 
+def test_a_stale_review_form_never_initials_nor_signs_the_next_document(pr: Path, cli):
+    """Two agreements of one clause library (the same parts to initial): each page's forms name their document."""
+    practice = load_practice(pr)
+    second = "agr-pk-agreement-2"
+    log_renders(practice, [Renderer.load(pr).render_to(Job(make_spec(client=CLIENT, therapist="lee", id=second,
+                                                                     date=DATE), practice.drafts))])
+    app = intake_app(pr)
+    t = Tablet(app)
+    t.claim(token_of(open_cli(cli, pr, AGREEMENT, second)))
+    t.consent()
+    r = t.get("/sign/agreement")
+    first = t.document
+    assert first in (AGREEMENT, second) and f'name="document" value="{first}"' in text(r)
+    then = second if first == AGREEMENT else AGREEMENT
+    review_form = {"csrf": t.csrf, "document": first, **{n: "JQD" for _, n in INITIALS_RE.findall(text(r))}}
+    assert t.post("/sign/agreement", review_form).headers["Location"].endswith("/sign/signature")
+    assert f'name="document" value="{first}"' in text(t.get("/sign/signature"))
+    sign_form = {"csrf": t.csrf, "document": first, "name": CLIENT, "intent": "yes", "drawn": ""}
+    assert t.post("/sign/signature", sign_form).headers["Location"].endswith("/sign/agreement")
+    assert (pr / "signed" / first / "01-client.json").is_file()
+    session, _ = app.extensions["agreements"]["sessions"].lookup(t.c.get_cookie("intake_session").value)
+    # The first document's review form again (a second tab, a page sent again), and one naming no document:
+    # nothing is recorded for the second document, and its signature page is not reached.
+    for form in (review_form, {**review_form, "document": ""}, {**review_form, "document": "agr-pk-other"}):
+        r = t.post("/sign/agreement", form)
+        assert r.status_code == 302 and r.headers["Location"].endswith("/sign/agreement"), text(r)
+        assert "initials" not in session.result and "initials_for" not in session.result
+    r = t.get("/sign/signature")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/sign/agreement")
+    r = t.post("/sign/signature", sign_form)
+    assert r.status_code == 302 and r.headers["Location"].endswith("/sign/agreement")
+    assert not (pr / "signed" / then).exists() and session.current_id == then
+    # The second document is signed only after its own review page: a form that names it.
+    r = t.get("/sign/agreement")
+    assert f'name="document" value="{then}"' in text(r) and t.document == then
+    r = t.post("/sign/agreement", {**review_form, "document": then})
+    assert r.headers["Location"].endswith("/sign/signature") and session.result["initials_for"] == then
+    r = t.post("/sign/signature", sign_form)  # the first document's signature form, even now: refused
+    assert r.headers["Location"].endswith("/sign/agreement") and not (pr / "signed" / then).exists()
+    assert f'name="document" value="{then}"' in text(t.get("/sign/signature"))
+    assert t.sign(name=CLIENT).headers["Location"].endswith("/sign/done")
+    assert (pr / "signed" / then / "01-client.json").is_file()
+
+
 def test_a_tampered_packet_ticket_is_not_a_valid_link(pr: Path):
     store = TicketStore(pr / "intake")
     token, ticket = store.open([CONSENT, AGREEMENT], "client", IDENTITY, CHECKED_BY)

@@ -59,16 +59,24 @@ def handoff_list(practice_dir: Path | None) -> None:
             click.echo(f"{c.agreement_id}: {exc.message}")
             continue
         parts = []
+        if folder.voided:
+            click.echo(f"{c.agreement_id} ({folder.client_name}): voided: nothing will follow ('agreements handoff "
+                       "send' erases this choice" + (", and the client's address)" if c.email is not None else ")"))
+            continue
         if c.front_desk:
             ways = " or ".join(c.front_desk)
-            if c.ready:
+            if c.ready or folder.complete:
                 name = delivery._newest_copy(folder)[0]
                 parts.append(f"ready to hand over ({ways}): {folder.path / name}")
             else:
                 parts.append(f"{ways}: waiting for the countersignature")
         if c.email is not None:
-            parts.append(f"email queued: {c.mail_error} (agreements handoff send)" if c.mail_error else
-                         "email: after the countersignature")
+            if c.mail_error:
+                parts.append(f"email queued: {c.mail_error} (agreements handoff send)")
+            elif folder.complete:
+                parts.append("email: countersigned, not mailed yet (agreements handoff send)")
+            else:
+                parts.append("email: after the countersignature")
         click.echo(f"{c.agreement_id} ({folder.client_name}): {'; '.join(parts)}")
 
 
@@ -76,13 +84,14 @@ def handoff_list(practice_dir: Path | None) -> None:
 @click.argument("agreement", required=False)
 @practice_option
 def handoff_send(agreement: str | None, practice_dir: Path | None) -> None:
-    """Mail the completed copies still owed by email (all, or AGREEMENT's); exit 3 if one cannot be sent."""
+    """Mail the completed copies still owed by email (all, or AGREEMENT's), put completed print and phone
+    choices on the front desk's list, and erase the choices of voided agreements; exit 3 if a mail cannot be sent."""
     from agreements_kit.intake import delivery
 
     practice = _practice(practice_dir)
     outcomes = delivery.send_queued(practice, agreement)
     if not outcomes:
-        click.echo("no completed copy is waiting to be mailed")
+        click.echo("no completed copy is waiting to be mailed")  # nor to be listed, nor a voided choice
     for outcome in outcomes:
         say_outcome(outcome)
     if any(not o.ok for o in outcomes):

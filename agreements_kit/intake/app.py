@@ -213,6 +213,14 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
                         "signed_at": say_time(s.result.get("signed_times", {}).get(aid, ""))})
         return out
 
+    def form_for_this_document(s: Session) -> bool:
+        """The form posted was served for the document being signed now (its hidden ``document`` field).
+
+        A page left open in another tab, or sent again after its document was signed, names an
+        earlier document of the packet: it is refused, never applied to the next one."""
+        sent = request.form.get("document", "")
+        return s.current_id is not None and secrets.compare_digest(sent.encode(), s.current_id.encode())
+
     def this_document(s: Session) -> dict[str, Any]:
         """The document being signed now, and where it stands in the packet ("2 of 3")."""
         folder = load_folder(agreement_folder(s))
@@ -239,6 +247,15 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         log.error("staff accounts unreadable: %s", exc.message)  # the detail (a path, an OS error) stays in the log
         return message("Staff sign-in unavailable", "Staff sign-in is unavailable just now: ask the practice's "
                        "administrator to check the intake server's log.", 503)
+
+    @app.errorhandler(AgreementsError)
+    def agreements_error(exc: AgreementsError):
+        # An error a request's data caused, anywhere in the app: its status from the kind of its code (the one
+        # table, errors.HTTP_STATUSES), and only the code in the log: the message and the path may name an
+        # agreement or a file, and Flask's own "Exception on <path>" line and traceback are not written.
+        log.warning("request refused: %s", exc.code)
+        return message("Not available", "This could not be done. Go back and try again, or ask the practice's "
+                       "administrator to check the intake server's log.", exc.http_status)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -346,6 +363,8 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
                        notice=s.result.get("notice"))
         if request.method == "POST":
             check_csrf(s.csrf)
+            if not form_for_this_document(s) or doc["id"] != s.current_id:
+                return redirect(url_for("signing.review"))  # a form of another document: nothing is recorded
             given = {c["id"]: request.form.get(f"initials.{c['id']}", "").strip() for c in clauses if c["initials"]}
             missing = [c for c in clauses if c["initials"] and not given.get(c["id"])]
             bad = [c for c in clauses if c["initials"] and given.get(c["id"])
@@ -383,6 +402,8 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         if request.method == "GET":
             return page("signature.html.j2", **context)
         check_csrf(s.csrf)
+        if not form_for_this_document(s) or doc["id"] != s.current_id:
+            return redirect(url_for("signing.review"))  # a form of another document: nothing is signed
         name = request.form.get("name", "")
         context["name"] = name[:200]
         if request.form.get("intent") != "yes":

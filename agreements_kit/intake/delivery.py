@@ -53,6 +53,7 @@ COPY_NAME = "signed-agreement.pdf"
 RECEIPT_NAME = "receipt-of-signing.pdf"
 SIGNED = "signed"  # the client's signature only
 COMPLETED = "completed"  # countersigned
+LOCK_SECONDS = 30.0  # how long a writer of the choices waits for another (never held during a mail)
 
 
 def _now() -> dt.datetime:
@@ -318,11 +319,20 @@ def _choice_path(practice: Practice, agreement_id: str) -> Path:
 @contextmanager
 def _locked(practice: Practice) -> Iterator[None]:
     """One writer of the choices at a time (the intake server and a countersigning terminal)."""
-    from filelock import FileLock
+    from filelock import FileLock, Timeout
 
     private_dirs(practice.root / "intake", "handoff", "choices")
-    with FileLock(str(handoff_dir(practice) / ".lock"), timeout=30, mode=0o600):
+    lock = FileLock(str(handoff_dir(practice) / ".lock"), timeout=LOCK_SECONDS, mode=0o600)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise HandoffError(f"the hand-off records are busy (another process has held {lock.lock_file} for "
+                           f"{LOCK_SECONDS:g} seconds); try again in a moment",
+                           code="unavailable.handoff-busy") from None
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def read_choice(practice: Practice, agreement_id: str) -> Choice | None:
@@ -355,11 +365,26 @@ def choices(practice: Practice) -> list[Choice]:
     return out
 
 
-def record_choice(practice: Practice, agreement_ids: Sequence[str], channel: str, address: str | None = None) -> None:
-    """Remember, for each agreement, that its client chose ``channel`` (with the address, for email)."""
+def recorded_address(practice: Practice, agreement_ids: Sequence[str]) -> str | None:
+    """The address already recorded for these agreements (a visit's email choice), if any."""
+    for aid in agreement_ids:
+        choice = read_choice(practice, aid)
+        if choice is not None and choice.email is not None:
+            return choice.email
+    return None
+
+
+def record_choice(practice: Practice, agreement_ids: Sequence[str], channel: str, address: str | None = None,
+                  *, follow: bool = True) -> list[Outcome]:
+    """Remember, for each agreement, that its client chose ``channel`` (with the address, for email).
+
+    An agreement already countersigned gets its follow-up at once (``follow``): the completed copy is mailed
+    and the address erased, or it goes on the front desk's list. The choice is saved first, and the mail is
+    sent after the records' lock is released: what is returned is one outcome per such agreement."""
     if channel not in CHANNELS:
         raise HandoffError(f"no hand-off by '{channel}'")
     mail = settings(practice).mail
+    complete = []
     with _locked(practice):
         for aid in agreement_ids:
             choice = read_choice(practice, aid) or Choice(aid, _now().isoformat(timespec="seconds"))
@@ -370,13 +395,28 @@ def record_choice(practice: Practice, agreement_ids: Sequence[str], channel: str
             elif channel not in choice.front_desk:
                 choice.front_desk.append(channel)
             _save(practice, choice)
+            if _folder(practice, aid).complete:
+                complete.append(aid)
+    if not follow:
+        return []
+    return [o for o in (follow_up(practice, aid) for aid in complete) if o is not None]
+
+
+def forget_address(practice: Practice, agreement_ids: Sequence[str], address: str) -> None:
+    """Erase ``address`` from these agreements' choices (a first mail to it was refused: it may be mistyped)."""
+    with _locked(practice):
+        for aid in agreement_ids:
+            choice = read_choice(practice, aid)
+            if choice is not None and choice.email == address:
+                choice.email = choice.delivery = choice.mail_error = None
+                _save(practice, choice)
 
 
 def handed_over(practice: Practice, agreement_id: str) -> bool:
     """The front desk gave the client their completed copy: the print and phone part of the choice ends."""
     with _locked(practice):
         choice = read_choice(practice, agreement_id)
-        if choice is None or not choice.front_desk or not choice.ready:
+        if choice is None or not choice.front_desk or not (choice.ready or _folder(practice, agreement_id).complete):
             return False
         choice.front_desk = []
         choice.ready = False
@@ -391,7 +431,8 @@ def _practice_text(text: str, practice: Practice) -> str:
     return text.replace("{practice}", practice.name)  # never str.format on configured text
 
 
-def _body(practice: Practice, mail: Mail, stage: str, url: str | None, expires: dt.datetime | None) -> str:
+def _body(practice: Practice, mail: Mail, stage: str, url: str | None, expires: dt.datetime | None,
+          copies: Sequence[str] = (COPY_NAME,)) -> str:
     if stage == COMPLETED:
         what = "Your therapist has countersigned your agreement. The completed copy, with both signatures,"
     else:
@@ -399,7 +440,14 @@ def _body(practice: Practice, mail: Mail, stage: str, url: str | None, expires: 
     if mail.body is not None:
         text = _practice_text(mail.body, practice).rstrip() + "\n"
     elif url is None:
-        text = (f"Hello,\n\n{what} is attached ({COPY_NAME}), with a receipt ({RECEIPT_NAME}).\n\n"
+        named = ", ".join(copies)
+        if len(copies) > 1:
+            what = what.replace("Your signed copy", "Your signed copies").replace("The completed copy",
+                                                                                  "The completed copies")
+            what = f"{what} are"
+        else:
+            what = f"{what} is"
+        text = (f"Hello,\n\n{what} attached ({named}), with a receipt ({RECEIPT_NAME}).\n\n"
                 "Any PDF reader shows the signatures in the document; the receipt says how to check them.\n")
     else:
         text = f"Hello,\n\n{what} and a receipt are ready for you to download.\n"
@@ -433,7 +481,8 @@ def send_documents(practice: Practice, agreement_ids: Sequence[str], address: st
     else:
         attachments = materialize(practice, docs)
     msg = mailer.message(mail, to, _practice_text(mail.subject, practice),
-                         _body(practice, mail, stage, url, expires), attachments)
+                         _body(practice, mail, stage, url, expires, [d.name for d in docs if d.file is not None]),
+                         attachments)
     mailer.send(mail, msg, to)
 
 
@@ -447,13 +496,16 @@ class Outcome:
     agreement_id: str
     text: str
     ok: bool = True
+    error: AgreementsError | None = field(default=None, compare=False)  # why a mail was not sent
 
 
 QUEUED = "the countersignature stands and the mail stays queued: send it with 'agreements handoff send'"
 
 
 def follow_up(practice: Practice, agreement_id: str) -> Outcome | None:
-    """After countersigning: the completed copy goes the way the client chose (None: they chose nothing here)."""
+    """After countersigning: the completed copy goes the way the client chose (None: they chose nothing here).
+
+    The records' lock is held only to read and to save the choice, never while a mail is being sent."""
     if not _choice_path(practice, agreement_id).exists():
         return None
     with _locked(practice):
@@ -464,35 +516,57 @@ def follow_up(practice: Practice, agreement_id: str) -> Outcome | None:
         if not folder.complete:
             return Outcome(agreement_id, f"agreement {agreement_id} is not countersigned yet: nothing to hand over",
                            ok=False)
-        said = []
-        ok = True
-        if choice.email is not None:
-            try:
-                send_documents(practice, [agreement_id], choice.email, COMPLETED)
-            except (MailError, HandoffError) as exc:
-                choice.mail_error = exc.message
-                ok = False
-                said.append(f"the completed copy of {agreement_id} was not mailed: {exc.message}; {QUEUED}")
-            else:
-                how = "as a single-use download link" if choice.delivery == "link" else "attached"
-                said.append(f"the completed copy was mailed ({how}) to the address the client gave at intake, "
-                            "which is now erased")
-                choice.email = choice.delivery = choice.mail_error = None
-        if choice.front_desk:
+        if choice.front_desk and not choice.ready:
             choice.ready = True
-            ways = " and ".join({"print": "printed", "phone": "shown as a QR code for their phone"}[c]
-                                for c in choice.front_desk)
-            said.append(f"the completed copy is on the front desk's list, to be {ways} for the client "
-                        "('agreements handoff list', /staff/handoff)")
-        _save(practice, choice)
-    return Outcome(agreement_id, "; ".join(said), ok)
+            _save(practice, choice)
+        address, how_sent, front_desk = choice.email, choice.delivery, list(choice.front_desk)
+    said = []
+    ok = True
+    error: AgreementsError | None = None
+    if address is not None:
+        try:
+            send_documents(practice, [agreement_id], address, COMPLETED)
+        except (MailError, HandoffError) as exc:
+            error = exc
+            ok = False
+            said.append(f"the completed copy of {agreement_id} was not mailed: {exc.message}; {QUEUED}")
+        else:
+            how = "as a single-use download link" if how_sent == "link" else "attached"
+            said.append(f"the completed copy was mailed ({how}) to the address the client gave at intake, "
+                        "which is now erased")
+        with _locked(practice):
+            choice = read_choice(practice, agreement_id)
+            if choice is not None and choice.email == address:
+                if error is None:
+                    choice.email = choice.delivery = choice.mail_error = None
+                else:
+                    choice.mail_error = error.message
+                _save(practice, choice)
+    if front_desk:
+        ways = " and ".join({"print": "printed", "phone": "shown as a QR code for their phone"}[c]
+                            for c in front_desk)
+        said.append(f"the completed copy is on the front desk's list, to be {ways} for the client "
+                    "('agreements handoff list', /staff/handoff)")
+    return Outcome(agreement_id, "; ".join(said), ok, error)
+
+
+def erase_choice(practice: Practice, agreement_id: str) -> None:
+    """Forget a choice entirely (its agreement was voided: nothing will follow)."""
+    with _locked(practice):
+        choice = read_choice(practice, agreement_id)
+        if choice is not None:
+            choice.email = choice.delivery = choice.mail_error = None
+            choice.front_desk, choice.ready = [], False
+            _save(practice, choice)
 
 
 def send_queued(practice: Practice, agreement_id: str | None = None) -> list[Outcome]:
-    """Mail every completed copy still owed by email (or only ``agreement_id``'s): what ``handoff send`` does."""
+    """What ``handoff send`` does (for every choice, or only ``agreement_id``'s): mail every completed copy still
+    owed by email, put completed print and phone choices on the front desk's list, and erase the choices of
+    voided agreements (with their addresses)."""
     out = []
     for choice in choices(practice):
-        if choice.email is None or (agreement_id is not None and choice.agreement_id != agreement_id):
+        if agreement_id is not None and choice.agreement_id != agreement_id:
             continue
         try:
             folder = _folder(practice, choice.agreement_id)
@@ -500,13 +574,10 @@ def send_queued(practice: Practice, agreement_id: str | None = None) -> list[Out
             out.append(Outcome(choice.agreement_id, exc.message, ok=False))
             continue
         if folder.voided:  # no completed copy will ever follow: the address goes now
-            with _locked(practice):
-                choice.email = choice.delivery = choice.mail_error = None
-                choice.front_desk, choice.ready = [], False
-                _save(practice, choice)
-            out.append(Outcome(choice.agreement_id, "the agreement was voided: nothing will follow, and the "
-                               "client's address is erased"))
-        elif folder.complete:
+            erase_choice(practice, choice.agreement_id)
+            erased = ", and the client's address is erased" if choice.email is not None else ""
+            out.append(Outcome(choice.agreement_id, f"the agreement was voided: nothing will follow{erased}"))
+        elif folder.complete and (choice.email is not None or (choice.front_desk and not choice.ready)):
             found = follow_up(practice, choice.agreement_id)
             if found is not None:
                 out.append(found)

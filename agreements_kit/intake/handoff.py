@@ -2,9 +2,12 @@
 
 - **Email** (when practice.yaml has ``handoff: mail:``): the client types their address on
   the tablet; the signed copy and the receipt are mailed at once, attached or as a
-  single-use download link, and the completed copy follows when the therapist countersigns.
-  The address is kept (PRACTICE/intake/handoff/choices/, 0600) only until then, and is
-  never logged.
+  single-use download link, and the completed copy follows when the therapist countersigns
+  (at once, when they already have). The address is kept (PRACTICE/intake/handoff/choices/,
+  0600) only until then, and is never logged. Once an address is recorded for the visit, the
+  tablet cannot change it (a tablet left signed in must not reroute a client's copies: the
+  front desk can); the client may send again to the same address, at most MAX_SENDS mails
+  per session, and after a send the page offers only Finish.
 - **Print**: a page that opens the signed copy and the receipt for printing; the front desk
   prints them and hands them over. The completed copy goes on the front desk's list
   (``/staff/handoff``, ``agreements handoff list``) to print at the next visit.
@@ -38,6 +41,7 @@ from flask import Blueprint, Flask, Response, abort, make_response, redirect, re
 from werkzeug.wrappers import Response as BaseResponse
 
 from agreements_kit.errors import AgreementsError, HandoffError, MailError
+from agreements_kit.formats.ids import ID_RE
 from agreements_kit.intake import app as web
 from agreements_kit.intake import delivery, mailer
 from agreements_kit.intake.delivery import SIGNED, Document
@@ -46,6 +50,8 @@ GRANT_MINUTES = 10  # a used link's browser may download its documents this long
 OPEN_COOKIE = "handoff_open"  # the download page's CSRF token (double submit)
 GRANT_COOKIE = "handoff_grant"
 MAX_GRANTS = 1000
+MAX_SENDS = 3  # mails one signing session may send (a tablet left signed in mails no more than this)
+DOUBLE_SUBMIT_SECONDS = 5  # the same address again this soon is the same form submitted twice: not resent
 
 log = logging.getLogger("agreements_kit.intake")
 
@@ -156,48 +162,111 @@ def register_handoff(app: Flask, *, idle_minutes: int, clock: Callable[[], float
                                "or phone, or ask the front desk.", 409)
             return redirect(url_for("handoff.email"))
         if channel == "print":
-            delivery.record_choice(practice, signed_ids(s), "print")
+            try:
+                delivery.record_choice(practice, signed_ids(s), "print")
+            except HandoffError as exc:
+                return message("Please try again", f"{exc.message[:1].upper()}{exc.message[1:]}.", exc.http_status)
             log.info("hand-off chosen: print")
             return redirect(url_for("handoff.printing"))
         if channel == "phone":
             needs_tls("A copy goes to a phone")
             token, _link = store.open(delivery.documents(practice, signed_ids(s)), hand.phone_minutes, "phone")
             s.result["handoff_phone"] = token  # server memory only; shown as a QR code on the next page
-            delivery.record_choice(practice, signed_ids(s), "phone")
+            try:
+                delivery.record_choice(practice, signed_ids(s), "phone")
+            except HandoffError as exc:
+                return message("Please try again", f"{exc.message[:1].upper()}{exc.message[1:]}.", exc.http_status)
             log.info("hand-off chosen: phone")
             return redirect(url_for("handoff.phone"))
         return redirect(url_for("signing.done"))
 
+    def fixed_address(s: web.Session) -> str | None:
+        """The address this visit's copies go to, once one was recorded (the tablet cannot change it)."""
+        return s.result.get("handoff_address") or delivery.recorded_address(practice, signed_ids(s))
+
+    def sends_left(s: web.Session) -> int:
+        return max(0, MAX_SENDS - int(s.result.get("handoff_sends", 0)))
+
+    def masked(address: str | None) -> str:
+        """Enough of an address for the client to recognise it, not enough for the next person at the tablet."""
+        if not address:
+            return ""
+        local, _, domain = address.partition("@")
+        return f"{local[:1]}…@{domain}"
+
     @bp.route("/sign/handoff/email", methods=["GET", "POST"])
     def email():
         s = client()
-        context = dict(title="Your copy by email", step=4, csrf=s.csrf, address="",
-                       delivery=hand.mail.delivery if hand.mail else "attach", link_hours=hand.link_hours)
         if hand.mail is None:
             return message("Email not available", "This practice does not send copies by email.", 409)
+        fixed = fixed_address(s)
+        sends = int(s.result.get("handoff_sends", 0))
+        context = dict(title="Your copy by email", step=4, csrf=s.csrf, address="",
+                       delivery=hand.mail.delivery, link_hours=hand.link_hours, fixed=masked(fixed),
+                       sent=bool(s.result.get("handoff_sent")), left=max(0, MAX_SENDS - sends),
+                       completed=bool(s.result.get("handoff_completed")))
         if request.method == "GET":
             return page("handoff_email.html.j2", **context)
         check_csrf(s.csrf)
-        typed = request.form.get("address", "")[:300]
-        context["address"] = typed
+        if request.form.get("again") and fixed:
+            typed = fixed
+        else:
+            typed = request.form.get("address", "")[:300]
+            context["address"] = typed
         try:
             address = mailer.check_address(typed)
-            with s.lock:  # a double-submitted form sends once
-                if s.result.get("handoff_mailed") == address:
-                    return page("handoff_sent.html.j2", **context)
-                delivery.send_documents(practice, signed_ids(s), address, SIGNED)
-                s.result["handoff_mailed"] = address
-            delivery.record_choice(practice, signed_ids(s), "email", address)
+            with s.lock:  # one send at a time per visit
+                fixed = fixed_address(s)
+                if (fixed is not None and address == fixed and s.result.get("handoff_sent")
+                        and clock() - float(s.result.get("handoff_sent_at", 0)) < DOUBLE_SUBMIT_SECONDS):
+                    context.update(address=masked(address), left=sends_left(s))
+                    return page("handoff_sent.html.j2", **context)  # a double-submitted form sends once
+                if fixed is not None and address != fixed:
+                    log.warning("hand-off: a different address was refused")  # never the address
+                    context["address"] = ""
+                    return page("handoff_email.html.j2", 409, **context,
+                                error="your copies already go to the address given earlier in this visit, and it "
+                                "cannot be changed here. Nothing was sent. To use a different address, ask the "
+                                "front desk")
+                sends = int(s.result.get("handoff_sends", 0))
+                if sends >= MAX_SENDS:
+                    return page("handoff_email.html.j2", 429, **context,
+                                error=f"your copy was already sent {MAX_SENDS} times from this tablet, the most it "
+                                "can be. Please ask the front desk")
+                s.result["handoff_sends"] = sends + 1
+                ids = signed_ids(s)
+                # The choice is saved first (a failure after the mail went cannot lose the completed copy's
+                # follow-up); an agreement already countersigned gets its completed copy from the follow-up.
+                outcomes = delivery.record_choice(practice, ids, "email", address)
+                done = {o.agreement_id for o in outcomes}
+                waiting = [aid for aid in ids if aid not in done]
+                try:
+                    failed = next((o.error for o in outcomes if o.error is not None), None)
+                    if failed is not None:
+                        raise failed
+                    if waiting:
+                        delivery.send_documents(practice, waiting, address, SIGNED)
+                except AgreementsError:
+                    if fixed is None:  # a first address that never got a mail is not kept (it may be mistyped)
+                        delivery.forget_address(practice, ids, address)
+                    raise
+                s.result["handoff_address"] = address
+                s.result["handoff_sent"] = True
+                s.result["handoff_sent_at"] = clock()
+                s.result["handoff_completed"] = not waiting  # every copy mailed was already countersigned
         except MailError as exc:
             log.warning("hand-off mail not sent: %s", exc.message)  # the server and its code; never the address
             why = ("the practice's mail server did not accept that address; check it" if exc.code ==
                    "usage.mail-recipient" else "the practice's mail server could not send it just now")
+            context.update(fixed=masked(fixed_address(s)), left=sends_left(s))
             return page("handoff_email.html.j2", 503 if exc.kind == "unavailable" else 422, **context,
                         error=f"your copy was not sent: {why}. You can choose print or phone instead, or ask the "
                         "front desk.")
         except HandoffError as exc:
             return page("handoff_email.html.j2", 422, **context, error=f"{exc.message}.")
         log.info("hand-off chosen: email")
+        context.update(address=masked(address), left=sends_left(s),
+                       completed=bool(s.result.get("handoff_completed")))
         return page("handoff_sent.html.j2", **context)
 
     @bp.get("/sign/handoff/print")
@@ -322,20 +391,50 @@ def register_handoff(app: Flask, *, idle_minutes: int, clock: Callable[[], float
 
     def staff_list(s: web.StaffSession, status: int = 200, error: str | None = None) -> Response:
         rows = []
-        for c in delivery.choices(practice):
+        for c in staff_choices():
             try:
                 folder = delivery._folder(practice, c.agreement_id)
             except AgreementsError:
                 continue
-            rows.append({"id": c.agreement_id, "client": folder.client_name, "ready": c.ready and bool(c.front_desk),
+            if folder.voided:
+                continue  # nothing will follow ('agreements handoff send' erases the choice)
+            rows.append({"id": c.agreement_id, "client": folder.client_name,
+                         "ready": (c.ready or folder.complete) and bool(c.front_desk),
                          "ways": c.front_desk, "email": c.email is not None, "mail_error": c.mail_error,
                          "complete": folder.complete})
         return page("handoff_staff.html.j2", status, title="Copies to hand over", csrf=s.csrf, rows=rows,
                     secure=request.is_secure, staff_name=s.name, error=error)
 
+    def staff_choices() -> list[delivery.Choice]:
+        """The hand-off records, each read on its own: a damaged one is skipped (its code logged), not the list."""
+        folder = delivery.handoff_dir(practice) / "choices"
+        out = []
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                found = delivery.read_choice(practice, path.stem)
+            except AgreementsError as exc:
+                log.error("hand-off record skipped: %s", exc.code)  # the code only: the path names the agreement
+                continue
+            if found is not None:
+                out.append(found)
+        return out
+
+    def agreement_named(agreement_id: str) -> str:
+        """An agreement id from the path, or 404: anything else is never looked up on disk."""
+        if not ID_RE.match(agreement_id):
+            abort(404)
+        return agreement_id
+
     def staff_documents(agreement_id: str) -> list[Document]:
+        agreement_named(agreement_id)
         choice = delivery.read_choice(practice, agreement_id)
-        if choice is None or not choice.ready:
+        if choice is None or not choice.front_desk:
+            abort(404)
+        try:
+            complete = delivery._folder(practice, agreement_id).complete
+        except AgreementsError:
+            abort(404)
+        if not (choice.ready or complete):
             abort(404)
         return delivery.documents(practice, [agreement_id])
 
@@ -365,6 +464,7 @@ def register_handoff(app: Flask, *, idle_minutes: int, clock: Callable[[], float
     def staff_done(agreement_id: str):
         s = staff()
         check_csrf(s.csrf)
+        agreement_named(agreement_id)
         try:
             delivery.handed_over(practice, agreement_id)
         except HandoffError as exc:

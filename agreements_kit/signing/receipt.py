@@ -207,9 +207,17 @@ def _check_folders(folders: Sequence[AgreementFolder]) -> None:
                                "one client's agreements", code="usage.receipt-clients")
 
 
+def copy_names(count: int) -> list[str]:
+    """The names the client's signed copies go by (intake/delivery.py): one, or a packet's several."""
+    return ["signed-agreement.pdf"] if count == 1 else [f"signed-document-{n}.pdf" for n in range(1, count + 1)]
+
+
 def receipt_html(folders: Sequence[AgreementFolder], *, checkpoint: bytes | None = None,
-                 language: str | None = None, template_dir: Path | None = None) -> tuple[str, bytes, dt.date]:
-    """The receipt's HTML, the summary embedded in its PDF (canonical JSON), and its date (the last signature's)."""
+                 language: str | None = None, template_dir: Path | None = None,
+                 copies: Sequence[str] | None = None) -> tuple[str, bytes, dt.date]:
+    """The receipt's HTML, the summary embedded in its PDF (canonical JSON), and its date (the last signature's).
+
+    ``copies``: the file names of the client's signed copies, one per folder (default :func:`copy_names`)."""
     from babel.dates import format_date
 
     from agreements_kit.authoring.html import _environment
@@ -220,11 +228,15 @@ def receipt_html(folders: Sequence[AgreementFolder], *, checkpoint: bytes | None
     catalogue, locale = resolve_language(agreement_language(folders[0]) if language is None else language,
                                          template_dir)
     t = _translator(load_catalogue(catalogue, template_dir))
+    copies = list(copies) if copies is not None else copy_names(len(folders))
+    if len(copies) != len(folders):
+        raise ReceiptError("a receipt needs one copy name per agreement")
     agreements = []
-    for folder in folders:
+    for folder, copy in zip(folders, copies, strict=True):
         meta = folder.manifest["agreement"]
         agreements.append({
-            "id": folder.id, "pdf_sha256": sha256_file(folder.pdf), "pdf_bytes": folder.pdf.stat().st_size,
+            "id": folder.id, "copy_name": copy, "pdf_sha256": sha256_file(folder.pdf),
+            "pdf_bytes": folder.pdf.stat().st_size,
             "date": format_date(dt.date.fromisoformat(meta["date"]), "long", locale=locale),
             "therapist": meta["therapist"]["name"], "signers": _signers(folder, locale),
             "status": "voided" if folder.voided else "complete" if folder.complete else "awaiting",
@@ -243,17 +255,20 @@ def receipt_html(folders: Sequence[AgreementFolder], *, checkpoint: bytes | None
 
 
 def receipt_pdf(folders: Sequence[AgreementFolder], *, checkpoint: bytes | None = None,
-                language: str | None = None, template_dir: Path | None = None) -> bytes:
+                language: str | None = None, template_dir: Path | None = None,
+                copies: Sequence[str] | None = None) -> bytes:
     """The one-page receipt (PDF/A-3u) of one or more agreements of one client.
 
     ``checkpoint``: the log's signed checkpoint that includes the client's signatures
     (:func:`client_checkpoint` finds one), printed as text and QR code. ``language``
-    overrides the agreement's; ReceiptError for one without a catalogue.
+    overrides the agreement's; ReceiptError for one without a catalogue. ``copies``: the names of the
+    client's signed copies, as the receipt tells them to check (default :func:`copy_names`).
     """
     from agreements_kit.authoring import pdf
 
     template_dir = template_dir or templates_dir()
-    html, summary, day = receipt_html(folders, checkpoint=checkpoint, language=language, template_dir=template_dir)
+    html, summary, day = receipt_html(folders, checkpoint=checkpoint, language=language, template_dir=template_dir,
+                                      copies=copies)
     return pdf.write_pdf(html, template_dir, summary, day, attachment_name="receipt.json")
 
 

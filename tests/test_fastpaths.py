@@ -250,3 +250,153 @@ def _tests_on_path() -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
+
+
+# ----------------------------------------------------------------------------- a leaf under a known intake CA
+
+ANCHOR_PASS = {"passphrase": b"anchor root passphrase", "intake_passphrase": b"anchor intake passphrase",
+               "clinician_passphrase": b"anchor clinician passphrase"}
+
+
+@pytest.fixture(scope="module")
+def intake_pki(tmp_path_factory):
+    from agreements_kit.signing.pki import PKI, load_key
+    from agreements_kit.signing.setup import init_practice
+
+    root = tmp_path_factory.mktemp("anchored") / "practice"
+    init_practice(root, name="Anchored Practice", jurisdiction="US", phone="(212) 555-0100",
+                  therapists={"lee": ("Dr. Robin Lee", "PhD")}, **ANCHOR_PASS)
+    pki = PKI(root / "pki")
+    return (pki, load_key(pki.intake_key, ANCHOR_PASS["intake_passphrase"], "intake CA"),
+            load_key(pki.root_key, ANCHOR_PASS["passphrase"], "root"))
+
+
+def _made_leaf(kind: str, intake: x509.Certificate, intake_key, root: x509.Certificate, root_key,
+               start: dt.datetime, end: dt.datetime) -> x509.Certificate:
+    """A client's one-time certificate as the PKI makes it, or with one thing changed (``kind``)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer, signer = (root, root_key) if kind == "issued-by-root" else (intake, intake_key)
+    if kind == "another-key-same-name":
+        signer = ec.generate_private_key(ec.SECP256R1())
+    eku = {"no-eku": None, "server-auth": [ExtendedKeyUsageOID.SERVER_AUTH]}.get(kind,
+                                                                            [ExtendedKeyUsageOID.EMAIL_PROTECTION])
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Jane Q. Doe"),
+                                        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "client")]))
+               .issuer_name(issuer.subject if kind != "wrong-issuer-name" else root.subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(start).not_valid_after(end)
+               .add_extension(x509.BasicConstraints(ca=kind == "ca-true", path_length=None), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+                              critical=False))
+    if kind != "no-key-usage":
+        builder = builder.add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=True, key_encipherment=False, data_encipherment=False,
+            key_agreement=False, key_cert_sign=kind == "key-cert-sign", crl_sign=False, encipher_only=False,
+            decipher_only=False), critical=True)
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+    if kind != "no-san":
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.UniformResourceIdentifier("urn:agreements-kit:agreement:agr-anchor:client")]), critical=False)
+    if kind == "unknown-critical-extension":
+        builder = builder.add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"),
+                                                                   b"\x05\x00"), critical=True)
+    return builder.sign(signer, hashes.SHA256())
+
+
+LEAF_KINDS = ["as-made", "no-san", "no-eku", "server-auth", "no-key-usage", "key-cert-sign", "ca-true",
+              "unknown-critical-extension", "another-key-same-name", "wrong-issuer-name", "issued-by-root"]
+
+
+def _path_outcome(validator, leaf: x509.Certificate, others: list[x509.Certificate], at: dt.datetime) -> tuple:
+    from agreements_kit.formats.certprofile import fingerprint
+    from agreements_kit.verification.chain import ChainProblem
+
+    try:
+        return ("valid", [fingerprint(c) for c in validator.validate(leaf, fingerprint(leaf), others, at)])
+    except ChainProblem as exc:
+        return ("refused", exc.code)
+
+
+def test_a_leaf_under_a_known_intake_ca_gets_the_full_paths_answer(intake_pki):
+    """The anchored road (the intake CA kept as a trust anchor once a full path went through it) gives the
+    full check's answer for one-time leaves of every kind, at times inside, before and after each validity
+    (the leaf's, the intake CA's, the root's), and it is taken for the valid ones."""
+    from agreements_kit.verification.chain import PathValidator
+
+    pki, intake_key, root_key = intake_pki
+    intake, root = pki.intake(), pki.root()
+    signed = intake.not_valid_before_utc + dt.timedelta(days=30)
+    full, fast = PathValidator(root), PathValidator(root)
+    full.anchored = False
+    first = _made_leaf("as-made", intake, intake_key, root, root_key, signed, signed + dt.timedelta(hours=1))
+    others = [root, intake]
+    assert _path_outcome(fast, first, [*others, first], signed)[0] == "valid" and fast.known  # the CA is now known
+    ends = {"leaf": (signed, signed + dt.timedelta(hours=1)),
+            "past the intake CA": (intake.not_valid_after_utc - dt.timedelta(days=1),
+                                   intake.not_valid_after_utc + dt.timedelta(days=400)),
+            "before the intake CA": (intake.not_valid_before_utc - dt.timedelta(days=2),
+                                     intake.not_valid_before_utc + dt.timedelta(days=1))}
+    compared = anchored = 0
+    for kind in LEAF_KINDS:
+        for label, (begin, end) in ends.items():
+            leaf = _made_leaf(kind, intake, intake_key, root, root_key, begin, end)
+            edges = [begin, end, begin - dt.timedelta(seconds=1), end + dt.timedelta(seconds=1),
+                     begin + (end - begin) / 2, intake.not_valid_after_utc, intake.not_valid_after_utc +
+                     dt.timedelta(seconds=1), intake.not_valid_before_utc - dt.timedelta(seconds=1),
+                     root.not_valid_after_utc + dt.timedelta(seconds=1)]
+            for at in edges:
+                chain = [*others, leaf]
+                want, got = _path_outcome(full, leaf, chain, at), _path_outcome(fast, leaf, chain, at)
+                assert got == want, (kind, label, at, want, got)
+                compared += 1
+                fast.cache.clear()  # each answer from the road under test, not from the cache of paths
+                if want[0] == "valid" and len(want[1]) == 3:  # through the intake CA (not issued by the root)
+                    assert fast._under_known_ca(leaf, [intake], (fingerprint_of(intake),), at) is not None
+                    anchored += 1
+    assert compared == len(LEAF_KINDS) * len(ends) * 9 and anchored > 10
+
+
+def fingerprint_of(cert: x509.Certificate) -> str:
+    from agreements_kit.formats.certprofile import fingerprint
+
+    return fingerprint(cert)
+
+
+def test_a_known_intake_ca_outliving_its_root_is_no_anchor_past_the_roots_end(intake_pki):
+    """A CA valid beyond its root's end (made here: the practice's are not) gives a leaf checked after the
+    root's end the full check's answer: the root's validity is checked on the anchored road too."""
+    from agreements_kit.verification.chain import PathValidator
+
+    pki, _, root_key = intake_pki
+    intake, root = pki.intake(), pki.root()
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (x509.CertificateBuilder().subject_name(x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, "Outliving Intake CA"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "agreements-kit intake")]))
+        .issuer_name(root.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(intake.not_valid_before_utc)
+        .not_valid_after(root.not_valid_after_utc + dt.timedelta(days=400)))
+    for ext in intake.extensions:
+        if isinstance(ext.value, x509.SubjectKeyIdentifier):
+            builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        elif isinstance(ext.value, x509.AuthorityKeyIdentifier):
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), False)
+        else:
+            builder = builder.add_extension(ext.value, ext.critical)
+    ca = builder.sign(root_key, hashes.SHA256())
+    full, fast = PathValidator(root), PathValidator(root)
+    full.anchored = False
+    early = intake.not_valid_before_utc + dt.timedelta(days=1)
+    first = _made_leaf("as-made", ca, key, root, root_key, early, early + dt.timedelta(hours=1))
+    assert _path_outcome(fast, first, [root, ca, first], early)[0] == "valid" and fast.known
+    late = _made_leaf("as-made", ca, key, root, root_key, root.not_valid_after_utc - dt.timedelta(days=1),
+                      root.not_valid_after_utc + dt.timedelta(days=10))
+    for at in (root.not_valid_after_utc, root.not_valid_after_utc + dt.timedelta(seconds=1),
+               root.not_valid_after_utc + dt.timedelta(days=5)):
+        chain = [root, ca, late]
+        assert _path_outcome(fast, late, chain, at) == _path_outcome(full, late, chain, at), at
+        fast.cache.clear()

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, abort, make_response, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from agreements_kit.errors import AgreementsError, HandoffError, MailError
@@ -96,7 +96,7 @@ def signed_ids(s: web.Session) -> list[str]:
     return [Path(f).name for f in folders]
 
 
-def register_handoff(app: Flask, *, idle_minutes: int, clock: Callable[[], float]) -> None:
+def register_handoff(app: Flask, *, clock: Callable[[], float]) -> None:
     """Add the hand-off pages to the intake app (after its own blueprints: it uses their sessions and limits)."""
     shared = app.extensions["agreements"]
     practice = shared["practice"]
@@ -110,15 +110,8 @@ def register_handoff(app: Flask, *, idle_minutes: int, clock: Callable[[], float
     hand = delivery.settings(practice)
     bp = Blueprint("handoff", __name__)
 
-    def page(template: str, status: int = 200, **context: Any) -> Response:
-        context.setdefault("practice_name", practice.name)
-        context.setdefault("step", None)
-        context.setdefault("error", None)
-        context.setdefault("idle_minutes", idle_minutes)
-        return make_response(render_template(template, **context), status)
-
-    def message(title: str, text: str, status: int) -> Response:
-        return page("message.html.j2", status, title=title, message=text)
+    page: Callable[..., Response] = shared["page"]  # the intake pages' frame (practice name, step, idle time)
+    message: Callable[[str, str, int], Response] = shared["message"]
 
     def cookie(response: BaseResponse, name: str, value: str) -> None:
         """Every hand-off cookie is Secure: /h/ is served only over TLS."""

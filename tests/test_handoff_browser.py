@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from helpers import FakeClock, cheap_hasher
 from mailserver import MAIL_PASS, MailServer, attachments, body_text, make_mail_ca
+from test_intake_browser import CHROMIUM, CHROMIUM_ARGS
 
 from agreements_kit.authoring.practice import load_practice
 from agreements_kit.authoring.render import Job, Renderer
@@ -38,7 +39,6 @@ from agreements_kit.intake.tickets import TicketStore
 from agreements_kit.signing.pki import PKI
 from agreements_kit.signing.setup import init_practice
 
-CHROMIUM = "/usr/bin/chromium"
 PASS = b"handoff-browser-intake-pass"
 ROOT_PASS = b"handoff-browser-root-pass"
 CLINICIAN_PASS = b"handoff-browser-clinician-pass"
@@ -122,9 +122,7 @@ def browser(site, tmp_path_factory):
     subprocess.run(["certutil", "-A", "-d", f"sql:{db}", "-n", "practice-root", "-t", "C,,", "-i",
                     str(site["root"] / "pki" / "root.pem")], check=True, capture_output=True)
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, env={**os.environ, "HOME": str(home)}, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        b = p.chromium.launch(executable_path=CHROMIUM, env={**os.environ, "HOME": str(home)}, args=CHROMIUM_ARGS)
         yield b
         b.close()
 

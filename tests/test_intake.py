@@ -2197,7 +2197,7 @@ def test_an_expired_link_stays_expired_and_a_damaged_ticket_is_not_a_traceback(t
             store.claim(token)
         assert "expired" in str(err.value), err.value
     token2, _ = store.open(A_ID, "client", "photo ID", "Front desk")
-    (damaged,) = [p for p in store.pending.glob("*.json") if tickets._digest(token2) in p.name]
+    (damaged,) = [p for p in store.pending.glob("*.json") if tickets.token_digest(token2) in p.name]
     damaged.chmod(0o600)
     damaged.write_bytes(damaged.read_bytes()[:20])
     for use in (store.check, store.claim):

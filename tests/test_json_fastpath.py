@@ -272,8 +272,8 @@ def originals(docs: Docs, kind: str) -> list[bytes]:
     return {"record": docs.records, "ledger": docs.lines, "manifest": docs.manifests, "embedded": docs.embedded}[kind]
 
 
-FAST = {"record": record._fast, "ledger": ledger._fast, "manifest": manifest._FAST[False].read,
-        "embedded": manifest._FAST[True].read}
+FAST = {"record": record._fast, "ledger": ledger._fast, "manifest": manifest._fast_reader(False).read,
+        "embedded": manifest._fast_reader(True).read}
 
 
 @pytest.mark.parametrize("kind", list(PARSERS))

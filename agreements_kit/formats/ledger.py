@@ -24,6 +24,7 @@ docs/schemas/ledger-entry.schema.json describe every member.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -130,10 +131,12 @@ def _fast_table(version: int, event: str) -> shape.FastShape:
     return shape.FastShape({**_BASE, **version_field, **required}, optional, max_depth=3)
 
 
-# By the bytes of the event's name, and whether the line has a format version.
-_FAST: dict[tuple[bytes, bool], tuple[str, int, shape.FastShape]] = {
-    (event.encode(), version == FORMAT_VERSION): (event, version, _fast_table(version, event))
+# By the bytes of the event's name, and whether the line has a format version: (event, version). Each
+# reader is made on first use (a command that reads no ledger pays nothing for it at start-up).
+_FAST: dict[tuple[bytes, bool], tuple[str, int]] = {
+    (event.encode(), version == FORMAT_VERSION): (event, version)
     for version, events in ((1, LEGACY_EVENTS), (FORMAT_VERSION, EVENTS)) for event in events}
+_fast_reader = functools.cache(_fast_table)
 _EVENT = re.compile(rb'"event":"([a-z-]{1,20})"')
 
 
@@ -145,8 +148,8 @@ def _fast(line: bytes) -> tuple[dict[str, Any], int] | None:
     picked = _FAST.get((found.group(1), b'"format_version":' in line)) if found else None
     if picked is None:
         return None
-    event, version, reader = picked
-    value = reader.read(line, "rfc8785" if version == FORMAT_VERSION else "compact")
+    event, version = picked
+    value = _fast_reader(version, event).read(line, "rfc8785" if version == FORMAT_VERSION else "compact")
     if value is None or value["event"] != event:
         return None
     return value, version

@@ -9,6 +9,7 @@ manifest whose bytes are not the canonical form of its content is refused.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,8 +60,10 @@ _FIELDS: dict[str, shape.Checker] = {
 }
 _DOCUMENT = shape.obj({"sha256": shape.sha256, "bytes": shape.integer(1, 1 << 40),
                        "embedded_manifest_sha256": shape.sha256})
-_FAST = {False: shape.FastShape(_FIELDS, {"document": _DOCUMENT}, max_depth=5),
-         True: shape.FastShape(_FIELDS, max_depth=5)}  # by embedded
+@functools.cache
+def _fast_reader(embedded: bool) -> shape.FastShape:
+    """The fast road's reader of either form, made on first use (not at start-up)."""
+    return shape.FastShape(_FIELDS, None if embedded else {"document": _DOCUMENT}, max_depth=5)
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ def parse_manifest(data: bytes, where: str, *, embedded: bool = False) -> Manife
     """Parse ``manifest.json`` (``embedded=False``: it must carry ``document``) or the PDF's copy (it must not)."""
     try:
         # The fast road (shape.FastShape: what shape.fields returns for canonical bytes), else the full way.
-        checked = _FAST[embedded].read(data, "pretty") if len(data) <= MAX_BYTES else None
+        checked = _fast_reader(embedded).read(data, "pretty") if len(data) <= MAX_BYTES else None
         if checked is None:
             value = jsonio.parse(data, where, max_bytes=MAX_BYTES, max_depth=5, canonical_form="pretty")
             if isinstance(value, dict) and value.get("format") != FORMAT:

@@ -12,6 +12,7 @@ its own members (docs/archive.md, docs/schemas/signing-record.schema.json).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -152,10 +153,15 @@ def _time(value: str) -> dt.datetime:
 
 # The fast road's tables, by kind and signer role: the record's table with the signer's (and a client's or
 # guardian's esign) in place of ``anything``, as parse_record checks them once the role is known.
-_FAST = {(kind, role): shape.FastShape(
-    {**table, "signer": _SIGNERS[role], **({"esign": _ESIGN} if kind == "signature" and role in CLIENT_ROLES else {})},
-    max_depth=4) for kind, table, roles in (("signature", _SIGNATURE, ROLES), ("void", _VOID, VOID_ROLES))
-    for role in roles}
+@functools.lru_cache(maxsize=32)  # the role is read from the bytes: bounded, whatever they say
+def _fast_reader(kind: str, role: str) -> shape.FastShape | None:
+    """Made on first use (not at start-up); None for a role the kind never has."""
+    table, roles = {"signature": (_SIGNATURE, ROLES), "void": (_VOID, VOID_ROLES)}[kind]
+    if role not in roles:
+        return None
+    return shape.FastShape({**table, "signer": _SIGNERS[role],
+                            **({"esign": _ESIGN} if kind == "signature" and role in CLIENT_ROLES else {})},
+                           max_depth=4)
 _ROLE = re.compile(rb'"role": ?"([a-z]{1,20})"')
 
 
@@ -169,7 +175,7 @@ def _fast(data: bytes) -> dict[str, Any] | None:
     pretty = data.startswith(b"{\n")  # version 1 (pretty) or 2 (RFC 8785: no layout at all)
     void = (b'"kind": "void"' if pretty else b'"kind":"void"') in data
     found = _ROLE.search(data)
-    reader = _FAST.get(("void" if void else "signature", found.group(1).decode("ascii"))) if found else None
+    reader = _fast_reader("void" if void else "signature", found.group(1).decode("ascii")) if found else None
     value = None if reader is None else reader.read(data, "pretty" if pretty else "rfc8785")
     if value is None or value["format_version"] != (LEGACY_VERSION if pretty else 2) or (
             value["kind"] == "void") != void:

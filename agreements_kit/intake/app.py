@@ -606,7 +606,8 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
     app.register_blueprint(staff)
     app.extensions["agreements"] = {"tickets": tickets, "sessions": sessions, "staff_sessions": staff_sessions,
                                     "practice": practice, "accounts": accounts, "limits": limits,
-                                    "page": page, "message": message}  # the pages' frame, for the hand-off's too
+                                    "page": page, "message": message,  # the pages' frame, for the hand-off's too
+                                    "check_csrf": check_csrf}
     from agreements_kit.intake.handoff import register_handoff
 
     register_handoff(app, clock=now)  # the client's copy: email, print or phone

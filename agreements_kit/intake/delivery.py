@@ -44,6 +44,7 @@ from agreements_kit.authoring.practice import Practice
 from agreements_kit.errors import AgreementsError, HandoffError, MailError
 from agreements_kit.formats.ids import ID_RE
 from agreements_kit.intake import mailer
+from agreements_kit.intake.tickets import token_digest
 from agreements_kit.store.archive import AgreementFolder, load_folder
 from agreements_kit.store.files import make_private_dir, replace_file, write_new
 
@@ -59,10 +60,6 @@ LOCK_SECONDS = 30.0  # how long a writer of the choices waits for another (never
 def _now() -> dt.datetime:
     """Wall-clock time (links expire across restarts); tests replace it to move time."""
     return dt.datetime.now(dt.UTC)
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
 def handoff_dir(practice: Practice) -> Path:
@@ -220,13 +217,13 @@ class LinkStore:
         private_dirs(self.root.parent, self.root.name, "links", "used")
         token = secrets.token_urlsafe(32)
         link = Link(tuple(docs), _now() + dt.timedelta(minutes=minutes), purpose)
-        write_new(self.pending / f"{_digest(token)}.json", link.as_json())
+        write_new(self.pending / f"{token_digest(token)}.json", link.as_json())
         return token, link
 
     def _name(self, token: str) -> str:
         if not token or len(token) > 128 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in token):
             raise _bad_link()
-        return f"{_digest(token)}.json"
+        return f"{token_digest(token)}.json"
 
     def _read(self, path: Path) -> Link:
         data = path.read_bytes()

@@ -112,16 +112,12 @@ def register_handoff(app: Flask, *, clock: Callable[[], float]) -> None:
 
     page: Callable[..., Response] = shared["page"]  # the intake pages' frame (practice name, step, idle time)
     message: Callable[[str, str, int], Response] = shared["message"]
+    check_csrf: Callable[[str], None] = shared["check_csrf"]  # the form's token, as on every intake page
 
     def cookie(response: BaseResponse, name: str, value: str) -> None:
         """Every hand-off cookie is Secure: /h/ is served only over TLS."""
         response.set_cookie(name, value, httponly=True, samesite="Strict", secure=True, path="/")
 
-    def check_csrf(expected: str) -> None:
-        sent = request.form.get("csrf", "")
-        if len(expected) < 32 or not secrets.compare_digest(sent.encode(), expected.encode()):
-            abort(message("Form expired", "This form could not be accepted (it expired or did not come from this "
-                          "page). Go back, reload the page and try again.", 400))
 
     def client() -> web.Session:
         s, _why = sessions.lookup(request.cookies.get(web.COOKIE))
@@ -144,6 +140,15 @@ def register_handoff(app: Flask, *, clock: Callable[[], float]) -> None:
 
     # ------------------------------------------------------------------ the client's choice (tablet)
 
+    def chosen(s: web.Session, channel: str, then: str) -> BaseResponse:
+        """Record the client's print or phone choice (its follow-up at countersigning), then show ``then``."""
+        try:
+            delivery.record_choice(practice, signed_ids(s), channel)
+        except HandoffError as exc:
+            return message("Please try again", f"{exc.message[:1].upper()}{exc.message[1:]}.", exc.http_status)
+        log.info("hand-off chosen: %s", channel)
+        return redirect(url_for(then))
+
     @bp.post("/sign/handoff")
     def choose():
         s = client()
@@ -155,22 +160,12 @@ def register_handoff(app: Flask, *, clock: Callable[[], float]) -> None:
                                "or phone, or ask the front desk.", 409)
             return redirect(url_for("handoff.email"))
         if channel == "print":
-            try:
-                delivery.record_choice(practice, signed_ids(s), "print")
-            except HandoffError as exc:
-                return message("Please try again", f"{exc.message[:1].upper()}{exc.message[1:]}.", exc.http_status)
-            log.info("hand-off chosen: print")
-            return redirect(url_for("handoff.printing"))
+            return chosen(s, "print", "handoff.printing")
         if channel == "phone":
             needs_tls("A copy goes to a phone")
             token, _link = store.open(delivery.documents(practice, signed_ids(s)), hand.phone_minutes, "phone")
             s.result["handoff_phone"] = token  # server memory only; shown as a QR code on the next page
-            try:
-                delivery.record_choice(practice, signed_ids(s), "phone")
-            except HandoffError as exc:
-                return message("Please try again", f"{exc.message[:1].upper()}{exc.message[1:]}.", exc.http_status)
-            log.info("hand-off chosen: phone")
-            return redirect(url_for("handoff.phone"))
+            return chosen(s, "phone", "handoff.phone")
         return redirect(url_for("signing.done"))
 
     def fixed_address(s: web.Session) -> str | None:

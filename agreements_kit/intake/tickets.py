@@ -50,7 +50,8 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
+    """What is stored of a one-time token (an intake link's, a download link's): its SHA-256, never the token."""
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
@@ -160,7 +161,7 @@ class TicketStore:
         token = secrets.token_urlsafe(32)
         ticket = Ticket(ids[0], role, identity_method.strip(), identity_checked_by.strip(),
                         _now() + dt.timedelta(minutes=minutes), opened_by, ids[1:])
-        write_new(self.pending / f"{_digest(token)}.json", ticket.as_json())
+        write_new(self.pending / f"{token_digest(token)}.json", ticket.as_json())
         return token, ticket
 
     def check(self, token: str) -> Ticket:
@@ -168,7 +169,7 @@ class TicketStore:
 
         Raises the same IntakeError as :meth:`claim` would."""
         _well_formed(token)
-        name = f"{_digest(token)}.json"
+        name = f"{token_digest(token)}.json"
         try:
             ticket = _read_ticket(self.pending / name)
         except FileNotFoundError:
@@ -182,7 +183,7 @@ class TicketStore:
     def claim(self, token: str) -> Ticket:
         """Use a token: exactly once, before it expires. Raises IntakeError otherwise."""
         _well_formed(token)
-        name = f"{_digest(token)}.json"
+        name = f"{token_digest(token)}.json"
         source, target = self.pending / name, self.claimed / name
         try:
             if _read_ticket(source).expires <= _now():

@@ -767,6 +767,27 @@ def test_scan_edited_pdf(real: Real, data) -> None:
             assert pdfattach.MANIFEST_MARK in content
 
 
+def _stream(content: bytes) -> bytes:
+    packed = zlib.compress(content)
+    return b"1 0 obj <</Filter /FlateDecode /Length %d>> stream\n%s\nendstream endobj\n" % (len(packed), packed)
+
+
+@FAST
+@given(data=st.data())
+def test_scan_memo_answers_as_inflating(real: Real, data) -> None:
+    """The scan remembers streams it inflated and found plain: warm or cold, it answers the same, for the
+    real PDF, the real PDF edited, and a PDF whose repeats of one stream exhaust the inflation budget."""
+    cases = [real.pdf, data.draw(byte_edits(real.pdf)),
+             frame(_stream(b" " * (4 * MB - 1)) * 5),  # four fit the 16 MB budget, the fifth does not
+             frame(_stream(b"plain") * 3 + _stream(pdfattach.MANIFEST_MARK) * 2)]
+    for pdf in cases:
+        pdfattach._PLAIN.clear()
+        cold = scan_outcome(pdf)
+        assert scan_outcome(pdf) == cold  # warm: every plain stream of this very PDF remembered
+    assert scan_outcome(cases[2]) is None
+    assert scan_outcome(cases[3]) == [pdfattach.MANIFEST_MARK] * 2
+
+
 def _many_bombs() -> bytes:
     bomb = zlib.compress(pdfattach.MANIFEST_MARK + b" " * (4 * MB - 100), 9)
     one = b"1 0 obj <</Filter /FlateDecode /Length %d>> stream\n%s\nendstream endobj\n" % (len(bomb), bomb)

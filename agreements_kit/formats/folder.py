@@ -43,14 +43,15 @@ def limit_for(name: str) -> int:
     return LIMITS.get(name) or LIMITS[os.path.splitext(name)[1]]
 
 
-def _open_regular_fd(path: str, where: str) -> tuple[int, os.stat_result]:
-    """The descriptor and status of a regular file opened for reading (see :func:`open_regular`)."""
+def _open_regular_fd(path: str, where: str, dir_fd: int | None = None) -> tuple[int, os.stat_result]:
+    """The descriptor and status of a regular file opened for reading (see :func:`open_regular`);
+    ``path`` relative to the open folder ``dir_fd`` when given."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         raise
     except OSError as exc:
-        if os.path.islink(path):
+        if stat.S_ISLNK(_lstat_mode(path, dir_fd)):
             raise InvalidFormat("is a symbolic link: agreement files must be regular files", path=where,
                                 code="format.link") from None
         raise InvalidFormat(f"cannot be read ({exc.strerror})", path=where, code="format.unreadable") from None
@@ -61,18 +62,26 @@ def _open_regular_fd(path: str, where: str) -> tuple[int, os.stat_result]:
     return fd, info
 
 
+def _lstat_mode(path: str, dir_fd: int | None) -> int:
+    try:
+        return os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except OSError:
+        return 0
+
+
 def open_regular(path: str, where: str | None = None) -> BinaryIO:
     """A regular file opened for reading, never through a link, never a FIFO, device or socket."""
     fd, _ = _open_regular_fd(path, where or path)
     return os.fdopen(fd, "rb")
 
 
-def read_file(path: str, limit: int, where: str | None = None) -> bytes:
+def read_file(path: str, limit: int, where: str | None = None, dir_fd: int | None = None) -> bytes:
     """A regular file's bytes, refusing links, special files and files over ``limit`` bytes.
 
-    Read with os.read on the descriptor (no file object: an audit reads seven files per agreement)."""
+    Read with os.read on the descriptor (no file object: an audit reads seven files per agreement);
+    ``path`` relative to the open folder ``dir_fd`` when given."""
     where = where or path
-    fd, info = _open_regular_fd(path, where)
+    fd, info = _open_regular_fd(path, where, dir_fd)
     try:
         if info.st_size > limit:
             raise InvalidFormat(f"is larger than {limit} bytes", path=where, code="format.too-large")
@@ -122,15 +131,25 @@ class FolderFiles:
 
 
 def read_folder(path: str, *, read_pdf: bool = True) -> FolderFiles:
-    """Read an agreement folder (``path`` must be a real folder, not a link to one)."""
-    out = FolderFiles(path)
+    """Read an agreement folder (``path`` must be a real folder, not a link to one).
+
+    The folder is opened once and its files are opened relative to it: every file comes from the same
+    folder, even if the path is renamed or replaced while it is read, and no file costs a path lookup."""
     try:
-        info = os.lstat(path)
+        dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise InvalidFormat("no such agreement folder", path=path, code="format.missing") from None
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise InvalidFormat("is not a folder (or is a link to one)", path=path, code="format.not-regular")
-    with os.scandir(path) as it:
+    except OSError:  # ELOOP (a link), ENOTDIR (a file, FIFO, device), EACCES
+        raise InvalidFormat("is not a folder (or is a link to one)", path=path, code="format.not-regular") from None
+    try:
+        return _read_folder(path, dir_fd, read_pdf)
+    finally:
+        os.close(dir_fd)
+
+
+def _read_folder(path: str, dir_fd: int, read_pdf: bool) -> FolderFiles:
+    out = FolderFiles(path)
+    with os.scandir(dir_fd) as it:
         entries = []
         for i, entry in enumerate(it):
             if i >= MAX_ENTRIES:
@@ -139,7 +158,6 @@ def read_folder(path: str, *, read_pdf: bool = True) -> FolderFiles:
     names = set(entries)
     records: dict[str, RecordFiles] = {}
     for name in sorted(names):
-        full = os.path.join(path, name)
         if name.startswith("."):
             if name.endswith(".pending"):
                 continue  # an interrupted commit: recovery's business, not part of the agreement
@@ -148,25 +166,25 @@ def read_folder(path: str, *, read_pdf: bool = True) -> FolderFiles:
         m = RECORD_RE.match(name)
         try:
             if name == "manifest.json":
-                out.manifest = read_file(full, limit_for(name), name)
+                out.manifest = read_file(name, limit_for(name), name, dir_fd)
             elif name == "agreement.pdf":
                 if not read_pdf:
-                    _check_regular(full, name)  # first: a link is a problem, not a PDF that is there
-                out.pdf = read_file(full, limit_for(name), name) if read_pdf else b""
+                    _check_regular(name, name, dir_fd)  # first: a link is a problem, not a PDF that is there
+                out.pdf = read_file(name, limit_for(name), name, dir_fd) if read_pdf else b""
             elif name == "completion.pdf":
-                _check_regular(full, name)
+                _check_regular(name, name, dir_fd)
                 out.has_completion = True
             elif m:
-                records[name] = RecordFiles(name, int(m.group(1)), m.group(2), read_file(full, limit_for(name), name),
-                                            None)
+                records[name] = RecordFiles(name, int(m.group(1)), m.group(2),
+                                            read_file(name, limit_for(name), name, dir_fd), None)
             elif name.endswith(".json.p7s") and RECORD_RE.match(name[:-4]):
                 continue  # read with its record below
             elif RENEWAL_RE.match(name):
-                out.renewals[name] = read_file(full, limit_for(name), name)
+                out.renewals[name] = read_file(name, limit_for(name), name, dir_fd)
             elif PNG_RE.match(name):
-                out.pngs[name] = read_file(full, limit_for(name), name)
+                out.pngs[name] = read_file(name, limit_for(name), name, dir_fd)
             elif COPY_RE.match(name):
-                _check_regular(full, name)
+                _check_regular(name, name, dir_fd)
                 out.copies.append(name)
             else:
                 out.problems.append((name, "layout.unexpected-file",
@@ -177,7 +195,7 @@ def read_folder(path: str, *, read_pdf: bool = True) -> FolderFiles:
         sig = name + ".p7s"
         if sig in names:
             try:
-                rec.p7s = read_file(os.path.join(path, sig), limit_for(sig), sig)
+                rec.p7s = read_file(sig, limit_for(sig), sig, dir_fd)
             except InvalidFormat as exc:
                 out.problems.append((sig, exc.code, f"{sig} {exc.message}"))
         out.records.append(rec)
@@ -191,7 +209,7 @@ def read_folder(path: str, *, read_pdf: bool = True) -> FolderFiles:
     return out
 
 
-def _check_regular(path: str, where: str) -> None:
-    info = os.lstat(path)
+def _check_regular(path: str, where: str, dir_fd: int | None = None) -> None:
+    info = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
     if not stat.S_ISREG(info.st_mode):
         raise InvalidFormat("is not a regular file (a link, FIFO or device)", path=where, code="format.not-regular")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import heapq
 import json
 import os
 import sqlite3
@@ -239,11 +240,13 @@ def _scan(lines: Iterable[bytes], path: str, db: sqlite3.Connection, report: Led
     last_time: dt.datetime | None = None
     rows: list[tuple[Any, ...]] = []
     certs: list[tuple[Any, ...]] = []
+    held: list[int] = [0]  # the seqs in ``recent``, as a heap: the smallest leaves first
+    name = os.path.basename(path)
     for number, line in enumerate(lines, start=1):
         report.entries += 1
         digest = hashlib.sha256(line).hexdigest()
         try:
-            entry = parse_entry(line, os.path.basename(path), number)
+            entry = parse_entry(line, name, number)
         except InvalidFormat as exc:
             report.add("ledger.malformed", f"ledger line {number} is not a valid entry ({exc.message}): it was "
                        "edited")
@@ -277,9 +280,11 @@ def _scan(lines: Iterable[bytes], path: str, db: sqlite3.Connection, report: Led
             report.add("ledger.backdated", f"ledger line {number} is dated {entry.data['time']}, before the line "
                        "above it: an entry was backdated or inserted")
         last_time = when if last_time is None else max(last_time, when)
+        if seq not in recent:
+            heapq.heappush(held, seq)
         recent[seq] = (digest, number)
         if len(recent) > 64:
-            recent.pop(min(recent))
+            recent.pop(heapq.heappop(held))
         event = entry.event
         if event == "certificate":
             # The line itself, not json.dumps(entry.data): parse_entry read exactly this JSON into entry.data.

@@ -166,8 +166,9 @@ class TokenChecker:
             ders = [cmsder.der(c) for c in sd.certificates]
             sid = signers[0].sid
             issuer = cmsder.der(sid.issuer)
-            at = next((i for i, d in enumerate(ders) if self._load(d)[0].serial_number == sid.serial_number
-                       and self._certs.issuer_der(self._load(d)) == issuer), None)
+            loaded = [self._load(d) for d in ders]
+            at = next((i for i, c in enumerate(loaded) if c[0].serial_number == sid.serial_number
+                       and self._certs.issuer_der(c) == issuer), None)
             if at is None:
                 return None
             certs_key = (tuple(sorted(ders)), ders[at])
@@ -182,7 +183,7 @@ class TokenChecker:
         except Exception:  # damaged: the full check says what is wrong
             return None
         when = gen_time if gen_time.tzinfo else gen_time.replace(tzinfo=dt.UTC)
-        leaf, leaf_sha256 = self._load(ders[at])
+        leaf, leaf_sha256 = loaded[at]
         if not self._known_good(certs_key, when, token, leaf, sd):
             return None
         return TrustedTime(when.astimezone(dt.UTC), dt.timedelta(seconds=seconds), leaf, leaf_sha256)

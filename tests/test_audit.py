@@ -84,7 +84,7 @@ def base(tmp_path_factory) -> Base:
     root = tmp_path_factory.mktemp("audit") / "practice"
     t0 = utcnow() - dt.timedelta(seconds=90)
     init_practice(root, name=PRACTICE_NAME, jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD"), "ortiz": ("Sam Ortiz", "LCSW")})
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist"), "ortiz": ("Sam Ortiz", "LCSW", "lcsw")})
     PKI(root / "pki").create(PRACTICE_NAME, PASS, INTAKE_PASS, CLINICIAN_PASS, now=t0 - dt.timedelta(hours=1))
     practice = load_practice(root)
     PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, CLINICIAN_PASS, LEE_PASS,
@@ -643,6 +643,10 @@ def test_reproduce_identical(cli, pr: Path):
 
 
 def test_reproduce_names_the_edited_clause(cli, pr: Path):
+    from agreements_kit.authoring.library import load_library
+
+    # The agreement was rendered from the shipped library: the report names the clause's version there.
+    signed_version = load_library(clauses_dir()).clauses["limits.rescue"].version
     library = pr / "my-clauses"
     shutil.copytree(clauses_dir(), library)
     limits = library / "limits.yaml"
@@ -656,7 +660,7 @@ def test_reproduce_names_the_edited_clause(cli, pr: Path):
     assert res.exit_code == 1, res.stdout + res.stderr
     lines = res.stdout.splitlines()
     assert lines[0].startswith(f"different: re-rendering {A} gives sha256 ")
-    assert "  clause limits.rescue differs from the text that was signed (v1)" in lines
+    assert f"  clause limits.rescue differs from the text that was signed (v{signed_version})" in lines
     assert not [line for line in lines[1:] if "limits.rescue" not in line], res.stdout  # nothing else differs
 
 
@@ -724,3 +728,89 @@ def test_readme_commands_fail_on_a_changed_record(demo, tmp_path: Path):
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "Verification failure" in proc.stderr
     assert "CMS Verification successful" not in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- the ledger on two cores
+
+
+def index_dump(index) -> tuple:
+    """Everything an index holds and its report says, comparable."""
+    tables = tuple(tuple(sorted(index.db.execute(f"SELECT * FROM {t}").fetchall()))  # noqa: S608 - fixed names
+                   for t in ("entries", "certs", "revoked", "crls"))
+    r = index.report
+    return tables, tuple((p.code, p.message) for p in r.problems), r.entries, r.legacy_lines, r.migrated_at, r.missing
+
+
+def _swap(lines: list[bytes], a: int, b: int) -> list[bytes]:
+    out = list(lines)
+    out[a], out[b] = out[b], out[a]
+    return out
+
+
+LEDGER_EDITS = {
+    "untouched": lambda ls: ls,
+    "not-json": lambda ls: [*ls[:3], b"{not json", *ls[4:]],
+    "array": lambda ls: [*ls[:3], b"[1,2]", *ls[4:]],
+    "seq-a-string": lambda ls: [*ls[:3], re.sub(rb'"seq":(\d+)', rb'"seq":"\1"', ls[3]), *ls[4:]],
+    "unknown-member": lambda ls: [*ls[:3], ls[3][:-1] + b',"zzz":1}', *ls[4:]],
+    "not-canonical": lambda ls: [*ls[:3], ls[3].replace(b'":', b'": ', 1), *ls[4:]],
+    "version-true": lambda ls: [*ls[:3], ls[3].replace(b'"format_version":2', b'"format_version":true'), *ls[4:]],
+    "reordered": lambda ls: _swap(ls, 4, 5),
+    "deleted": lambda ls: [*ls[:6], *ls[7:]],
+    "duplicated": lambda ls: [*ls[:3], ls[2], *ls[3:]],
+    "prev-edited": lambda ls: [*ls[:7], re.sub(rb'"prev":"[0-9a-f]', b'"prev":"f', ls[7]), *ls[8:]],
+    "overlong": lambda ls: [*ls[:3], b'{"a":"' + b"x" * (70 * 1024) + b'"}', *ls[3:]],
+    "empty-line": lambda ls: [*ls[:3], b"", *ls[3:]],
+}
+
+
+@pytest.mark.parametrize("case", sorted(LEDGER_EDITS))
+def test_ledger_two_cores_indexes_as_one(pr: Path, case: str):
+    """The two-core scan (a plain decode here, the strict read in a second process) gives exactly the one-way
+    scan's index and report, for the untouched ledger and for every kind of damage; on damage it gives up
+    and the one-way scan, which names what is wrong, stands."""
+    from agreements_kit.verification import ledgerview
+
+    lines = LEDGER_EDITS[case](ledger_lines(pr))
+    write_ledger(pr, lines)
+    path = str(pr / "signed" / "ledger.jsonl")
+    one_way = build_index(path)
+    two_cores = build_index(path, two_cores=True, two_cores_from=0)
+    assert index_dump(two_cores) == index_dump(one_way)
+    if case == "untouched":
+        assert one_way.report.ok
+    elif case not in ("reordered", "deleted", "duplicated", "prev-edited"):
+        assert not one_way.report.ok
+    # Whether the second process vouched: only for a ledger whose every line is well formed.
+    with open(path, "rb") as fh:
+        vouched = ledgerview._scan_two_cores(fh, path, sqlite_schema(), ledgerview.LedgerReport(path))
+    assert vouched == (case in ("untouched", "reordered", "deleted", "duplicated", "prev-edited"))
+
+
+def sqlite_schema():
+    import sqlite3
+
+    from agreements_kit.verification.ledgerview import SCHEMA
+
+    db = sqlite3.connect(":memory:")
+    db.executescript(SCHEMA)
+    return db
+
+
+def test_ledger_two_cores_falls_back_when_the_reads_differ(pr: Path, monkeypatch):
+    """If the second process read other bytes (the ledger grew or was replaced between the reads), or found a
+    line it could not read, the two-core scan is thrown away and the one-way scan stands."""
+    from agreements_kit.verification import ledgerview
+
+    lines = ledger_lines(pr)
+    write_ledger(pr, [*lines[:3], re.sub(rb'"seq":(\d+)', rb'"seq":"\1"', lines[3]), *lines[4:]])
+    path = str(pr / "signed" / "ledger.jsonl")
+    one_way = index_dump(build_index(path))
+
+    def lies(path: str, conn) -> None:  # says all is well, over bytes it did not read
+        conn.send((True, len(lines), hashlib.sha256(b"other bytes").digest()))
+        conn.close()
+
+    monkeypatch.setattr(ledgerview, "_check_strictly", lies)
+    assert index_dump(build_index(path, two_cores=True, two_cores_from=0)) == one_way
+    assert "ledger.malformed" in {code for code, _ in one_way[1]}

@@ -131,7 +131,7 @@ def audit(archive: Path, trust: Trust, *, workers: int | None = None,
                           "(the practice's published log.pub)")
     workdir = Path(tempfile.mkdtemp(prefix="agreements-audit-"))
     db_path = workdir / "audit.sqlite"
-    index = build_index(str(archive / "ledger.jsonl"), str(db_path))
+    index = build_index(str(archive / "ledger.jsonl"), str(db_path), two_cores=(workers or os.cpu_count() or 1) > 1)
     report = index.report
     summary = AuditSummary(str(archive))
     summary.ledger_entries = report.entries

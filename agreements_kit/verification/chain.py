@@ -33,11 +33,11 @@ from collections import OrderedDict
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
 from agreements_kit.formats.certprofile import common_name as _cn
+from agreements_kit.formats.certprofile import fingerprint as _fingerprint
 
 
 class ChainProblem(Exception):
@@ -83,7 +83,7 @@ class PathValidator:
         intermediates = [c for c in others if c != leaf and c != self.root]
         # The intermediates are part of the key: a path found once must not vouch for a signature that
         # carries other (damaged, forged) CA certificates beside the same leaf.
-        key = (leaf_sha256, *(c.fingerprint(hashes.SHA256()).hex() for c in intermediates))
+        key = (leaf_sha256, *(_fingerprint(c) for c in intermediates))
         path = self.cache.get(key)
         if path is not None:
             self.cache.move_to_end(key)

@@ -53,6 +53,9 @@ ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 ALLOWED_ATTRIBUTES = {CONTENT_TYPE, MESSAGE_DIGEST, SIGNING_TIME, SMIME_CAPABILITIES}
 
 
+_ECDSA = ec.ECDSA(hashes.SHA256())  # made once: every signature is checked with it
+
+
 class CmsProblem(Exception):
     def __init__(self, code: str, message: str):
         self.code = code
@@ -203,7 +206,7 @@ def _check(record: bytes, info: cmsder.ContentInfo, cache: CertCache) -> Signatu
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise CmsProblem("cms.structure", "the signer's key is not an ECDSA key")
     try:
-        key.verify(si.signature, signed, ec.ECDSA(hashes.SHA256()))
+        key.verify(si.signature, signed, _ECDSA)
     except InvalidSignature:
         raise CmsProblem("cms.signature", "the signature value does not verify with the signer's certificate: "
                          "the signature was forged or damaged") from None

@@ -16,12 +16,12 @@ SHA-256 it recorded for each number.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import heapq
-import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -93,7 +93,8 @@ class LedgerIndex:
         rows = self.db.execute("SELECT line, data FROM entries WHERE agreement_id = ? AND event != 'render' "
                                "ORDER BY seq",
                                (agreement_id,)).fetchall()
-        return [LedgerEntry(b"", json.loads(d), line, 2) for line, d in rows]
+        decode = _plain_decoder().decode  # lines the index was built from: read strictly then
+        return [LedgerEntry(b"", decode(d), line, 2) for line, d in rows]
 
     def certificate(self, sha256: str) -> tuple[int, dict[str, Any]] | None:
         """The first register entry of a certificate: (seq, entry). Callers must not change the entry."""
@@ -101,7 +102,7 @@ class LedgerIndex:
             return self._certs[sha256]
         row = self.db.execute("SELECT seq, data FROM certs WHERE sha256 = ? ORDER BY seq LIMIT 1",
                               (sha256,)).fetchone()
-        found = (row[0], json.loads(row[1])) if row else None
+        found = (row[0], _plain_decoder().decode(row[1])) if row else None
         _remember(self._certs, sha256, found)
         return found
 
@@ -187,8 +188,17 @@ def _remember(memo: dict[str, Any], key: str, value: Any, limit: int = 512) -> N
     memo[key] = value
 
 
-def build_index(ledger_path: str, db_path: str = ":memory:") -> LedgerIndex:
-    """Read and check the whole ledger, indexing it into ``db_path``."""
+# A ledger this large is checked on two cores (see _scan_two_cores); a smaller one is not worth a process.
+TWO_CORES_FROM = 1 << 20
+
+
+def build_index(ledger_path: str, db_path: str = ":memory:", *, two_cores: bool = False,
+                two_cores_from: int = TWO_CORES_FROM) -> LedgerIndex:
+    """Read and check the whole ledger, indexing it into ``db_path``.
+
+    ``two_cores`` (an audit, whose other core is idle until the index is built): a ledger of
+    ``two_cores_from`` bytes or more is read as in :func:`_scan_two_cores`; the index and report are the
+    same either way (tests/test_audit.py holds the two roads equal)."""
     db = sqlite3.connect(db_path, check_same_thread=False)
     if db_path != ":memory:":
         # An audit's workers read the index while its main process writes their verdicts into the same
@@ -209,10 +219,104 @@ def build_index(ledger_path: str, db_path: str = ":memory:") -> LedgerIndex:
         db.executescript(INDEXES)
         return LedgerIndex(db, report)
     with fh:
-        _scan(_lines(fh, report), ledger_path, db, report)
+        size = os.fstat(fh.fileno()).st_size
+        done = two_cores and size >= two_cores_from and hasattr(os, "fork")
+        if done and not _scan_two_cores(fh, ledger_path, db, report):
+            # The two-core road could not vouch for its scan: start again from nothing, the one way.
+            db.executescript("DELETE FROM entries; DELETE FROM certs; DELETE FROM revoked; DELETE FROM crls;")
+            report = LedgerReport(ledger_path)
+            fh.seek(0)
+            done = False
+        if not done:
+            _scan(_lines(fh, report), ledger_path, db, report)
     db.executescript(INDEXES)
     db.commit()
     return LedgerIndex(db, report)
+
+
+def _scan_two_cores(fh: BinaryIO, path: str, db: sqlite3.Connection, report: LedgerReport) -> bool:
+    """The ledger scanned on two cores; False (nothing kept) when it cannot vouch for the result.
+
+    Reading an entry strictly (:func:`~agreements_kit.formats.ledger.parse_entry`: every member, its type,
+    the canonical form) is most of a scan's cost, yet it only decides whether a line is malformed. So a
+    second process reads every line strictly while this one scans them with a plain JSON decode. The
+    scan stands only if the other process found every line well formed and read the very same bytes (a
+    SHA-256 over all lines, each side's own), and this side's plain decode met nothing odd either: then
+    each entry's data is what the strict read gives (the same JSON), and the scan is the one-way scan's.
+    Otherwise (a malformed line, a ledger that grew or changed between the two reads) the caller scans
+    again the one way, which names what is wrong."""
+    import multiprocessing
+
+    mine = hashlib.sha256()
+    ctx = multiprocessing.get_context("fork")
+    receiving, sending = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_check_strictly, args=(path, sending), daemon=True)
+    child.start()
+    sending.close()
+    try:
+        _scan(_hashed(_lines(fh, report), mine), path, db, report, read=_read_plain)
+        plain_ok = True
+    except Exception:  # noqa: BLE001 - a line the plain decode cannot take: the one-way scan says what it is
+        plain_ok = False
+    try:
+        verdict = receiving.recv() if receiving.poll(600) else None
+    except (EOFError, OSError):
+        verdict = None
+    finally:
+        receiving.close()
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    return plain_ok and verdict == (True, report.entries, mine.digest())
+
+
+def _hashed(lines: Iterator[bytes], digest: Any) -> Iterator[bytes]:
+    for line in lines:
+        digest.update(line)
+        digest.update(b"\n")
+        yield line
+
+
+def _check_strictly(path: str, conn: Any) -> None:
+    """In the second process: (every line well formed, how many lines, SHA-256 over them), sent to ``conn``."""
+    digest = hashlib.sha256()
+    ok, count = True, 0
+    name = os.path.basename(path)
+    try:
+        with open_regular(path, name) as fh:
+            for number, line in enumerate(_hashed(_lines(fh, LedgerReport(path)), digest), start=1):
+                count = number
+                if ok:
+                    try:
+                        parse_entry(line, name, number)
+                    except InvalidFormat:
+                        ok = False
+        conn.send((ok, count, digest.digest()))
+    except Exception:  # noqa: BLE001 - any failure here only sends the scan the one way
+        conn.send((False, -1, b""))
+    finally:
+        conn.close()
+
+
+class _Odd(Exception):
+    """A line the plain decode does not take as it is."""
+
+
+@functools.cache
+def _plain_decoder() -> Any:
+    import msgspec
+
+    return msgspec.json.Decoder()
+
+
+def _read_plain(line: bytes, where: str, number: int) -> LedgerEntry:
+    """An entry decoded as plain JSON, trusting :func:`_check_strictly` for the rest (see _scan_two_cores)."""
+    data = _plain_decoder().decode(line)
+    version = data.get("format_version", 1) if isinstance(data, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _Odd
+    return LedgerEntry(line, data, number, version)
 
 
 def _lines(fh: BinaryIO, report: LedgerReport) -> Iterator[bytes]:
@@ -233,7 +337,8 @@ def _lines(fh: BinaryIO, report: LedgerReport) -> Iterator[bytes]:
         yield line[:-1]
 
 
-def _scan(lines: Iterable[bytes], path: str, db: sqlite3.Connection, report: LedgerReport) -> None:
+def _scan(lines: Iterable[bytes], path: str, db: sqlite3.Connection, report: LedgerReport,
+          read: Callable[[bytes, str, int], LedgerEntry] = parse_entry) -> None:
     highest = 0
     gaps: dict[int, int] = {}
     recent: dict[int, tuple[str, int]] = {0: (GENESIS, 0)}
@@ -246,7 +351,7 @@ def _scan(lines: Iterable[bytes], path: str, db: sqlite3.Connection, report: Led
         report.entries += 1
         digest = hashlib.sha256(line).hexdigest()
         try:
-            entry = parse_entry(line, name, number)
+            entry = read(line, name, number)
         except InvalidFormat as exc:
             report.add("ledger.malformed", f"ledger line {number} is not a valid entry ({exc.message}): it was "
                        "edited")

@@ -43,6 +43,9 @@ from agreements_kit.formats import cmsder
 from agreements_kit.formats.certprofile import common_name, fingerprint
 from agreements_kit.verification.cms import CertCache
 
+_ECDSA = ec.ECDSA(hashes.SHA256())  # made once: every signature is checked with it
+
+
 TOKEN_ATTRIBUTE = "1.2.840.113549.1.9.16.2.14"  # id-aa-signatureTimeStampToken
 SHA256_OID = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
 TIME_TOLERANCE = dt.timedelta(minutes=5)  # the signer's signed_at and the TSA's time must agree this closely
@@ -332,7 +335,7 @@ def _signer_info_verifies(parts: SignerInfoParts, leaf: x509.Certificate) -> boo
     key = leaf.public_key()
     try:
         if isinstance(key, ec.EllipticCurvePublicKey) and parts.signature_algorithm == "1.2.840.10045.4.3.2":
-            key.verify(parts.signature, parts.signed_attrs, ec.ECDSA(hashes.SHA256()))  # ecdsa-with-SHA256
+            key.verify(parts.signature, parts.signed_attrs, _ECDSA)  # ecdsa-with-SHA256
         elif isinstance(key, rsa.RSAPublicKey) and parts.signature_algorithm in ("1.2.840.113549.1.1.1",
                                                                                 "1.2.840.113549.1.1.11"):
             key.verify(parts.signature, parts.signed_attrs, padding.PKCS1v15(), hashes.SHA256())

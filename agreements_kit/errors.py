@@ -94,6 +94,16 @@ class RenderError(AgreementsError):
     code = "usage.render"
 
 
+class MissingGlyphError(RenderError):
+    """Text no installed font can draw: refused, since a PDF/A copy must show what was agreed."""
+
+    code = "usage.missing-glyph"
+
+    def __init__(self, message: str, *, chars: list[str] | None = None, **kwargs):
+        self.chars = chars or []
+        super().__init__(message, **kwargs)
+
+
 class LintFailure(AgreementsError):
     """``agreements lint`` found problems; exit code 1 like any linter."""
 

@@ -54,8 +54,8 @@ KEY_PASS = {"lee": b"lee-key-pass-1", "ortiz": b"ortiz-key-pass-1", "kim": b"kim
             "park": b"park-key-pass-1"}
 PRACTICE_NAME = "Test Practice"
 CLIENT = "Jane Q. Doe"
-THERAPISTS = {"lee": ("Dr. Robin Lee", "PhD"), "ortiz": ("Sam Ortiz", "LCSW"), "kim": ("Alex Kim", "LMHC"),
-              "park": ("Jo Park", "PsyD")}
+THERAPISTS = {"lee": ("Dr. Robin Lee", "PhD", "psychologist"), "ortiz": ("Sam Ortiz", "LCSW", "lcsw"),
+              "kim": ("Alex Kim", "LMHC", "lpc"), "park": ("Jo Park", "PsyD", "psychologist")}
 
 VALID = "agr-atk-valid"      # client, then lee: valid
 OTHER = "agr-atk-other"      # client, then lee: valid (material for moving things between agreements)

@@ -38,7 +38,7 @@ def practice(tmp_path: Path) -> Path:
     """A practice in New York with two therapists."""
     root = tmp_path / "practice"
     init_practice(root, name="Test Practice", jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD"), "ortiz": ("Sam Ortiz", "LCSW")})
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist"), "ortiz": ("Sam Ortiz", "LCSW", "lcsw")})
     return root
 
 

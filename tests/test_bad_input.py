@@ -260,7 +260,7 @@ def test_markup_in_variable_value_is_printed_literally(render, practice, tmp_pat
     literal = "<b>{{ 7*7 }}</b>"
     out = tmp_path / "out"
     res = render("--client", CLIENT, "--therapist", "lee", "--id", "agr-literal", "--date", DATE,
-                 "--set", f"backup_coverage={literal}", "--out", out)
+                 "--set", f"phone_support_hours={literal}", "--out", out)  # free text (a name refuses markup)
     assert res.exit_code == 0, res.stderr
     pdf = out / "agr-literal" / "agreement.pdf"
     assert res.stdout.strip() == str(out / "agr-literal")

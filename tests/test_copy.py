@@ -104,7 +104,7 @@ def base(tmp_path_factory, tsa) -> Path:
     tsa_folder, running = tsa
     root = tmp_path_factory.mktemp("copy-base") / "practice"
     init_practice(root, name="Copy Practice", jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")}, passphrase=ROOT_PASS,
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")}, passphrase=ROOT_PASS,
                   intake_passphrase=INTAKE_PASS, clinician_passphrase=CLINICIAN_PASS)
     configure_timestamping(root, [running.url], tsa_folder.root.read_bytes())
     practice = load_practice(root)

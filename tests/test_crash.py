@@ -128,7 +128,7 @@ def base(tmp_path_factory) -> Path:
     """A practice with its PKI, lee's certificate, and two rendered (and logged) drafts."""
     root = tmp_path_factory.mktemp("crash-base") / "practice"
     init_practice(root, name="Test Practice", jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")}, passphrase=ROOT_PASS.encode(),
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")}, passphrase=ROOT_PASS.encode(),
                   intake_passphrase=PRACTICE_PASS.encode(), clinician_passphrase=CLINICIAN_PASS.encode())
     practice = load_practice(root)
     PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, CLINICIAN_PASS.encode(),

@@ -346,7 +346,7 @@ def rendered(tmp_path_factory) -> tuple[bytes, bytes, bytes]:
 
     root = tmp_path_factory.mktemp("pdf") / "practice"
     init_practice(root, name="Scan Practice", jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")})
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")})
     pdf, manifest_json = Renderer.load(root).render_bytes(
         make_spec(client="Jane Q. Doe", therapist="lee", id="agr-scan-0001", date=dt.date(2025, 3, 14)))
     from PIL import Image

@@ -265,7 +265,7 @@ def intake_pki(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("anchored") / "practice"
     init_practice(root, name="Anchored Practice", jurisdiction="US", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")}, **ANCHOR_PASS)
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")}, **ANCHOR_PASS)
     pki = PKI(root / "pki")
     return (pki, load_key(pki.intake_key, ANCHOR_PASS["intake_passphrase"], "intake CA"),
             load_key(pki.root_key, ANCHOR_PASS["passphrase"], "root"))

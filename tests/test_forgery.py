@@ -48,7 +48,7 @@ def base(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("forge") / "practice"
     init_practice(root, name="Forgery Test Practice", jurisdiction="US", passphrase=PASS,
                   intake_passphrase=INTAKE_PASS, clinician_passphrase=CLINICIAN_PASS,
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")})
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")})
     PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", "Forgery Test Practice", CLINICIAN_PASS, LEE_PASS)
     renderer = Renderer.load(root)
     renderer.render_to(Job(make_spec(client=CLIENT, therapist="lee", id=AID), root / "drafts"))

@@ -75,7 +75,8 @@ def base(tmp_path_factory) -> Path:
     """A practice whose three agreements the clients signed (with signed copies), a therapist, a staff account."""
     root = tmp_path_factory.mktemp("handoff") / "practice"
     init_practice(root, name=PRACTICE_NAME, jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")}, passphrase=ROOT_PASS, intake_passphrase=PASS,
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")}, passphrase=ROOT_PASS,
+                  intake_passphrase=PASS,
                   clinician_passphrase=CLINICIAN_PASS)
     practice = load_practice(root)
     PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, CLINICIAN_PASS, LEE_PASS.encode())
@@ -178,7 +179,8 @@ GOOD_MAIL = {"host": "mail.example.org", "from": "Practice <desk@example.org>"}
 
 def practice_with(tmp_path: Path, mail_lines: list[str]) -> Path:
     root = tmp_path / "p"
-    init_practice(root, name="Settings Practice", jurisdiction="US", therapists={"lee": ("Dr. Robin Lee", "PhD")})
+    init_practice(root, name="Settings Practice", jurisdiction="US",
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")})
     path = root / "practice.yaml"
     path.write_text(path.read_text() + "handoff:\n  mail:\n" + "".join(f"    {line}\n" for line in mail_lines))
     return root

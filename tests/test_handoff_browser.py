@@ -82,7 +82,7 @@ def site(tmp_path_factory):
     top = tmp_path_factory.mktemp("handoff-web")
     root = top / "practice"
     init_practice(root, name=PRACTICE_NAME, jurisdiction="US", passphrase=ROOT_PASS, intake_passphrase=PASS,
-                  clinician_passphrase=CLINICIAN_PASS, therapists={"lee": ("Dr. Robin Lee", "PhD")})
+                  clinician_passphrase=CLINICIAN_PASS, therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")})
     practice = load_practice(root)
     PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, CLINICIAN_PASS, LEE_PASS.encode())
     renderer = Renderer.load(root)

@@ -308,7 +308,7 @@ def base(tmp_path_factory) -> Path:
     """A practice with its PKI and two rendered drafts, for two different clients."""
     root = tmp_path_factory.mktemp("intake-base") / "practice"
     init_practice(root, name="Test Practice", jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")}, passphrase=ROOT_PASS.encode(),
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")}, passphrase=ROOT_PASS.encode(),
                   intake_passphrase=PASS.encode(), clinician_passphrase=CLINICIAN_PASS.encode())
     practice = load_practice(root)
     renderer = Renderer.load(root)

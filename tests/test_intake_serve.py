@@ -38,7 +38,7 @@ def practice(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("serve") / "practice"
     init_practice(root, name="Serve Test Practice", jurisdiction="US", passphrase=b"serve-root-pass",
                   intake_passphrase=PASS.encode(), clinician_passphrase=b"serve-clinician-pass",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")})
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")})
     renderer = Renderer.load(root)
     renderer.render_to(Job(make_spec(client="Jane Q. Doe", therapist="lee", id="agr-serve-1"), root / "drafts"))
     secret = root.parent / "staff-password.txt"

@@ -49,7 +49,7 @@ ROOT_PASS = "root-pass-sep-1"
 INTAKE_PASS = "intake-pass-sep-1"
 CLINICIAN_PASS = "clinician-pass-sep-1"
 THERAPIST_PASS = {"lee": "lee-pass-sep-1", "ortiz": "ortiz-pass-sep-1"}
-THERAPISTS = {"lee": ("Dr. Robin Lee", "PhD"), "ortiz": ("Sam Ortiz", "LCSW")}
+THERAPISTS = {"lee": ("Dr. Robin Lee", "PhD", "psychologist"), "ortiz": ("Sam Ortiz", "LCSW", "lcsw")}
 SIGNED = "agr-keys-signed"   # client, then lee
 ORTIZS = "agr-keys-ortiz"    # client, then ortiz
 DRAFT = "agr-keys-draft"     # rendered only
@@ -79,7 +79,7 @@ def base(tmp_path_factory) -> Path:
     init_practice(root, name=NAME, jurisdiction="US-NY", therapists=THERAPISTS, passphrase=ROOT_PASS.encode(),
                   intake_passphrase=INTAKE_PASS.encode(), clinician_passphrase=CLINICIAN_PASS.encode())
     pki = PKI(root / "pki")
-    for tid, (name, _) in THERAPISTS.items():
+    for tid, (name, *_) in THERAPISTS.items():
         pki.issue_clinician(tid, name, NAME, CLINICIAN_PASS.encode(), THERAPIST_PASS[tid].encode())
     render(root, SIGNED, DRAFT, LATER)
     render(root, ORTIZS, therapist="ortiz")

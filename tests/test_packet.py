@@ -69,7 +69,7 @@ def base(tmp_path_factory) -> Path:
     """A practice with a therapist's key, Jane's two documents, another client's agreement and a staff account."""
     root = tmp_path_factory.mktemp("packet-base") / "practice"
     init_practice(root, name="Test Practice", jurisdiction="US-NY", phone="(212) 555-0100",
-                  address="1 Test Street, New York, NY", therapists={"lee": ("Dr. Robin Lee", "PhD")},
+                  address="1 Test Street, New York, NY", therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")},
                   passphrase=ROOT_PASS.encode(), intake_passphrase=PASS.encode(),
                   clinician_passphrase=CLINICIAN_PASS)
     practice = load_practice(root)

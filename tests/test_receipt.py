@@ -135,7 +135,7 @@ def site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("receipt") / "practice"
     init_practice(root, name="Riverbend Dialectical Behavior Therapy Collaborative of Western Montana (fictional)",
                   jurisdiction="US-NY", phone="(212) 555-0100", address="12 Example Street, Missoula, MT",
-                  email="intake@riverbend.example", therapists={"lee": ("Dr. Robin Lee", "PhD")},
+                  email="intake@riverbend.example", therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")},
                   passphrase=ROOT_PASS, intake_passphrase=INTAKE_PASS, clinician_passphrase=CLINICIAN_PASS)
     practice = load_practice(root)
     PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, CLINICIAN_PASS, KEY_PASS)
@@ -525,17 +525,13 @@ def test_intake_download_is_the_receipt_with_the_signatures_checkpoint(site: Pat
     assert printed_checkpoint(pdf_text(path, layout=True)).encode() == anchored
 
 
-def test_intake_says_plainly_when_no_receipt_can_be_made(site: Path, tmp_path: Path, caplog):
-    """A library in a language without a receipt catalogue: a page that says so, the signature kept, no id logged."""
+def test_intake_says_plainly_when_no_receipt_can_be_made(site: Path, tmp_path: Path, caplog, monkeypatch):
+    """Pages in a language without a receipt catalogue (the receipt follows the pages the client read): a page
+    that says so, the signature kept, no id logged."""
     root = tmp_path / "practice"
     shutil.copytree(site, root)
-    shutil.copytree(clauses_dir(), root / "clauses-fr")
-    index = root / "clauses-fr" / "library.yaml"
-    index.write_text(index.read_text(encoding="utf-8").replace("\nlanguage: en\n", "\nlanguage: fr\n"),
-                     encoding="utf-8")
-    with open(root / "practice.yaml", "a", encoding="utf-8") as fh:
-        fh.write("clauses: clauses-fr\n")
     t = signed_at_the_intake(root, None)
+    monkeypatch.setattr(rc, "available_languages", lambda template_dir=None: ["es"])  # English pages, no English receipt
     r = t.get("/sign/copy/receipt.pdf")
     assert r.status_code == 400 and r.mimetype == "text/html"
     page = r.get_data(as_text=True)

@@ -34,7 +34,7 @@ def base(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("recovery") / "practice"
     init_practice(root, name="Recovery Practice", jurisdiction="US", passphrase=ROOT_PASS.encode(),
                   intake_passphrase=PASS.encode(), clinician_passphrase=CLINICIAN_PASS.encode(),
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")})
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")})
     PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", "Recovery Practice", CLINICIAN_PASS.encode(),
                                       LEE_PASS.encode())
     renderer = Renderer.load(root)

@@ -75,7 +75,7 @@ def build_practice(root: Path) -> Path:
     """A practice with a signed (client + therapist), a voided, a client-only and a guardian's agreement."""
     t0 = utcnow() - dt.timedelta(seconds=90)
     init_practice(root, name=PRACTICE_NAME, jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")})
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")})
     PKI(root / "pki").create(PRACTICE_NAME, PASS, INTAKE_PASS, CLINICIAN_PASS, now=t0 - dt.timedelta(hours=1))
     practice = load_practice(root)
     PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, CLINICIAN_PASS, LEE_PASS,

@@ -136,7 +136,7 @@ def base(tmp_path_factory) -> Path:
     """A practice with its PKI, lee's certificate, and two rendered (and logged) drafts."""
     root = tmp_path_factory.mktemp("signing-base") / "practice"
     init_practice(root, name="Test Practice", jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD"), "ortiz": ("Sam Ortiz", "LCSW")},
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist"), "ortiz": ("Sam Ortiz", "LCSW", "lcsw")},
                   passphrase=ROOT_PASS.encode(), intake_passphrase=PRACTICE_PASS.encode(),
                   clinician_passphrase=CLINICIAN_PASS.encode())
     practice = load_practice(root)
@@ -786,7 +786,7 @@ def test_a_long_accented_name_signs_and_verifies(cli, monkeypatch, tmp_path: Pat
     practice_name = "Clínica de Terapia Dialéctica Conductual Señora de los Ángeles, Peñalolén"
     root = tmp_path / "practice"
     init_practice(root, name=practice_name, jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")}, passphrase=ROOT_PASS.encode(),
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")}, passphrase=ROOT_PASS.encode(),
                   intake_passphrase=PRACTICE_PASS.encode(), clinician_passphrase=CLINICIAN_PASS.encode())
     practice = load_practice(root)
     draft = Renderer.load(root).render_to(Job(make_spec(client=name, therapist="lee", id=ONE, date=DATE),

@@ -39,7 +39,7 @@ def base(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("staff") / "practice"
     init_practice(root, name="Staff Test Practice", jurisdiction="US", passphrase=b"staff-root-pass",
                   intake_passphrase=INTAKE_PASS.encode(), clinician_passphrase=b"staff-clinician-pass",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")})
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")})
     return root
 
 

@@ -32,7 +32,7 @@ def pr(tmp_path: Path) -> Path:
     root = tmp_path / "practice"
     init_practice(root, name="Terminal Practice", jurisdiction="US", passphrase=ROOT_PASS.encode(),
                   intake_passphrase=PASS.encode(), clinician_passphrase=CLINICIAN_PASS.encode(),
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")})
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")})
     library = root / "my-clauses"
     shutil.copytree(clauses_dir(), library)
     limits = yaml.safe_load((library / "limits.yaml").read_text())

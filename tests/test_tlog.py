@@ -371,7 +371,7 @@ def base(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tlog") / "practice"
     t0 = utcnow() - dt.timedelta(seconds=60)
     init_practice(root, name="Log Practice", jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD")})
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist")})
     PKI(root / "pki").create("Log Practice", PASS, INTAKE_PASS, CLINICIAN_PASS, now=t0 - dt.timedelta(hours=1))
     practice = load_practice(root)
     PKI(root / "pki").issue_clinician("lee", "Dr. Robin Lee", practice.name, CLINICIAN_PASS, LEE_PASS,

@@ -62,7 +62,8 @@ CLINICIAN_PASS = b"clinician-ca-pass-1"
 KEY_PASS = {"lee": b"lee-key-pass-1", "kim": b"kim-key-pass-1", "park": b"park-key-pass-1"}
 PRACTICE_NAME = "Trusted Time Practice"
 CLIENT = "Jane Q. Doe"
-THERAPISTS = {"lee": ("Dr. Robin Lee", "PhD"), "kim": ("Alex Kim", "LMHC"), "park": ("Jo Park", "PsyD")}
+THERAPISTS = {"lee": ("Dr. Robin Lee", "PhD", "psychologist"), "kim": ("Alex Kim", "LMHC", "lpc"),
+              "park": ("Jo Park", "PsyD", "psychologist")}
 TSA_NAME = "Trusted Test TSA"
 ROGUE_NAME = "Rogue Test TSA"
 

@@ -98,7 +98,7 @@ def base(tmp_path_factory) -> Base:
     root = tmp_path_factory.mktemp("verify") / "practice"
     t0 = utcnow() - dt.timedelta(seconds=90)
     init_practice(root, name=PRACTICE_NAME, jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={"lee": ("Dr. Robin Lee", "PhD"), "ortiz": ("Sam Ortiz", "LCSW")})
+                  therapists={"lee": ("Dr. Robin Lee", "PhD", "psychologist"), "ortiz": ("Sam Ortiz", "LCSW", "lcsw")})
     # The PKI (and its first, empty CRL) dates from an hour before the first signature,
     # so that OpenSSL's CRL check at the signing time has a CRL that was already issued.
     PKI(root / "pki").create(PRACTICE_NAME, PASS, INTAKE_PASS, CLINICIAN_PASS, now=t0 - dt.timedelta(hours=1))

@@ -25,10 +25,13 @@ from agreements_kit import resources
 from agreements_kit.authoring import yamlfile
 from agreements_kit.authoring.library import Library, load_library
 from agreements_kit.authoring.practice import Practice
+from agreements_kit.authoring.professions import PROFESSION_VALUE
 from agreements_kit.errors import LibraryError, SpecError
 
 DOCUMENTS = "documents"  # inside a clause library folder: one library folder per other kind of document
 ESIGN_DISCLOSURE = "esign-disclosure"
+# What the client agrees to in DBT, in the first person; signed in the same visit as the therapists' agreement.
+CLIENT_AGREEMENT = "dbt-client-agreement"
 # Kinds an intake packet puts before the others: the client consents to electronic records first,
 # and the signed consent then covers every document of the visit (clauses/documents/esign-disclosure).
 SIGN_FIRST = (ESIGN_DISCLOSURE,)
@@ -63,18 +66,59 @@ def load_document(practice: Practice, document: str | None) -> tuple[Library, Pr
 
     A document library is named by its folder, and must say so (``library: NAME``).
     The practice's ``variables:`` are meant for all its libraries; each document sees
-    only the ones its own library declares (the agreement library still refuses
-    unknown ones, so a misspelt variable is caught).
+    only the ones its own library declares. A name that no library declares is refused
+    whichever is rendered (its line in ``practice.yaml``), so a misspelt variable is caught.
     """
     library = load_library(library_dir(practice, document))
     if document is None:
+        # A value meant for another document (the client's agreement's fee) is not a misspelt one.
+        unknown = set(practice.variables) - set(library.variables())
+        others = unknown & _document_variables(practice) if unknown else set()
+        if others:
+            practice = dataclasses.replace(
+                practice, variables={k: v for k, v in practice.variables.items() if k not in others})
         return library, practice
     if library.name != document:
         raise LibraryError(f"the document library in folder '{document}' is named '{library.name}'; a document "
                            "library's 'library' is its folder's name", path=library.root / "library.yaml")
     declared = library.variables()
+    _refuse_undeclared(practice, set(practice.variables) - set(declared))
     return library, dataclasses.replace(
         practice, variables={k: v for k, v in practice.variables.items() if k in declared})
+
+
+def _refuse_undeclared(practice: Practice, names: set[str]) -> None:
+    """SpecError, with its line in ``practice.yaml``, for a name among ``names`` that no library declares.
+
+    A document keeps only the values its own library declares, so without this a misspelt
+    one meant for it (``individual_session_fees``) would be dropped and the default used,
+    unseen. When the therapists' library itself cannot be loaded, what it declares is not
+    known, and the check is left to rendering that library (which reports the problem)."""
+    unknown = names - {PROFESSION_VALUE}
+    if not unknown:
+        return
+    try:
+        unknown -= set(load_library(practice.library_dir()).variables())
+    except LibraryError:
+        return
+    unknown -= _document_variables(practice)
+    if unknown:
+        name = min(unknown, key=lambda n: (practice.variable_lines.get(n, 1), n))
+        raise SpecError(f"{practice.settings_path}:{practice.variable_lines.get(name, 1)}: unknown variable "
+                        f"'{name}' in 'variables' (no clause library declares it; 'agreements clauses' lists "
+                        "the variables)")
+
+
+def _document_variables(practice: Practice) -> set[str]:
+    """The variables the practice's document libraries declare. A broken one declares none here: it is
+    reported, file and line, when it is itself rendered or linted, not when the agreement is."""
+    names: set[str] = set()
+    for folder in document_dirs(practice).values():
+        try:
+            names.update(load_library(folder).variables())
+        except LibraryError:
+            continue
+    return names
 
 
 def library_dir_for(practice: Practice, manifest: Mapping[str, Any]) -> Path:

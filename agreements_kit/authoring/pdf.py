@@ -9,6 +9,9 @@ Three rules, each for a reason:
   ``SOURCE_DATE_EPOCH`` is pinned for the fontTools subsetting fallback.
 - One ``FontConfiguration`` per process: building it is a large part of a small
   document's cost.
+- No empty boxes in an archival file: the laid-out pages are checked for
+  characters no installed font has, and such a render is refused
+  (``MissingGlyphError``) before any PDF byte exists.
 
 This is the only module that imports WeasyPrint, and nothing imports it at
 start-up, so commands that do not render stay fast.
@@ -25,10 +28,14 @@ from urllib.request import url2pathname
 
 import weasyprint
 from weasyprint import HTML, Attachment
+from weasyprint.document import Document
+from weasyprint.formatting_structure.boxes import TextBox
+from weasyprint.text.ffi import ffi, pango
 from weasyprint.text.fonts import FontConfiguration
 from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
 
-from agreements_kit.errors import RenderError
+from agreements_kit.authoring.glyphs import describe
+from agreements_kit.errors import MissingGlyphError, RenderError
 
 PDF_VARIANT = "pdf/a-3u"
 WEASYPRINT_VERSION = weasyprint.__version__
@@ -78,14 +85,52 @@ def write_pdf(html: str, template_dir: Path, manifest_bytes: bytes, date: dt.dat
     manifest = Attachment(string=manifest_bytes, name=attachment_name, relationship="Data",
                           description="agreements-kit manifest: inputs, clause and template hashes",
                           created=when, modified=when, url_fetcher=fetcher)
+    options = {
+        "pdf_variant": PDF_VARIANT,
+        "pdf_identifier": hashlib.sha256(manifest_bytes).hexdigest()[:32].encode("ascii"),
+        "attachments": [manifest],
+        "attachment_relationships": ["Data"],
+    }
     try:
-        document = HTML(string=html, base_url=template_dir.resolve().as_uri() + "/", url_fetcher=fetcher)
-        return document.write_pdf(
-            font_config=font_config(),
-            pdf_variant=PDF_VARIANT,
-            pdf_identifier=hashlib.sha256(manifest_bytes).hexdigest()[:32].encode("ascii"),
-            attachments=[manifest],
-            attachment_relationships=["Data"],
-        )
+        source = HTML(string=html, base_url=template_dir.resolve().as_uri() + "/", url_fetcher=fetcher)
+        # HTML.write_pdf is render() then Document.write_pdf(): split to look at the laid-out glyphs between.
+        document = source.render(font_config=font_config(), **options)
+        missing = undrawn_characters(document)
+        if missing:
+            raise MissingGlyphError(
+                f"the document's text contains {describe(missing[0])}, which no installed font can draw; the "
+                "PDF/A copy would show an empty box. Change that text, or install a font that has it "
+                "(README: 'Fonts and print quality')", chars=missing)
+        return document.write_pdf(**options)
     except RefusedURL as exc:
         raise RenderError(str(exc)) from None
+
+
+def undrawn_characters(document: Document) -> list[str]:
+    """Characters that Pango found no font for, as laid out: WeasyPrint would draw ``.notdef``.
+
+    It walks the same glyph runs that WeasyPrint's drawing walks (``draw/text.py``), so it
+    sees exactly what the PDF would show, margin boxes (the footers) included."""
+    missing: dict[str, None] = {}
+    for page in document.pages:
+        for box in page._page_box.descendants():
+            if not isinstance(box, TextBox) or getattr(box, "pango_layout", None) is None:
+                continue
+            if not box.text.strip():
+                continue  # WeasyPrint draws no glyphs for these either
+            layout = box.pango_layout
+            layout.reactivate(box.style)  # layouts are kept without their Pango objects between layout and drawing
+            try:
+                pango.pango_layout_set_single_paragraph_mode(layout.layout, True)
+                first_line, _ = layout.get_first_line()
+                run = first_line.runs
+                while run != ffi.NULL:
+                    glyphs = run.data.glyphs
+                    for i in range(glyphs.num_glyphs):
+                        glyph = glyphs.glyphs[i].glyph
+                        if glyph != pango.PANGO_GLYPH_EMPTY and glyph & pango.PANGO_GLYPH_UNKNOWN_FLAG:
+                            missing[chr(glyph - pango.PANGO_GLYPH_UNKNOWN_FLAG)] = None
+                    run = run.next
+            finally:
+                layout.deactivate()
+    return list(missing)

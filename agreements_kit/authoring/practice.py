@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from agreements_kit import resources
 from agreements_kit.authoring import yamlfile
+from agreements_kit.authoring.professions import PROFESSION_VALUE, known, profession_code
 from agreements_kit.authoring.yamlfile import LineDict
 from agreements_kit.errors import PracticeError
 from agreements_kit.formats.text import check_name, check_text
@@ -36,6 +37,10 @@ class Therapist:
     id: str
     name: str
     credentials: str
+    # The profession code (authoring/professions.py) that picks profession-specific law texts; None: not given.
+    profession: str | None = None
+    # The line of practice.yaml that names the therapist, for messages (None: not from practice.yaml).
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,9 @@ def parse_practice(d: object, root: Path) -> Practice:
     if not isinstance(variables, LineDict):
         raise PracticeError("'variables' must be a mapping", path=path, line=d.line_of("variables"))
     for name, value in variables.items():
+        if name == PROFESSION_VALUE:
+            raise PracticeError(f"'{name}' is not a variable: give each therapist a 'profession' instead",
+                                path=path, line=variables.line_of(name))
         problem = check_text(value) if isinstance(value, str) else None
         if problem:
             raise PracticeError(f"variable '{name}' {problem}", path=path, line=variables.line_of(name))
@@ -209,14 +217,21 @@ def _therapists(d: LineDict, path: Path) -> dict[str, Therapist]:
                                 path=path, line=line)
         if not isinstance(t, LineDict):
             raise PracticeError(f"therapist '{tid}' must be a mapping with name and credentials", path=path, line=line)
-        _keys(t, {"name"}, {"credentials"}, f"therapist '{tid}'", path)
+        _keys(t, {"name"}, {"credentials", "profession"}, f"therapist '{tid}'", path)
         name, cred = t["name"], t.get("credentials", "")
         if not isinstance(name, str) or not isinstance(cred, str):
             raise PracticeError(f"name and credentials of therapist '{tid}' must be strings", path=path, line=line)
         problem = check_name(name) or check_text(cred)
         if problem:
             raise PracticeError(f"therapist '{tid}': {problem}", path=path, line=line)
-        out[tid] = Therapist(tid, name.strip(), cred.strip())
+        profession = None
+        if "profession" in t:
+            raw_profession = t["profession"]
+            profession = profession_code(raw_profession) if isinstance(raw_profession, str) else None
+            if profession is None:
+                raise PracticeError(f"'profession' of therapist '{tid}' must be one of: {known()} "
+                                    f"(not {raw_profession!r})", path=path, line=t.line_of("profession"))
+        out[tid] = Therapist(tid, name.strip(), cred.strip(), profession, line)
     return out
 
 

@@ -15,17 +15,19 @@ import secrets
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agreements_kit.authoring.agreement import Agreement, build
 from agreements_kit.authoring.documents import load_document
+from agreements_kit.authoring.glyphs import check_values
 from agreements_kit.authoring.html import render_html, template_digest
 from agreements_kit.authoring.library import Library
 from agreements_kit.authoring.manifest import build_manifest, with_document
 from agreements_kit.authoring.practice import Practice, load_practice
 from agreements_kit.authoring.spec import Spec
+from agreements_kit.authoring.translation import translate
 from agreements_kit.errors import AgreementsError, RenderError, SpecError
 from agreements_kit.formats.jsonio import canonical_json
 from agreements_kit.store.files import fsync_dir, make_private_dir, rename_noreplace, write_new
@@ -48,6 +50,8 @@ class Renderer:
     template_dir: Path
     template: dict[str, Any]
     document: str | None = None  # a document library's name (authoring/documents.py); None: the agreement
+    # The library in other languages (its translations/LANG/ folders), loaded on first use.
+    translations: dict[str, Library] = field(default_factory=dict)
 
     @classmethod
     def load(cls, practice_root: Path, document: str | None = None) -> Renderer:
@@ -56,8 +60,18 @@ class Renderer:
         library, practice = load_document(practice, document)
         return cls(practice, library, template_dir, template_digest(template_dir), document)
 
+    def library_in(self, language: str | None) -> Library:
+        """The library in ``language`` (None: its own); LibraryError when it has no such translation."""
+        if language is None or language == self.library.language:
+            return self.library
+        if language not in self.translations:
+            self.translations[language] = translate(self.library, language)
+        return self.translations[language]
+
     def prepare(self, spec: Spec) -> Agreement:
-        return build(spec, self.practice, self.library)
+        agreement = build(spec, self.practice, self.library_in(spec.language))
+        check_values(drawn_values(agreement, spec))
+        return agreement
 
     def render_bytes(self, spec: Spec, software: dict[str, Any] | None = None) -> tuple[bytes, bytes]:
         """(PDF bytes, manifest.json bytes) for one spec. Imports WeasyPrint on first use.
@@ -69,6 +83,10 @@ class Renderer:
         agreement = self.prepare(spec)
         html = render_html(agreement, self.template_dir)
         embedded = build_manifest(agreement, spec, self.template, pdf.PDF_VARIANT, pdf.WEASYPRINT_VERSION)
+        if agreement.library.language != self.library.language:
+            # Only for a translation: an agreement in the library's own language keeps its earlier bytes.
+            embedded["library"]["language"] = agreement.library.language
+            embedded["inputs"]["language"] = spec.language
         if software is not None:
             embedded["software"] = software
         embedded_bytes = canonical_json(embedded)
@@ -78,6 +96,31 @@ class Renderer:
     def render_to(self, job: Job) -> Path:
         pdf_bytes, manifest_bytes = self.render_bytes(job.spec)
         return write_draft(job.out_dir, job.spec.id, pdf_bytes, manifest_bytes)
+
+
+def drawn_values(agreement: Agreement, spec: Spec) -> list[tuple[str, str]]:
+    """(label, text) of every value people typed that the page prints, labelled for a refusal."""
+    settings = agreement.practice.settings_path
+    out = [(f"{spec.where('client')}: client name", agreement.client_name)]
+    if agreement.guardian:
+        out += [(f"{spec.where('guardian')}: guardian name", agreement.guardian["name"]),
+                (f"{spec.where('relation')}: guardian relation", agreement.guardian["relation"])]
+    therapist = agreement.therapist
+    out += [(f"{settings}: therapist '{therapist.id}' name", therapist.name),
+            (f"{settings}: therapist '{therapist.id}' credentials", therapist.credentials or "")]
+    out += [(f"{settings}: practice {key}", str(getattr(agreement.practice, key) or ""))
+            for key in ("name", "address", "phone", "email")]
+    for name, value in agreement.values.items():
+        if not isinstance(value, str):
+            continue
+        if name in spec.variables:
+            where = spec.where("variables." + name)
+        elif name in agreement.practice.variables:
+            where = f"{settings}:{agreement.practice.variable_lines.get(name, 1)}"
+        else:
+            where = "the clause library's default"
+        out.append((f"{where}: variable '{name}'", value))
+    return out
 
 
 def check_out_parent(out: str | Path) -> Path:

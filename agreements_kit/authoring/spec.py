@@ -13,11 +13,12 @@ Spec files, for batches::
     id: agr-0001            # optional
     date: 2026-11-27        # optional
     jurisdiction: US-NY     # optional
+    language: es            # optional: the library's translation to use (default: its own language)
     clauses: [...]          # optional: a subset of clause ids
     variables: {cancel_notice_hours: 48}
 
 or a CSV file with a header row: client, therapist, id, date, jurisdiction, and
-one column per variable (an empty cell leaves the variable unset).
+language, one column per variable (an empty cell leaves the variable unset).
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from typing import Any
 from agreements_kit.authoring import yamlfile
 from agreements_kit.authoring.yamlfile import LineDict, LineList
 from agreements_kit.errors import SpecError
-from agreements_kit.formats.ids import ID_RE
+from agreements_kit.formats.ids import ID_RE, LANGUAGE_RE
 from agreements_kit.formats.record import RELATIONS
 from agreements_kit.formats.text import check_name, check_text, nfc, same_name
 
-_SPEC_KEYS = {"client", "therapist", "id", "date", "jurisdiction", "clauses", "variables", "guardian", "relation"}
-_CSV_FIXED = ("client", "therapist", "id", "date", "jurisdiction", "guardian", "relation")
+_SPEC_KEYS = {"client", "therapist", "id", "date", "jurisdiction", "clauses", "variables", "guardian", "relation",
+              "language"}
+_CSV_FIXED = ("client", "therapist", "id", "date", "jurisdiction", "guardian", "relation", "language")
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Spec:
     # A minor's (or represented adult's) agreement names who signs for them, and how they are related.
     guardian: str | None = None
     relation: str | None = None
+    # The language to write it in (a translation of the library, "es"); None: the library's own.
+    language: str | None = None
 
     def where(self, key: str) -> str:
         return self.origins.get(key, self.origin)
@@ -98,7 +102,7 @@ def _check_person(value: Any, what: str, origin: str) -> str:
 def make_spec(*, client: Any, therapist: Any, id: Any = None, date: Any = None, jurisdiction: Any = None,
               clauses: Any = None, variables: dict[str, Any] | None = None, text_values: bool = False,
               origin: str = "command line", origins: dict[str, str] | None = None, guardian: Any = None,
-              relation: Any = None) -> Spec:
+              relation: Any = None, language: Any = None) -> Spec:
     """Check the form of every field and build a Spec (filling a new id and today's date)."""
     origins = origins or {}
 
@@ -127,6 +131,10 @@ def make_spec(*, client: Any, therapist: Any, id: Any = None, date: Any = None, 
         raise SpecError(f"{at('jurisdiction')}: jurisdiction must be a code such as US-NY")
     if clauses is not None and (not isinstance(clauses, list) or not all(isinstance(c, str) for c in clauses)):
         raise SpecError(f"{at('clauses')}: clauses must be a list of clause ids")
+    if language in ("",):
+        language = None
+    if language is not None and (not isinstance(language, str) or not LANGUAGE_RE.match(language)):
+        raise SpecError(f"{at('language')}: language must be a language code such as en or es, not {language!r}")
     values = dict(variables or {})
     for name, value in values.items():
         if isinstance(value, str):
@@ -135,7 +143,8 @@ def make_spec(*, client: Any, therapist: Any, id: Any = None, date: Any = None, 
                 raise SpecError(f"{at('variables.' + str(name))}: value of variable '{name}' {problem}")
     return Spec(client=client, therapist=therapist.strip(), id=agreement_id, date=when,
                 jurisdiction=jurisdiction, clauses=clauses, variables=values, text_values=text_values,
-                origin=origin, origins=origins, guardian=guardian, relation=relation)
+                origin=origin, origins=origins, guardian=guardian, relation=relation,
+                language=language)
 
 
 def parse_set(items: list[str]) -> dict[str, str]:
@@ -184,7 +193,7 @@ def load_spec_file(path: str | Path) -> list[Spec]:
                                date=item.get("date"), jurisdiction=item.get("jurisdiction"),
                                clauses=item.get("clauses"), variables=dict(variables),
                                origin=f"{path}:{item.line}", origins=origins, guardian=item.get("guardian"),
-                               relation=item.get("relation")))
+                               relation=item.get("relation"), language=item.get("language")))
     return specs
 
 
@@ -211,7 +220,7 @@ def _load_csv(path: Path) -> list[Spec]:
         specs.append(make_spec(client=row["client"], therapist=row["therapist"], id=row.get("id"),
                                date=row.get("date"), jurisdiction=row.get("jurisdiction"), variables=variables,
                                text_values=True, origin=f"{path}:{line}", guardian=row.get("guardian"),
-                               relation=row.get("relation")))
+                               relation=row.get("relation"), language=row.get("language")))
     if not specs:
         raise SpecError("the CSV file lists no agreements", path=path)
     return specs

@@ -9,6 +9,7 @@ lint that found problems); a traceback means a bug.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -102,7 +103,8 @@ practice_option = click.option(
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--name", default="My DBT Practice", show_default=True, help="The practice's name.")
-@click.option("--jurisdiction", default="US", show_default=True, help="US, US-MT or US-NY.")
+@click.option("--jurisdiction", default="US", show_default=True,
+              help="US, US-CA, US-MT, US-NY or US-TX (the clause library's jurisdictions).")
 @click.option("--phone", default="", help="Practice phone number.")
 @click.option("--address", default="", help="Practice address.")
 @click.option("--email", default="", help="Practice e-mail address.")
@@ -169,8 +171,10 @@ def init(directory: Path, name: str, jurisdiction: str, phone: str, address: str
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes for batches (default: all cores).")
 @click.option("--document", help="Render another kind of document from its own library (e.g. esign-disclosure, the "
                                  "consent to electronic records); default: the therapists' agreement.")
+@click.option("--language", help="Write it in this language (es...): the library's translation (translations/LANG/); "
+                                 "default: the library's own language.")
 def render(practice_dir, client, guardian, relation, therapist, spec_files, agreement_id, date, jurisdiction, clauses,
-           sets, out, workers, document) -> None:
+           sets, out, workers, document, language) -> None:
     """Render draft agreements (agreement.pdf + manifest.json), one folder each."""
     from agreements_kit.authoring.practice import locate
     from agreements_kit.authoring.render import Renderer, check_out_parent, plan, render_many
@@ -178,7 +182,7 @@ def render(practice_dir, client, guardian, relation, therapist, spec_files, agre
     from agreements_kit.errors import SpecError
     from agreements_kit.signing.renders import log_renders
 
-    given = [v for v in (client, guardian, relation, therapist, agreement_id, date, jurisdiction)
+    given = [v for v in (client, guardian, relation, therapist, agreement_id, date, jurisdiction, language)
              if v is not None] + list(clauses + sets)
     if spec_files and given:
         raise SpecError("give either --spec files or --client/--therapist options, not both")
@@ -190,7 +194,7 @@ def render(practice_dir, client, guardian, relation, therapist, spec_files, agre
     else:
         specs = [make_spec(client=client, therapist=therapist, id=agreement_id, date=date,
                            jurisdiction=jurisdiction, clauses=list(clauses) or None, variables=parse_set(sets),
-                           text_values=True, guardian=guardian, relation=relation)]
+                           text_values=True, guardian=guardian, relation=relation, language=language)]
     parent = check_out_parent(out) if out else renderer.practice.drafts
     jobs = plan(renderer, specs, parent)
     if len(jobs) > 1 and _tty(sys.stderr):
@@ -218,21 +222,47 @@ def _library_dir(directory: Path | None, practice_dir: Path | None) -> Path:
 @main.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @practice_option
-@click.option("--max-grade", default=8.0, show_default=True, help="Highest reading grade allowed for summaries.")
-def lint(directory: Path | None, practice_dir: Path | None, max_grade: float) -> None:
+@click.option("--max-grade", default=8.0, show_default=True,
+              help="Highest reading grade allowed for each summary and body.")
+@click.option("--max-agreement-grade", default=7.0, show_default=True,
+              help="Highest reading grade allowed for a whole agreement.")
+@click.option("--document", help="Lint this document library (clauses/documents/NAME) instead.")
+def lint(directory: Path | None, practice_dir: Path | None, max_grade: float, max_agreement_grade: float,
+         document: str | None) -> None:
     """Check a clause library (default: the practice's, else the built-in one)."""
     from agreements_kit.authoring.lint import lint_library
     from agreements_kit.errors import LintFailure
 
-    report = lint_library(_library_dir(directory, practice_dir), max_grade)
+    folder = _library_dir(directory, practice_dir)
+    if document is not None:
+        folder = _document_dir(folder, document)
+    report = lint_library(folder, max_grade, max_agreement_grade=max_agreement_grade)
     for problem in report.problems:
         click.echo(str(problem))
-    for item in report.grades:
-        status = "ok" if item.grade <= max_grade else "TOO HARD"
-        click.echo(f"{item.where}: reading grade {item.grade:.1f} ({status}) {item.label}")
+    for item in [*report.grades, *report.translated]:
+        status = "ok" if item.ok else "TOO HARD"
+        click.echo(f"{item.where}: {item.measure} {item.grade:.1f} ({status}) {item.label}")
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}")
     if not report.ok:
         raise LintFailure(f"{report.count} problem{'s' if report.count != 1 else ''} found")
-    click.echo(f"ok: {len(report.grades)} summaries at grade {max_grade:g} or lower, no problems")
+    warned = f", {len(report.warnings)} warning{'s' if len(report.warnings) != 1 else ''}" if report.warnings else ""
+    click.echo(f"ok: {len(report.grades) + len(report.translated)} texts within their reading grades, no "
+               f"problems{warned}")
+
+
+def _document_dir(library: Path, document: str) -> Path:
+    """A document library by name: in the library folder's documents/, else the built-in one."""
+    from agreements_kit.authoring.documents import DOCUMENTS
+    from agreements_kit.resources import clauses_dir
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", document):
+        raise AgreementsError(f"--document {document!r}: a document library's name is lowercase letters, digits "
+                              "and '-'")
+    for base in (library, clauses_dir()):
+        if (base / DOCUMENTS / document / "library.yaml").is_file():
+            return base / DOCUMENTS / document
+    raise AgreementsError(f"no document library '{document}' in {library / DOCUMENTS} or the built-in one")
 
 
 @main.group(invoke_without_command=True)
@@ -254,9 +284,12 @@ def clauses(ctx: click.Context, directory: Path | None, practice_dir: Path | Non
         click.echo(f"\n{area.title} [{area.id}]")
         for c in (c for c in lib.clauses.values() if c.area == area.id):
             flags = " (initials)" if c.initials else ""
-            variants = [j for (j, cid) in lib.variants if cid == c.id]
+            variants = {v.jurisdiction for v in lib.all_variants() if v.clause == c.id}
             if variants:
                 flags += f" (variants: {', '.join(sorted(variants))})"
+            by_profession = sorted({j for (j, cid, _) in lib.profession_variants if cid == c.id})
+            if by_profession:
+                flags += f" (by profession in {', '.join(by_profession)})"
             click.echo(f"  {c.id} v{c.version}: {c.title}{flags}")
     variables = lib.variables()
     if variables:
@@ -269,20 +302,34 @@ def clauses(ctx: click.Context, directory: Path | None, practice_dir: Path | Non
 @clauses.command("show")
 @click.argument("clause_id")
 @click.option("--jurisdiction", help="Show the text used in this jurisdiction.")
+@click.option("--profession", help="Show the text used for a therapist of this profession (psychologist, lcsw, ...).")
 @click.pass_obj
-def clauses_show(lib, clause_id: str, jurisdiction: str | None) -> None:
+def clauses_show(lib, clause_id: str, jurisdiction: str | None, profession: str | None) -> None:
     """Print one clause: metadata, summary and body."""
     if clause_id not in lib.clauses:
         raise AgreementsError(f"unknown clause '{clause_id}' ('agreements clauses' lists them)")
     if jurisdiction is not None and jurisdiction not in lib.jurisdictions:
         raise AgreementsError(f"unknown jurisdiction '{jurisdiction}' (the library has: "
                               f"{', '.join(lib.jurisdictions)})")
-    c = lib.clause(clause_id, jurisdiction)
+    from agreements_kit.authoring.professions import known, profession_code
+
+    code = profession_code(profession) if profession is not None else None
+    if profession is not None and code is None:
+        raise AgreementsError(f"unknown profession '{profession}' (known: {known()})")
+    c = lib.clause(clause_id, jurisdiction, code)
     commitments = {x.id: x.text for x in lib.commitments}
     click.echo(f"{c.id} v{c.version}: {c.title}")
     click.echo(f"area: {c.area}    initials: {'yes' if c.initials else 'no'}    sha256: {c.sha256()}")
     if c.jurisdiction:
         click.echo(f"jurisdiction: {c.jurisdiction} (variant v{c.variant_version}): {c.note or ''}".rstrip())
+    if c.professions:
+        click.echo(f"professions: {', '.join(c.professions)}")
+    for citation in c.citations:
+        click.echo(f"cites: {citation}")
+    if c.reviewed_on and c.review_by:
+        click.echo(f"reviewed: {c.reviewed_on.isoformat()}, next review by {c.review_by.isoformat()}")
+    if c.requires:
+        click.echo(f"requires: {', '.join(c.requires)}")
     click.echo(f"source: {c.path}:{c.line}")
     click.echo("covers:")
     for cid in c.covers:
@@ -932,8 +979,10 @@ def intake() -> None:
 @click.option("--url", "base_url", default="http://127.0.0.1:8765", show_default=True,
               help="The intake server's address as the tablet reaches it.")
 @click.option("--qr", "qr_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write the QR code as SVG.")
+@click.option("--language", help="The client's pages and ESIGN disclosure in this language (e.g. es; default: the "
+              "first agreement's own).")
 def intake_open(agreements, practice_dir, role, identity, checked_by, staff_name, staff_password_file, minutes,
-                base_url, qr_file) -> None:
+                base_url, qr_file, language) -> None:
     """Open a one-time intake link for AGREEMENT (prints the link and a QR code).
 
     Several agreements make a packet: one client's documents, signed one after the
@@ -944,15 +993,18 @@ def intake_open(agreements, practice_dir, role, identity, checked_by, staff_name
     from agreements_kit.intake.packet import check_packet
     from agreements_kit.intake.staff import StaffStore
     from agreements_kit.intake.tickets import TicketStore
+    from agreements_kit.intake.words import check_language
 
     practice = _practice(practice_dir)
+    language = check_language(language) if language else None  # before the password prompt
     password = read_password(staff_password_file, option="--staff-password-file", prompt="Staff password",
                              confirm=False)
     account = StaffStore(practice.root).sign_in(staff_name, password)  # who runs it, before anything else
     folders = check_packet(practice, list(agreements), role)  # one client's, each awaiting the client
     store = TicketStore(practice.root / "intake")
     store.sweep()  # expired links go, with the hashes of used ones older than a day
-    token, ticket = store.open([f.id for f in folders], role, identity, checked_by, minutes, opened_by=account.name)
+    token, ticket = store.open([f.id for f in folders], role, identity, checked_by, minutes, opened_by=account.name,
+                               language=language)
     link = intake_link(base_url, token)
     import segno
 

@@ -3,8 +3,9 @@
 It creates a fictional practice with its PKI, issues the therapist's
 certificate, renders an agreement for a fictional client, signs it as the client
 (one-time certificate) and countersigns it as the therapist, then prints where
-everything is and the OpenSSL command an auditor would run. Every key has a
-passphrase of its own (keys in separate hands): the root's, the intake CA's, the
+everything is and the OpenSSL command an auditor would run. The client's own DBT
+agreement is rendered too and left awaiting signature, as for an intake visit.
+Every key has a passphrase of its own (keys in separate hands): the root's, the intake CA's, the
 clinician CA's, the therapist's and the log key's, each random and written to
 DIR/demo-*passphrase.txt (owner-only): fine for fictional data, never for a real
 practice.
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agreements_kit.authoring.documents import CLIENT_AGREEMENT
 from agreements_kit.authoring.practice import load_practice
 from agreements_kit.authoring.render import Job, Renderer
 from agreements_kit.authoring.spec import make_spec
@@ -40,8 +42,8 @@ DEMO_PRACTICE: dict[str, Any] = {
     "phone": "(406) 555-0142",
     "address": "12 Example Street, Missoula, MT",
     "email": "intake@riverbend.example",
-    "therapists": {"lee": ("Dr. Robin Lee", "PhD, Licensed Clinical Psychologist"),
-                   "ortiz": ("Sam Ortiz", "LCSW")},
+    "therapists": {"lee": ("Dr. Robin Lee", "PhD, Licensed Clinical Psychologist", "psychologist"),
+                   "ortiz": ("Sam Ortiz", "LCSW", "lcsw")},
     "variables": {"phone_support_hours": "on weekdays from 9 am to 5 pm",
                   "backup_coverage": "Sam Ortiz, LCSW, or another clinician on our DBT team"},
 }
@@ -104,7 +106,10 @@ def _run(directory: Path, keys: DemoPassphrases, tsa_url: str) -> DemoResult:
     renderer = Renderer.load(directory)
     spec = make_spec(client=DEMO_CLIENT, therapist="lee", date=dt.date.today())  # noqa: DTZ011 (local calendar day, as in make_spec)
     draft = renderer.render_to(Job(spec, renderer.practice.drafts))
-    log_renders(practice, [draft])
+    # The client's own agreement, beside the therapists': left awaiting the client, for an intake visit (a packet).
+    client_spec = make_spec(client=DEMO_CLIENT, therapist="lee", date=spec.date)
+    client_draft = Renderer.load(directory, CLIENT_AGREEMENT).render_to(Job(client_spec, renderer.practice.drafts))
+    log_renders(practice, [draft, client_draft])
 
     initials = {c.id: "JQD" for c in renderer.prepare(spec).clauses if c.initials}
     client = sign_client(practice, draft, ClientSigning(
@@ -136,6 +141,8 @@ def _run(directory: Path, keys: DemoPassphrases, tsa_url: str) -> DemoResult:
         f"  therapist {therapist.record_path.name} + .p7s at {therapist.record['signed_at']}",
         f"  complete  {therapist.completion} (certificate of completion)",
         f"  receipt   {', '.join(str(p) for p in result.receipts)} (the client's one page, in English and Spanish)",
+        f"client's agreement: {client_draft / 'agreement.pdf'} (what the client agrees to; awaiting signature: "
+        f"'agreements intake open {client_spec.id} ...' signs it at intake, several ids make one visit's packet)",
         f"time:       every signature time-stamped by the local TSA at {tsa_url} ({directory / 'demo-tsa'}; "
         f"restart it with 'agreements tsa serve {directory / 'demo-tsa'} --port {_port(tsa_url)}')",
         f"ledger:     {practice.archive / 'ledger.jsonl'}",

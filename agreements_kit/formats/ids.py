@@ -11,3 +11,6 @@ from __future__ import annotations
 import re
 
 ID_RE = re.compile(r"^(?!log\Z)[A-Za-z0-9][A-Za-z0-9_-]{2,63}\Z")  # \Z: "$" would allow a final newline
+# A language code as specs, manifests, intake tickets and translation folders (clauses/translations/es) name
+# one: a primary language subtag ("es"), one rule for all of them.
+LANGUAGE_RE = re.compile(r"^[a-z]{2,3}\Z")

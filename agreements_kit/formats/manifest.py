@@ -15,7 +15,7 @@ from typing import Any
 
 from agreements_kit.errors import AgreementsError, InvalidFormat
 from agreements_kit.formats import jsonio, shape
-from agreements_kit.formats.ids import ID_RE
+from agreements_kit.formats.ids import ID_RE, LANGUAGE_RE
 
 FORMAT = "agreements-kit/manifest"
 FORMAT_VERSION = 1
@@ -33,6 +33,8 @@ def _variable(value: Any, member: str, where: str) -> Any:
     raise shape.fail(f"'{member}' must be a string, number or boolean", where, "format.bad-type")
 
 
+_LANGUAGE = _s(20, LANGUAGE_RE)
+
 _AGREEMENT = shape.obj(
     {"id": _s(64, ID_RE), "date": shape.date, "client": shape.obj({"name": _s(200)}),
      "therapist": shape.obj({"id": _s(32), "name": _s(200), "credentials": _s(200)}),
@@ -47,9 +49,11 @@ _FIELDS: dict[str, shape.Checker] = {
                          "date": shape.nullable(_s(10)), "jurisdiction": shape.nullable(_s(20)),
                          "clauses": shape.nullable(shape.list_of(_s(100))),
                          "variables": shape.mapping_of(_variable)},
-                        {"guardian": shape.nullable(_s(200)), "relation": shape.nullable(_s(40))}),
+                        {"guardian": shape.nullable(_s(200)), "relation": shape.nullable(_s(40)),
+                         "language": _LANGUAGE}),
     "variables": shape.mapping_of(_variable),
-    "library": shape.obj({"name": _s(200), "version": shape.integer(0, 10**6)}),
+    # "language": only a translated render says it (an English manifest keeps its fields and bytes).
+    "library": shape.obj({"name": _s(200), "version": shape.integer(0, 10**6)}, {"language": _LANGUAGE}),
     "clauses": shape.list_of(shape.obj({"id": _s(100), "version": shape.integer(0, 10**6),
                                         "jurisdiction": shape.nullable(_s(20)),
                                         "variant_version": shape.nullable(shape.integer(0, 10**6)),

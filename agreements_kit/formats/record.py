@@ -22,6 +22,7 @@ from typing import Any
 from agreements_kit import resources
 from agreements_kit.errors import AgreementsError, RecordError
 from agreements_kit.formats import jsonio, shape
+from agreements_kit.formats.ids import LANGUAGE_RE
 from agreements_kit.formats.jsonio import canonical  # noqa: F401  (legacy callers)
 
 FORMAT = "agreements-kit/signing-record"
@@ -43,6 +44,35 @@ INTENT = ("I have read this agreement. By adopting my typed name as my signature
 VOID_INTENT = "I void this agreement for the reason stated; it is no longer in effect."
 
 
+def intent_statement(language: str | None = None) -> str:
+    """The statement a client adopts, in the language of the pages they sign on: what the page shows and
+    the record says are the same words. English is :data:`INTENT`; another language's is
+    ``templates/intent/LANG.txt`` (a data file: a language is a new file)."""
+    if language is None or language == "en":
+        return INTENT
+    if not LANGUAGE_RE.match(language) or not (_intent_folder() / f"{language}.txt").is_file():
+        raise AgreementsError(f"there is no intent statement in the language '{language}': add "
+                              f"templates/intent/{language}.txt", code="usage.language")
+    return _read_intent(language)
+
+
+def _intent_folder() -> Path:
+    return resources.templates_dir() / "intent"
+
+
+def _read_intent(language: str) -> str:
+    return (_intent_folder() / f"{language}.txt").read_text(encoding="utf-8").strip()
+
+
+@functools.cache
+def intent_statements() -> frozenset[str]:
+    """Every statement a signing record may say its signer adopted: English and each language's."""
+    folder = _intent_folder()
+    found = {_read_intent(p.stem) for p in folder.glob("*.txt") if LANGUAGE_RE.match(p.stem)} \
+        if folder.is_dir() else set()
+    return frozenset({INTENT, *found})
+
+
 @dataclass(frozen=True)
 class Disclosure:
     """The ESIGN consumer disclosure a client accepts before signing electronically."""
@@ -55,8 +85,32 @@ class Disclosure:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
 
-def load_disclosure(path: Path | None = None) -> Disclosure:
-    path = path or resources.templates_dir() / "esign-disclosure.txt"
+DISCLOSURE_LANGUAGE = "en"  # templates/esign-disclosure.txt; another language's is esign-disclosure.LANG.txt
+
+
+def disclosure_path(language: str | None = None) -> Path:
+    """The current disclosure of ``language`` (its primary subtag: ``es-MX`` -> ``es``); English when None."""
+    primary = (language or DISCLOSURE_LANGUAGE).replace("_", "-").split("-")[0].lower()
+    name = "esign-disclosure.txt" if primary == DISCLOSURE_LANGUAGE else f"esign-disclosure.{primary}.txt"
+    return resources.templates_dir() / name
+
+
+def disclosure_languages() -> list[str]:
+    """The languages with a current disclosure: English, and one per ``esign-disclosure.LANG.txt``."""
+    found = (p.name.split(".")[1] for p in resources.templates_dir().glob("esign-disclosure.*.txt"))
+    return sorted({DISCLOSURE_LANGUAGE, *(lang for lang in found if LANGUAGE_RE.match(lang))})
+
+
+def load_disclosure(path: Path | None = None, language: str | None = None) -> Disclosure:
+    """A disclosure file (``path``), or the current one in ``language`` (English when None).
+
+    A language without a disclosure of its own is refused rather than given another's text: the client
+    must accept the words they were shown."""
+    path = path or disclosure_path(language)
+    if not path.is_file() and language is not None:
+        raise AgreementsError(f"there is no ESIGN disclosure in the language '{language}': add "
+                              f"templates/{path.name} (the same rights as esign-disclosure.txt)",
+                              code="usage.language")
     text = path.read_text(encoding="utf-8")
     match = re.match(r"Version:\s*(\S+)\s*\n", text)
     if not match:

@@ -41,6 +41,7 @@ from flask import (
     Flask,
     Response,
     abort,
+    g,
     make_response,
     redirect,
     render_template,
@@ -56,7 +57,7 @@ from agreements_kit.authoring.documents import practice_for
 from agreements_kit.authoring.practice import Practice, load_practice
 from agreements_kit.errors import AgreementsError, DrawingError, StaffError
 from agreements_kit.formats import record
-from agreements_kit.intake import drawing, packet
+from agreements_kit.intake import drawing, packet, words
 from agreements_kit.intake.staff import KnownDevices, StaffStore
 from agreements_kit.intake.tickets import (
     CLIENT_HOURS,
@@ -147,7 +148,22 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
     signing = Blueprint("signing", __name__)
     staff = Blueprint("staff", __name__)
 
+    def language() -> str:
+        """This request's pages' language: the client session's (set by current() and the Start page), else English."""
+        return str(g.get("language") or words.BASE)
+
+    def say(key: str, **values: Any) -> str:
+        return words.words(language()).text(key, **values)
+
+    def page_time(iso: str) -> str:
+        """A record's time as the pages' language writes it (Babel; English as it always was)."""
+        if not iso or language() == words.BASE:
+            return say_time(iso)
+        return words.date_time(iso, words.words(language()))
+
     def page(template: str, status: int = 200, **context: Any) -> Response:
+        context.setdefault("lang", language())
+        context.setdefault("t", words.words(context["lang"]))
         context.setdefault("practice_name", practice.name)
         context.setdefault("step", None)
         context.setdefault("error", None)
@@ -167,14 +183,12 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
 
     def ended(why: str | None) -> Response:
         if why == ENDED_IDLE:
-            text = (f"This signing session ended after {idle_minutes} minutes without activity, to keep your "
-                    "information private. Please ask the front desk for a new link.")
+            text = say("ended_idle", minutes=idle_minutes)
         elif why == ENDED_LIMIT:
-            text = (f"This signing session reached its time limit ({CLIENT_HOURS} hour). Please ask the front "
-                    "desk for a new link.")
+            text = say("ended_limit", hours=CLIENT_HOURS)
         else:
-            text = "This signing session has ended or was never opened. Please ask the front desk for help."
-        response = message("Session ended", text, 401)
+            text = say("ended_other")
+        response = message(say("ended_title"), text, 401)
         response.delete_cookie(COOKIE, path="/")
         return response
 
@@ -182,13 +196,26 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         s, why = sessions.lookup(request.cookies.get(COOKIE))
         if s is None:
             abort(ended(why))
+        g.language = s.result.get("language", words.BASE)  # the session's pages' language (set at Start)
         return s
+
+    def ticket_language(ticket: Ticket) -> str:
+        """The language of a link's pages: staff's choice, else the first document's own, else English."""
+        from agreements_kit.signing.receipt import agreement_language
+
+        try:
+            own = agreement_language(load_folder(folder_of(ticket.agreement_id)))
+        except AgreementsError:
+            own = None
+        try:
+            return words.choose(ticket.language, own)
+        except AgreementsError:  # a language since removed from the templates: the pages still open
+            return words.BASE
 
     def check_csrf(expected: str) -> None:
         sent = request.form.get("csrf", "")
         if len(expected) < 32 or not secrets.compare_digest(sent.encode(), expected.encode()):
-            abort(make_response(message("Form expired", "This form could not be accepted (it expired or did not "
-                                        "come from this page). Go back, reload the page and try again.", 400)))
+            abort(make_response(message(say("expired_title"), say("expired_form"), 400)))
 
     def folder_of(agreement_id: str) -> Path:
         archived = practice.archive / agreement_id
@@ -210,7 +237,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         for number, aid in enumerate(s.ticket.agreement_ids, start=1):
             described = packet.describe(practice, load_folder(folder_of(aid)))
             out.append({**described, "number": number, "signed": aid in s.done,
-                        "signed_at": say_time(s.result.get("signed_times", {}).get(aid, ""))})
+                        "signed_at": page_time(s.result.get("signed_times", {}).get(aid, ""))})
         return out
 
     def form_for_this_document(s: Session) -> bool:
@@ -263,7 +290,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
 
     @signing.get("/")
     def index():
-        return message("Intake", "Please ask the front desk for your signing link.", 200)
+        return message(say("intake_title"), say("intake_ask"), 200)
 
     # ------------------------------------------------------------------ links
 
@@ -303,7 +330,8 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         csrf = request.cookies.get(START_COOKIE, "")
         if len(csrf) < 43:
             csrf = secrets.token_urlsafe(32)
-        response = page("start.html.j2", title="Ready to sign", csrf=csrf, minutes=CLIENT_HOURS * 60)
+        g.language = ticket_language(found)
+        response = page("start.html.j2", title=say("start_title"), csrf=csrf, minutes=CLIENT_HOURS * 60)
         cookie(response, START_COOKIE, csrf)
         return response
 
@@ -315,6 +343,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         if not isinstance(found, Ticket):
             return found
         s = sessions.add(client_session(found))
+        s.result["language"] = ticket_language(found)  # every page of the session, and the disclosure accepted
         log.info("intake session opened")
         response = redirect(url_for("signing.consent"))
         cookie(response, COOKIE, s.id)
@@ -331,16 +360,15 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         s = current()
         if s.signed:
             return redirect(url_for("signing.done"))
-        disclosure = record.load_disclosure()
+        disclosure = record.load_disclosure(language=language())  # in the pages' language: the words accepted
         # One consent for the visit: it is to electronic records and signatures, and the page lists every
         # document it covers (each is then read and signed on its own pages).
-        context = dict(title="Before you sign", step=1, csrf=s.csrf, disclosure=disclosure.text,
+        context = dict(title=say("consent_title"), step=1, csrf=s.csrf, disclosure=disclosure.text,
                        documents=documents_of(s))
         if request.method == "POST":
             check_csrf(s.csrf)
             if request.form.get("consent") != "yes":
-                return page("consent.html.j2", 422, **context, error="to sign electronically, tick the box to "
-                            "agree. If you prefer paper, tell the front desk.")
+                return page("consent.html.j2", 422, **context, error=say("consent_error"))
             s.consent = True
             return redirect(url_for("signing.review"))
         return page("consent.html.j2", **context)
@@ -356,10 +384,10 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             clauses = clauses_for(s)
             doc = this_document(s)
         except AgreementsError as exc:
-            return message("Cannot continue", f"This agreement cannot be signed here: {exc.message}. "
-                           "Please ask the front desk.", 409)
+            return message(say("cannot_title"), f"This agreement cannot be signed here: {exc.message}. "
+                           "Please ask the front desk." if language() == words.BASE else say("cannot_sign"), 409)
         given = dict(s.result.get("initials", {})) if s.result.get("initials_for") == doc["id"] else {}
-        context = dict(title="Read and initial", step=2, csrf=s.csrf, clauses=clauses, document=doc,
+        context = dict(title=say("review_title"), step=2, csrf=s.csrf, clauses=clauses, document=doc,
                        notice=s.result.get("notice"))
         if request.method == "POST":
             check_csrf(s.csrf)
@@ -371,9 +399,9 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
                    and not record_initials_ok(given[c["id"]])]
             if missing or bad:
                 c = (missing or bad)[0]
-                why = "your initials are needed" if missing else "initials are 1 to 5 letters"
                 return page("review.html.j2", 422, **context, given=given,
-                            error=f"{why} for part {c['number']}, \u201c{c['title']}\u201d.")
+                            error=say("initials_missing" if missing else "initials_bad", number=c["number"],
+                                      title=c["title"]))
             s.result["initials"] = given
             s.result["initials_for"] = doc["id"]  # initials belong to one document of the packet
             return redirect(url_for("signing.signature"))
@@ -395,9 +423,11 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         try:
             doc = this_document(s)
         except AgreementsError as exc:
-            return message("Cannot continue", f"This agreement cannot be signed here: {exc.message}. "
-                           "Please ask the front desk.", 409)
-        context = dict(title="Sign", step=3, csrf=s.csrf, intent=record.INTENT, role=s.ticket.role, name="",
+            return message(say("cannot_title"), f"This agreement cannot be signed here: {exc.message}. "
+                           "Please ask the front desk." if language() == words.BASE else say("cannot_sign"), 409)
+        # The intent statement in the pages' language: the very words the record will say the client adopted.
+        context = dict(title=say("sign_title"), step=3, csrf=s.csrf,
+                       intent=record.intent_statement(language()), role=s.ticket.role, name="",
                        document=doc)
         if request.method == "GET":
             return page("signature.html.j2", **context)
@@ -408,12 +438,12 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         context["name"] = name[:200]
         if request.form.get("intent") != "yes":
             return page("signature.html.j2", 422, **context,
-                        error="tick the box to confirm that you intend to sign with your typed name.")
+                        error=say("intent_error"))
         try:
             png = drawing.from_data_url(request.form.get("drawn", ""))  # re-encoded: the stored, hashed picture
         except DrawingError as exc:
             return page("signature.html.j2", 422, **context, error=f"{exc.message}. Draw it again, or sign without "
-                        "a drawing.")
+                        "a drawing." if language() == words.BASE else say("drawing_error"))
         with s.lock:  # a double-submitted form signs once
             if s.signed:
                 return redirect(url_for("signing.done"))
@@ -425,9 +455,12 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
                 result = sign_client(practice, agreement_id, ClientSigning(
                     name=name, consent=s.consent, initials=s.result["initials"], intent=True, role=s.ticket.role,
                     identity_method=s.ticket.identity_method, identity_checked_by=s.ticket.identity_checked_by,
-                    drawn_png=png, staff_account=s.ticket.opened_by), ca_passphrase, log_key=log_key)
+                    drawn_png=png, staff_account=s.ticket.opened_by, language=language()), ca_passphrase,
+                    log_key=log_key)
             except AgreementsError as exc:
-                return page("signature.html.j2", 422, **context, error=f"{friendly(exc.message)}.")
+                return page("signature.html.j2", 422, **context, error=f"{friendly(exc.message)}."
+                            if language() == words.BASE else say("name_error" if exc.code == "usage.signing-name"
+                                                                 else "sign_error"))
             s.done.append(agreement_id)
             for key in ("initials", "initials_for", "notice"):
                 s.result.pop(key, None)
@@ -447,8 +480,8 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         s = current()
         if not s.signed:
             return redirect(url_for("signing.consent"))
-        return page("done.html.j2", title="Signed", step=4, csrf=s.csrf, documents=documents_of(s),
-                    signed_at=say_time(s.result["signed_at"]))
+        return page("done.html.j2", title=say("done_title"), step=4, csrf=s.csrf, documents=documents_of(s),
+                    signed_at=page_time(s.result["signed_at"]))
 
     @signing.get("/sign/copy/<name>")
     def copy(name: str):
@@ -470,11 +503,11 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
 
         signed = [load_folder(f) for f in folders]  # one receipt lists every document of the visit
         try:  # the checkpoint signed with this signature, else the latest that includes it (if any)
-            data = receipt_pdf(signed, checkpoint=s.result.get("checkpoint") or client_checkpoint(signed))
+            data = receipt_pdf(signed, checkpoint=s.result.get("checkpoint") or client_checkpoint(signed),
+                               language=language())  # in the language the client read and signed in
         except AgreementsError as exc:
             log.error("receipt not made: %s", exc.code)  # the code only: the message may name the agreement
-            return message("Receipt unavailable", "The receipt cannot be made just now: your signature is "
-                           "recorded. Please ask the front desk for a printed receipt.", exc.http_status)
+            return message(say("receipt_title"), say("receipt_later"), exc.http_status)
         response = make_response(data)
         response.headers["Content-Type"] = "application/pdf"
         response.headers["Content-Disposition"] = 'attachment; filename="receipt-of-signing.pdf"'
@@ -485,8 +518,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
         s = current()
         check_csrf(s.csrf)
         sessions.close(s.id)
-        response = message("All done", "Thank you. This session is closed. Please hand the device back to the "
-                           "front desk.", 200)
+        response = message(say("done_title_all"), say("done_closed"), 200)
         response.delete_cookie(COOKIE, path="/")
         return response
 
@@ -513,7 +545,8 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
     def home_page(s: StaffSession, status: int = 200, error: str | None = None) -> Response:
         packets = [packet.status(practice, t, used) for t, used in tickets.packets()]
         return page("staff_home.html.j2", status, title="Open an intake", csrf=s.csrf, agreements=awaiting(practice),
-                    staff_name=s.name, error=error, packets=packets)
+                    staff_name=s.name, error=error, packets=packets,
+                    languages=[(code, words.language_name(code)) for code in words.languages()])
 
     @staff.route("/staff", methods=["GET"])
     def staff_home():
@@ -582,10 +615,12 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
             return home_page(s, 422, error="choose an agreement from the list.")
         role = request.form.get("role", "client")
         try:
+            # The client's pages' language: the one chosen, else ("") the first document's own.
+            asked = words.check_language(request.form["language"]) if request.form.get("language") else None
             folders = packet.check_packet(practice, chosen, role)  # one client's, each awaiting signature
             # Who checked the signer's identity: the person signed in, by their account's name.
             token, _ticket = tickets.open([f.id for f in folders], role, request.form.get("identity", ""), s.name,
-                                          opened_by=s.account)
+                                          opened_by=s.account, language=asked)
         except AgreementsError as exc:
             return home_page(s, 422, error=f"{exc.message}.")
         link = intake_link(state["base_url"] or request.host_url, token)
@@ -607,6 +642,7 @@ def create_app(practice_root: Path, ca_passphrase: bytes, *, secure_cookies: boo
     app.extensions["agreements"] = {"tickets": tickets, "sessions": sessions, "staff_sessions": staff_sessions,
                                     "practice": practice, "accounts": accounts, "limits": limits,
                                     "page": page, "message": message,  # the pages' frame, for the hand-off's too
+                                    "say": say,  # a message in this request's language (intake/words.py)
                                     "check_csrf": check_csrf}
     from agreements_kit.intake.handoff import register_handoff
 

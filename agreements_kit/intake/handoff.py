@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, make_response, redirect, request, url_for
+from flask import Blueprint, Flask, Response, abort, g, make_response, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from agreements_kit.errors import AgreementsError, HandoffError, MailError
@@ -113,6 +113,7 @@ def register_handoff(app: Flask, *, clock: Callable[[], float]) -> None:
     page: Callable[..., Response] = shared["page"]  # the intake pages' frame (practice name, step, idle time)
     message: Callable[[str, str, int], Response] = shared["message"]
     check_csrf: Callable[[str], None] = shared["check_csrf"]  # the form's token, as on every intake page
+    say: Callable[..., str] = shared["say"]  # a message in the client's language (intake/words.py)
 
     def cookie(response: BaseResponse, name: str, value: str) -> None:
         """Every hand-off cookie is Secure: /h/ is served only over TLS."""
@@ -122,7 +123,8 @@ def register_handoff(app: Flask, *, clock: Callable[[], float]) -> None:
     def client() -> web.Session:
         s, _why = sessions.lookup(request.cookies.get(web.COOKIE))
         if s is None:
-            abort(message("Session ended", "This signing session has ended. Please ask the front desk for help.", 401))
+            abort(message(say("ended_title"), say("ended_other"), 401))
+        g.language = s.result.get("language")  # the client's pages stay in the language they signed in
         if not s.signed or not signed_ids(s):
             abort(redirect(url_for("signing.consent")))
         return s
@@ -189,7 +191,7 @@ def register_handoff(app: Flask, *, clock: Callable[[], float]) -> None:
             return message("Email not available", "This practice does not send copies by email.", 409)
         fixed = fixed_address(s)
         sends = int(s.result.get("handoff_sends", 0))
-        context = dict(title="Your copy by email", step=4, csrf=s.csrf, address="",
+        context = dict(title=say("email_title"), step=4, csrf=s.csrf, address="",
                        delivery=hand.mail.delivery, link_hours=hand.link_hours, fixed=masked(fixed),
                        sent=bool(s.result.get("handoff_sent")), left=max(0, MAX_SENDS - sends),
                        completed=bool(s.result.get("handoff_completed")))
@@ -261,7 +263,7 @@ def register_handoff(app: Flask, *, clock: Callable[[], float]) -> None:
     def printing():
         s = client()
         docs = delivery.documents(practice, signed_ids(s))
-        return page("handoff_print.html.j2", title="Print your copy", step=4, csrf=s.csrf, documents=docs,
+        return page("handoff_print.html.j2", title=say("print_title"), step=4, csrf=s.csrf, documents=docs,
                     open_url=lambda d: url_for("handoff.print_document", name=d.name))
 
     @bp.get("/sign/handoff/print/<name>")
@@ -282,7 +284,7 @@ def register_handoff(app: Flask, *, clock: Callable[[], float]) -> None:
                 until = f"{found.expires:%H:%M} UTC"
             except HandoffError as exc:
                 state = "used" if exc.code == "gone.download-link-used" else "expired"
-        return page("handoff_phone.html.j2", title="Your copy on your phone", step=4, csrf=s.csrf, state=state,
+        return page("handoff_phone.html.j2", title=say("phone_title"), step=4, csrf=s.csrf, state=state,
                     link=link, qr=web.qr_data_uri(link) if link else None, minutes=hand.phone_minutes,
                     until=until, again=url_for("handoff.choose"), staff=False)
 
@@ -318,7 +320,7 @@ def register_handoff(app: Flask, *, clock: Callable[[], float]) -> None:
         csrf = request.cookies.get(OPEN_COOKIE, "")
         if len(csrf) < 43:
             csrf = secrets.token_urlsafe(32)
-        response = page("handoff_download.html.j2", title="Your signed documents", csrf=csrf,
+        response = page("handoff_download.html.j2", title=say("download_title"), csrf=csrf,
                         count=len(found.documents), until=f"{found.expires:%Y-%m-%d %H:%M} UTC")
         cookie(response, OPEN_COOKIE, csrf)
         return response
@@ -349,7 +351,7 @@ def register_handoff(app: Flask, *, clock: Callable[[], float]) -> None:
     @bp.get("/h/files")
     def files():
         grant = granted()
-        return page("handoff_files.html.j2", title="Your signed documents", documents=grant.documents,
+        return page("handoff_files.html.j2", title=say("download_title"), documents=grant.documents,
                     minutes=GRANT_MINUTES)
 
     @bp.get("/h/files/<name>")

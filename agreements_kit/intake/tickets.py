@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from agreements_kit.errors import IntakeError
-from agreements_kit.formats.ids import ID_RE
+from agreements_kit.formats.ids import ID_RE, LANGUAGE_RE
 from agreements_kit.formats.record import CLIENT_ROLES
 from agreements_kit.formats.text import check_text
 from agreements_kit.store.files import make_private_dir, write_new
@@ -72,6 +72,7 @@ class Ticket:
     expires: dt.datetime
     opened_by: str | None = None
     others: tuple[str, ...] = ()
+    language: str | None = None  # the pages' language chosen by staff (None: the first document's own)
 
     @property
     def agreement_ids(self) -> tuple[str, ...]:
@@ -85,6 +86,8 @@ class Ticket:
             "opened_by": self.opened_by}
         if self.others:  # a one-document ticket keeps the form it always had
             d["packet"] = list(self.agreement_ids)
+        if self.language:  # likewise: only a ticket opened with a language names one
+            d["language"] = self.language
         return json.dumps(d, sort_keys=True).encode()
 
     @classmethod
@@ -94,8 +97,11 @@ class Ticket:
         if not isinstance(packet, list) or packet[0] != d["agreement_id"] or \
                 not all(isinstance(i, str) and ID_RE.match(i) for i in packet):
             raise ValueError("a ticket's packet must start with its agreement")
+        language = d.get("language")
+        if language is not None and not (isinstance(language, str) and LANGUAGE_RE.match(language)):
+            raise ValueError("a ticket's language is a language code")
         return cls(d["agreement_id"], d["role"], d["identity_method"], d["identity_checked_by"],
-                   dt.datetime.fromisoformat(d["expires"]), d.get("opened_by"), tuple(packet[1:]))
+                   dt.datetime.fromisoformat(d["expires"]), d.get("opened_by"), tuple(packet[1:]), language)
 
 
 def _well_formed(token: str) -> None:
@@ -135,7 +141,8 @@ class TicketStore:
         return self.root / "claimed"
 
     def open(self, agreement_id: str | Sequence[str], role: str, identity_method: str, identity_checked_by: str,
-             minutes: int = TOKEN_MINUTES, opened_by: str | None = None) -> tuple[str, Ticket]:
+             minutes: int = TOKEN_MINUTES, opened_by: str | None = None,
+             language: str | None = None) -> tuple[str, Ticket]:
         """A new token (returned once, never stored) and its ticket, for one agreement or a packet of them
         (in signing order; intake/packet.py checks that they are one client's and awaiting signature)."""
         ids = (agreement_id,) if isinstance(agreement_id, str) else tuple(agreement_id)
@@ -156,11 +163,13 @@ class TicketStore:
                 raise IntakeError(f"{label} {problem}")
         if not 1 <= minutes <= 240:
             raise IntakeError("an intake link lasts between 1 and 240 minutes")
+        if language is not None and not LANGUAGE_RE.match(language):
+            raise IntakeError("an intake's language is a code such as 'en' or 'es'", code="usage.language")
         make_private_dir(self.pending, exist_ok=True)
         make_private_dir(self.claimed, exist_ok=True)
         token = secrets.token_urlsafe(32)
         ticket = Ticket(ids[0], role, identity_method.strip(), identity_checked_by.strip(),
-                        _now() + dt.timedelta(minutes=minutes), opened_by, ids[1:])
+                        _now() + dt.timedelta(minutes=minutes), opened_by, ids[1:], language)
         write_new(self.pending / f"{token_digest(token)}.json", ticket.as_json())
         return token, ticket
 

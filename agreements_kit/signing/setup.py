@@ -12,6 +12,8 @@ from agreements_kit.errors import PracticeError
 from agreements_kit.store.files import make_private_dir, write_new
 
 Secret = bytes | Callable[[], bytes] | None
+#: A therapist for ``init_practice``: (name, credentials) or (name, credentials, profession).
+TherapistEntry = tuple[str, str] | tuple[str, str, str | None]
 
 INIT_TEMPLATE = """\
 # Practice settings for agreements-kit. Edit, then run 'agreements render'.
@@ -21,11 +23,14 @@ practice:
   address: {address}
   email: {email}
 
-# Default jurisdiction for the confidentiality exceptions: US, US-MT or US-NY
-# (an agreement may override it with --jurisdiction or in its spec).
+# Default jurisdiction for the texts that follow the law (confidentiality exceptions and
+# the like): US (general), US-CA, US-MT, US-NY or US-TX (an agreement may override it with
+# --jurisdiction or in its spec).
 jurisdiction: {jurisdiction}
 
-# Therapists who sign agreements: id -> name and credentials.
+# Therapists who sign agreements: id -> name, credentials and, optionally, profession
+# (psychologist, psychiatrist, psychiatric-nurse-practitioner, lcsw, lpc, lmft), which picks
+# the texts of duties that bind some professions only (New York's SAFE Act report).
 therapists:
 {therapists}
 # Practice-wide values for clause variables ('agreements clauses' lists them).
@@ -55,7 +60,7 @@ timestamping:
 
 
 def init_practice(root: str | Path, *, name: str, jurisdiction: str, phone: str = "", address: str = "",
-                  email: str = "", therapists: dict[str, tuple[str, str]] | None = None,
+                  email: str = "", therapists: dict[str, TherapistEntry] | None = None,
                   variables: dict[str, Any] | None = None,
                   passphrase: Secret = None, intake_passphrase: Secret = None,
                   clinician_passphrase: Secret = None, tsa_urls: list[str] | None = None) -> Path:
@@ -65,6 +70,9 @@ def init_practice(root: str | Path, *, name: str, jurisdiction: str, phone: str 
     (``intake_passphrase``, ``clinician_passphrase``), all three different. Each may be a
     function, called only once everything else is checked (in that order), so that
     nobody is asked for a passphrase for a folder that cannot be created.
+
+    A therapist's profession, when given, is written as given and checked as practice.yaml
+    is (an unknown one is refused before anything is created).
 
     Everything is built in a temporary sibling folder and renamed into place, so a
     failure leaves nothing behind; an existing non-empty folder is refused.
@@ -82,8 +90,7 @@ def init_practice(root: str | Path, *, name: str, jurisdiction: str, phone: str 
     q = json.dumps  # YAML accepts JSON strings: a safe way to quote any value
     text = INIT_TEMPLATE.format(
         name=q(name), phone=q(phone), address=q(address), email=q(email), jurisdiction=q(jurisdiction),
-        therapists="".join(f"  {tid}:\n    name: {q(n)}\n    credentials: {q(c)}\n"
-                           for tid, (n, c) in therapists.items()),
+        therapists="".join(_therapist(tid, entry) for tid, entry in therapists.items()),
         variables="".join(f"  {k}: {q(v)}\n" for k, v in (variables or {}).items()) or "  {}\n",
         timestamping=TIMESTAMPING.format(urls=", ".join(q(u) for u in tsa_urls)) if tsa_urls else TIMESTAMPING_NONE,
     )
@@ -118,6 +125,16 @@ def init_practice(root: str | Path, *, name: str, jurisdiction: str, phone: str 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
+
+
+def _therapist(tid: str, entry: TherapistEntry) -> str:
+    """One therapist's lines of practice.yaml (values JSON-quoted, which YAML reads as strings)."""
+    import json
+
+    name, credentials = entry[0], entry[1]
+    profession = entry[2] if len(entry) > 2 else None
+    lines = f"  {tid}:\n    name: {json.dumps(name)}\n    credentials: {json.dumps(credentials)}\n"
+    return lines + (f"    profession: {json.dumps(profession)}\n" if profession is not None else "")
 
 
 def _given(secret: bytes | Callable[[], bytes]) -> bytes:

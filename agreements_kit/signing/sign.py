@@ -49,6 +49,7 @@ class ClientSigning:
     role: str = "client"
     drawn_png: bytes | None = None
     staff_account: str | None = None  # the intake server's staff account that opened the intake, if one did
+    language: str | None = None  # the ESIGN disclosure's language the signer was shown and accepted (None: English)
 
 
 @dataclass
@@ -190,14 +191,16 @@ def check_client_request(folder: AgreementFolder, s: ClientSigning) -> dict[str,
     if problem:
         raise SigningError(f"typed {problem}")
     if s.role == "client" and not same_name(s.name, folder.client_name):
-        raise SigningError("the typed name does not match the client's name on the agreement")
+        raise SigningError("the typed name does not match the client's name on the agreement",
+                           code="usage.signing-name")
     if s.role == "guardian":
         guardian = folder.manifest["agreement"].get("guardian")
         if not guardian:
             raise SigningError("this agreement names no guardian: render it with --guardian NAME --relation "
                                "RELATION, so the guardian is part of the document they sign")
         if not same_name(s.name, guardian["name"]):
-            raise SigningError("the typed name does not match the guardian named on the agreement")
+            raise SigningError("the typed name does not match the guardian named on the agreement",
+                               code="usage.signing-name")
     needed = [c["id"] for c in folder.manifest["clauses"] if c.get("initials")]
     initials = {}
     for cid in needed:
@@ -247,7 +250,7 @@ def sign_client(practice: Practice, ref: str | Path, s: ClientSigning, ca_passph
     archive = Archive(practice.archive)
     draft = find_agreement(practice, ref)
     initials = check_client_request(draft, s)
-    disclosure = record.load_disclosure()
+    disclosure = record.load_disclosure(language=s.language)  # the words the signer accepted
     with archive.locked() as recovered:
         finish_recovered(archive, recovered)
         folder = _in_archive(archive, draft, now)
@@ -271,7 +274,7 @@ def sign_client(practice: Practice, ref: str | Path, s: ClientSigning, ca_passph
                        **({"on_behalf_of": folder.client_name,
                            "relation": folder.manifest["agreement"]["guardian"]["relation"]}
                           if s.role == "guardian" else {})},
-            "intent": {"statement": record.INTENT, "adopted": True},
+            "intent": {"statement": record.intent_statement(s.language), "adopted": True},
             "esign": {"disclosure_version": disclosure.version, "disclosure_sha256": disclosure.sha256,
                       "disclosure_accepted": True, "consent_to_electronic_records": True},
             "initials": initials,

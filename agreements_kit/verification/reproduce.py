@@ -20,6 +20,7 @@ from agreements_kit.authoring.agreement import Agreement
 from agreements_kit.authoring.html import template_digest
 from agreements_kit.authoring.library import Library, load_library
 from agreements_kit.authoring.practice import Practice, Therapist
+from agreements_kit.authoring.professions import PROFESSION_VALUE, profession_code
 from agreements_kit.authoring.render import Renderer
 from agreements_kit.authoring.spec import Spec, make_spec
 from agreements_kit.errors import AgreementsError
@@ -47,6 +48,14 @@ def practice_as_recorded(manifest: dict[str, Any], root: Path, clauses: Path, te
                     clauses_dir=clauses, templates_dir=templates)
 
 
+def profession_as_recorded(manifest: dict[str, Any]) -> str | None:
+    """The therapist's profession the agreement was rendered for (``therapist_profession`` in the
+    manifest's values), which picked its profession-specific texts; None if none was recorded."""
+    values = manifest.get("variables")
+    recorded = values.get(PROFESSION_VALUE) if isinstance(values, dict) else None
+    return profession_code(recorded) if isinstance(recorded, str) else None
+
+
 def agreement_from_manifest(manifest: dict[str, Any], root: Path, library: Library,
                             templates: Path) -> tuple[Spec, Practice, Agreement]:
     """The Agreement a manifest describes, rebuilt with ``library`` (check clause hashes after)."""
@@ -56,7 +65,8 @@ def agreement_from_manifest(manifest: dict[str, Any], root: Path, library: Libra
     spec = make_spec(client=inputs["client"], therapist=inputs["therapist"], id=inputs["id"], date=inputs["date"],
                      jurisdiction=inputs["jurisdiction"], clauses=inputs["clauses"],
                      variables=inputs.get("variables") or {}, text_values=True, origin="manifest",
-                     guardian=inputs.get("guardian"), relation=inputs.get("relation"))
+                     guardian=inputs.get("guardian"), relation=inputs.get("relation"),
+                     language=inputs.get("language"))
     practice = practice_as_recorded(manifest, root, library.root, templates)
     return spec, practice, build(spec, practice, library)
 
@@ -93,10 +103,13 @@ def reproduce(folder: Path, clauses: Path, templates: Path) -> Reproduction:
         differences.append(f"the clause library is {library.name} v{library.version}, the agreement used "
                            f"{manifest['library']['name']} v{manifest['library']['version']}")
     jurisdiction = manifest["agreement"]["jurisdiction"]
+    # The texts as chosen for the therapist's profession: without it, a clause written per
+    # profession would be compared with the jurisdiction's general text and wrongly named.
+    profession = profession_as_recorded(manifest)
     for entry in manifest["clauses"]:
         if entry["id"] not in library.clauses:
             differences.append(f"clause {entry['id']} is not in the library any more")
-        elif library.clause(entry["id"], jurisdiction).sha256() != entry["sha256"]:
+        elif library.clause(entry["id"], jurisdiction, profession).sha256() != entry["sha256"]:
             differences.append(f"clause {entry['id']} differs from the text that was signed (v{entry['version']})")
     if template_digest(templates)["sha256"] != manifest["template"]["sha256"]:
         differences.append("the template files differ from the ones used")

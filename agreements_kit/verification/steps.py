@@ -57,7 +57,15 @@ from agreements_kit.formats.certprofile import unit as ou
 from agreements_kit.formats.crlset import CrlSet
 from agreements_kit.formats.folder import COPY_RE, FolderFiles, RecordFiles, open_regular
 from agreements_kit.formats.manifest import Manifest, parse_manifest
-from agreements_kit.formats.record import INITIALS_RE, INTENT, VOID_INTENT, SigningRecord, load_disclosure, parse_record
+from agreements_kit.formats.record import (
+    INITIALS_RE,
+    INTENT,
+    VOID_INTENT,
+    SigningRecord,
+    intent_statements,
+    load_disclosure,
+    parse_record,
+)
 from agreements_kit.formats.shape import parse_time
 from agreements_kit.formats.text import nfc
 from agreements_kit.resources import templates_dir
@@ -195,14 +203,8 @@ def _file_sha256(folder: str, name: str) -> str:
 
 
 def _fingerprint(ctx: Context, cert: x509.Certificate) -> str:
-    """certprofile.fingerprint, once per certificate for the verifier (CA and therapist certificates recur)."""
-    memo: dict[x509.Certificate, str] = ctx.memo.setdefault("fingerprints", {})
-    found = memo.get(cert)
-    if found is None:
-        if len(memo) >= 512:
-            memo.clear()
-        found = memo[cert] = _fp(cert)
-    return found
+    """certprofile.fingerprint (kept there per certificate object: CA and therapist certificates recur)."""
+    return _fp(cert)
 
 
 
@@ -322,7 +324,8 @@ def _content_problems(rec: SigningRecord, ctx: Context) -> list[tuple[str, str]]
     assert ctx.manifest is not None
     out: list[tuple[str, str]] = []
     d = rec.data
-    if d["intent"]["statement"] != (VOID_INTENT if rec.is_void else INTENT):
+    if (d["intent"]["statement"] != VOID_INTENT) if rec.is_void else (
+            d["intent"]["statement"] not in (intent_statements() if rec.client_side else {INTENT})):
         out.append(("records.intent", "the record's intent statement is not the one signers adopt: it was "
                     "rewritten"))
     if rec.is_void:
@@ -359,15 +362,19 @@ _DISCLOSURES: dict[str, str] = {}
 
 
 def known_disclosures() -> dict[str, str]:
-    """ESIGN disclosure versions -> SHA-256 of their text, as shipped: the current one, and every one
-    published before it (templates/esign-disclosure-history/VERSION.txt, kept byte for byte), so that a
-    client's record keeps verifying after a new version's wording."""
+    """ESIGN disclosure versions -> SHA-256 of their text, as shipped: the current one in every language
+    (templates/esign-disclosure.txt, esign-disclosure.LANG.txt, each with its own version: 2, 2-es), and
+    every one published before them (templates/esign-disclosure-history/VERSION.txt, kept byte for byte),
+    so that a client's record keeps verifying after a new version's wording, in any language."""
+    from agreements_kit.formats.record import disclosure_languages
+
     if not _DISCLOSURES:
         for path in sorted((templates_dir() / "esign-disclosure-history").glob("*.txt")):
             d = load_disclosure(path)
             _DISCLOSURES[d.version] = d.sha256
-        d = load_disclosure()
-        _DISCLOSURES[d.version] = d.sha256
+        for language in disclosure_languages():
+            d = load_disclosure(language=language)
+            _DISCLOSURES[d.version] = d.sha256
     return _DISCLOSURES
 
 

@@ -531,7 +531,8 @@ def test_intake_says_plainly_when_no_receipt_can_be_made(site: Path, tmp_path: P
     root = tmp_path / "practice"
     shutil.copytree(site, root)
     t = signed_at_the_intake(root, None)
-    monkeypatch.setattr(rc, "available_languages", lambda template_dir=None: ["es"])  # English pages, no English receipt
+    # English pages, and no English receipt catalogue:
+    monkeypatch.setattr(rc, "available_languages", lambda template_dir=None: ["es"])
     r = t.get("/sign/copy/receipt.pdf")
     assert r.status_code == 400 and r.mimetype == "text/html"
     page = r.get_data(as_text=True)

@@ -814,3 +814,17 @@ def test_ledger_two_cores_falls_back_when_the_reads_differ(pr: Path, monkeypatch
     monkeypatch.setattr(ledgerview, "_check_strictly", lies)
     assert index_dump(build_index(path, two_cores=True, two_cores_from=0)) == one_way
     assert "ledger.malformed" in {code for code, _ in one_way[1]}
+
+
+def test_ledger_two_cores_without_a_second_process_reads_one_way(pr: Path, monkeypatch):
+    """No process to be had (fork fails: EAGAIN, ENOMEM): the index is built the one way, not refused."""
+    import multiprocessing.process
+
+    path = str(pr / "signed" / "ledger.jsonl")
+    one_way = index_dump(build_index(path))
+
+    def no_fork(self) -> None:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", no_fork)
+    assert index_dump(build_index(path, two_cores=True, two_cores_from=0)) == one_way

@@ -262,3 +262,53 @@ def test_page_words_match_english_and_a_broken_translation_is_refused(tmp_path: 
         words.messages("xx")
     assert "'privacy' must use the placeholders ['idle_minutes']" in caught.value.message
     assert caught.value.line is not None and caught.value.line > 1
+
+
+def test_a_language_without_its_texts_is_refused_before_anything_is_written(pr: Path):
+    """A signer's language with no disclosure or intent statement of its own stops signing before the
+    agreement is admitted to the archive or a certificate is issued (ledger and archive untouched)."""
+    from agreements_kit.errors import AgreementsError
+
+    ledger = pr / "signed" / "ledger.jsonl"
+    before = ledger.read_bytes() if ledger.exists() else b""
+    manifest = json.loads((pr / "drafts" / EN_ID / "manifest.json").read_text())
+    for language in ("fr", "x/../../etc", "de-DE"):
+        with pytest.raises(AgreementsError) as caught:
+            sign_client(load_practice(pr), EN_ID, ClientSigning(
+                name=EN_NAME, consent=True, initials={c["id"]: "JQD" for c in manifest["clauses"] if c["initials"]},
+                intent=True, identity_method="photo ID", identity_checked_by="Desk", language=language),
+                PASS.encode())
+        assert caught.value.code == "usage.language", language
+    assert (ledger.read_bytes() if ledger.exists() else b"") == before
+    assert not (pr / "signed" / EN_ID).exists()
+    assert record.intent_statement("es-MX") == record.intent_statement("es")  # one rule finds both texts
+
+
+def test_a_record_mixing_two_languages_is_refused(pr: Path, monkeypatch):
+    """The Spanish intent statement over the English disclosure: no intake pages show both, so
+    records.language-mix (each text alone is published)."""
+    monkeypatch.setattr(record, "intent_statement", lambda language=None: record.INTENT)  # English intent ...
+    spanish_sign(pr, EN_ID, record.load_disclosure(SPANISH), monkeypatch)  # ... Spanish disclosure
+    v = verdict(pr, EN_ID)
+    assert failure_codes(v) == {"records.language-mix"}, describe_failures(v)
+
+
+def test_a_reworded_intent_statement_keeps_old_records_verifying(tmp_path: Path, monkeypatch):
+    """templates/intent-history/LANG/N.txt keeps every statement ever published, as the disclosures'
+    history does: a record that adopted the old words still names a published statement, in its language."""
+    from agreements_kit import resources
+
+    templates = tmp_path / "templates"
+    shutil.copytree(templates_dir(), templates)
+    (templates / "intent-history" / "es").mkdir(parents=True)
+    (templates / "intent-history" / "es" / "1.txt").write_text("Leí el acuerdo y lo firmo.\n", encoding="utf-8")
+    (templates / "intent" / "es.txt").write_text("Leí este acuerdo y quiero firmarlo.\n", encoding="utf-8")
+    monkeypatch.setattr(resources, "templates_dir", lambda: templates)
+    record.intent_statements.cache_clear()
+    try:
+        known = record.intent_statements()
+        assert known["Leí el acuerdo y lo firmo."] == "es" and known["Leí este acuerdo y quiero firmarlo."] == "es"
+        assert known[record.INTENT] == "en"
+        assert record.intent_statement("es") == "Leí este acuerdo y quiero firmarlo."
+    finally:
+        record.intent_statements.cache_clear()

@@ -48,29 +48,41 @@ def intent_statement(language: str | None = None) -> str:
     """The statement a client adopts, in the language of the pages they sign on: what the page shows and
     the record says are the same words. English is :data:`INTENT`; another language's is
     ``templates/intent/LANG.txt`` (a data file: a language is a new file)."""
-    if language is None or language == "en":
+    primary = primary_language(language)
+    if primary == DISCLOSURE_LANGUAGE:
         return INTENT
-    if not LANGUAGE_RE.match(language) or not (_intent_folder() / f"{language}.txt").is_file():
-        raise AgreementsError(f"there is no intent statement in the language '{language}': add "
-                              f"templates/intent/{language}.txt", code="usage.language")
-    return _read_intent(language)
+    path = _intent_folder() / f"{primary}.txt"
+    if not LANGUAGE_RE.match(primary) or not path.is_file():
+        shown = repr(language)[1:-1][:40]
+        raise AgreementsError(f"there is no intent statement in the language '{shown}': add "
+                              f"templates/intent/{primary}.txt", code="usage.language")
+    return _read_text(path)
 
 
 def _intent_folder() -> Path:
     return resources.templates_dir() / "intent"
 
 
-def _read_intent(language: str) -> str:
-    return (_intent_folder() / f"{language}.txt").read_text(encoding="utf-8").strip()
+def _read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8").strip()
 
 
 @functools.cache
-def intent_statements() -> frozenset[str]:
-    """Every statement a signing record may say its signer adopted: English and each language's."""
+def intent_statements() -> dict[str, str]:
+    """Every statement a signing record may say its signer adopted -> its language: English's, each
+    language's current one (templates/intent/LANG.txt), and every one published before
+    (templates/intent-history/LANG/N.txt, kept byte for byte, as disclosures are), so that rewording a
+    statement never makes the records that adopted the old words fail."""
+    found = {INTENT: DISCLOSURE_LANGUAGE}
+    history = resources.templates_dir() / "intent-history"
+    for path in sorted(history.glob("*/*.txt")) if history.is_dir() else []:
+        if LANGUAGE_RE.match(path.parent.name):
+            found.setdefault(_read_text(path), path.parent.name)
     folder = _intent_folder()
-    found = {_read_intent(p.stem) for p in folder.glob("*.txt") if LANGUAGE_RE.match(p.stem)} \
-        if folder.is_dir() else set()
-    return frozenset({INTENT, *found})
+    for path in sorted(folder.glob("*.txt")) if folder.is_dir() else []:
+        if LANGUAGE_RE.match(path.stem):
+            found.setdefault(_read_text(path), path.stem)
+    return found
 
 
 @dataclass(frozen=True)
@@ -88,9 +100,15 @@ class Disclosure:
 DISCLOSURE_LANGUAGE = "en"  # templates/esign-disclosure.txt; another language's is esign-disclosure.LANG.txt
 
 
+def primary_language(language: str | None) -> str:
+    """The primary subtag of a language tag (``es-MX``, ``ES`` -> ``es``); English when None. Every text a
+    signer is shown in a language (disclosure, intent statement) is found by this one rule."""
+    return (language or DISCLOSURE_LANGUAGE).replace("_", "-").split("-")[0].lower()
+
+
 def disclosure_path(language: str | None = None) -> Path:
     """The current disclosure of ``language`` (its primary subtag: ``es-MX`` -> ``es``); English when None."""
-    primary = (language or DISCLOSURE_LANGUAGE).replace("_", "-").split("-")[0].lower()
+    primary = primary_language(language)
     name = "esign-disclosure.txt" if primary == DISCLOSURE_LANGUAGE else f"esign-disclosure.{primary}.txt"
     return resources.templates_dir() / name
 
@@ -106,6 +124,9 @@ def load_disclosure(path: Path | None = None, language: str | None = None) -> Di
 
     A language without a disclosure of its own is refused rather than given another's text: the client
     must accept the words they were shown."""
+    if path is None and language is not None and not LANGUAGE_RE.match(primary_language(language)):
+        shown = repr(language)[1:-1][:40]
+        raise AgreementsError(f"'{shown}' is not a language code such as 'en' or 'es'", code="usage.language")
     path = path or disclosure_path(language)
     if not path.is_file() and language is not None:
         raise AgreementsError(f"there is no ESIGN disclosure in the language '{language}': add "

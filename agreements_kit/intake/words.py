@@ -23,12 +23,12 @@ from pathlib import Path
 from markupsafe import Markup, escape
 
 from agreements_kit.authoring import yamlfile
-from agreements_kit.errors import LibraryError
-from agreements_kit.formats.record import disclosure_languages
+from agreements_kit.errors import AgreementsError, LibraryError
+from agreements_kit.formats.ids import LANGUAGE_RE
+from agreements_kit.formats.record import disclosure_languages, intent_statement
 from agreements_kit.resources import templates_dir
 
 BASE = "en"
-LANGUAGE_RE = re.compile(r"^[a-z]{2,3}\Z")
 STRONG_RE = re.compile(r"\*\*(.+?)\*\*")
 
 
@@ -37,9 +37,18 @@ def strings_dir() -> Path:
 
 
 def languages() -> list[str]:
-    """The languages intake pages can be shown in: page words and a disclosure in each."""
+    """The languages intake pages can be shown in: page words, a disclosure and an intent statement in each
+    (a language missing one would fail only after the client consented)."""
     found = {p.stem for p in strings_dir().glob("*.yaml") if LANGUAGE_RE.match(p.stem)}
-    return sorted(found & set(disclosure_languages()))
+    return sorted(lang for lang in found & set(disclosure_languages()) if _has_intent(lang))
+
+
+def _has_intent(language: str) -> bool:
+    try:
+        intent_statement(language)
+    except AgreementsError:
+        return False
+    return True
 
 
 def language_name(code: str) -> str:

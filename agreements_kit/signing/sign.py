@@ -250,7 +250,10 @@ def sign_client(practice: Practice, ref: str | Path, s: ClientSigning, ca_passph
     archive = Archive(practice.archive)
     draft = find_agreement(practice, ref)
     initials = check_client_request(draft, s)
-    disclosure = record.load_disclosure(language=s.language)  # the words the signer accepted
+    # The words the signer was shown and accepted, both found before anything is written: a language
+    # without them stops here, not after the agreement was admitted and a certificate issued.
+    disclosure = record.load_disclosure(language=s.language)
+    intent = record.intent_statement(s.language)
     with archive.locked() as recovered:
         finish_recovered(archive, recovered)
         folder = _in_archive(archive, draft, now)
@@ -274,7 +277,7 @@ def sign_client(practice: Practice, ref: str | Path, s: ClientSigning, ca_passph
                        **({"on_behalf_of": folder.client_name,
                            "relation": folder.manifest["agreement"]["guardian"]["relation"]}
                           if s.role == "guardian" else {})},
-            "intent": {"statement": record.intent_statement(s.language), "adopted": True},
+            "intent": {"statement": intent, "adopted": True},
             "esign": {"disclosure_version": disclosure.version, "disclosure_sha256": disclosure.sha256,
                       "disclosure_accepted": True, "consent_to_electronic_records": True},
             "initials": initials,

@@ -251,24 +251,29 @@ def _scan_two_cores(fh: BinaryIO, path: str, db: sqlite3.Connection, report: Led
     ctx = multiprocessing.get_context("fork")
     receiving, sending = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_check_strictly, args=(path, sending), daemon=True)
-    child.start()
+    try:
+        child.start()
+    except (OSError, AssertionError):  # no process to be had (EAGAIN, ENOMEM; a daemonic caller): one way
+        receiving.close()
+        sending.close()
+        return False
     sending.close()
+    verdict = None
     try:
-        _scan(_hashed(_lines(fh, report), mine), path, db, report, read=_read_plain)
-        plain_ok = True
-    except Exception:  # noqa: BLE001 - a line the plain decode cannot take: the one-way scan says what it is
-        plain_ok = False
-    try:
-        verdict = receiving.recv() if receiving.poll(600) else None
-    except (EOFError, OSError):
-        verdict = None
+        try:
+            _scan(_hashed(_lines(fh, report), mine), path, db, report, read=_read_plain)
+        except Exception:  # noqa: BLE001 - a line the plain decode cannot take: the one-way scan says what it is
+            return False  # (the child is stopped below: its answer no longer matters)
+        try:
+            verdict = receiving.recv()  # the child's answer, or EOFError if it died: no time limit to guess
+        except (EOFError, OSError):
+            verdict = None
     finally:
         receiving.close()
-        child.join(5)
-        if child.is_alive():
+        if verdict is None and child.is_alive():
             child.kill()
-            child.join()
-    return plain_ok and verdict == (True, report.entries, mine.digest())
+        child.join()
+    return verdict == (True, report.entries, mine.digest())
 
 
 def _hashed(lines: Iterator[bytes], digest: Any) -> Iterator[bytes]:
@@ -281,20 +286,25 @@ def _hashed(lines: Iterator[bytes], digest: Any) -> Iterator[bytes]:
 def _check_strictly(path: str, conn: Any) -> None:
     """In the second process: (every line well formed, how many lines, SHA-256 over them), sent to ``conn``."""
     digest = hashlib.sha256()
-    ok, count = True, 0
+    count = 0
     name = os.path.basename(path)
+    answer: tuple[bool, int, bytes] = (False, -1, b"")
     try:
         with open_regular(path, name) as fh:
             for number, line in enumerate(_hashed(_lines(fh, LedgerReport(path)), digest), start=1):
                 count = number
-                if ok:
-                    try:
-                        parse_entry(line, name, number)
-                    except InvalidFormat:
-                        ok = False
-        conn.send((ok, count, digest.digest()))
+                try:
+                    parse_entry(line, name, number)
+                except InvalidFormat:
+                    break  # the first malformed line decides: the one-way scan will name it
+            else:
+                answer = (True, count, digest.digest())
     except Exception:  # noqa: BLE001 - any failure here only sends the scan the one way
-        conn.send((False, -1, b""))
+        pass
+    try:
+        conn.send(answer)
+    except OSError:
+        pass  # the parent stopped listening: it scans the one way
     finally:
         conn.close()
 

@@ -49,7 +49,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from agreements_kit.errors import InvalidFormat
+from agreements_kit.errors import CannotCheck, InvalidFormat
 from agreements_kit.formats.certprofile import OU_CLINICIANS, OU_INTAKE, agreement_uri, name_text
 from agreements_kit.formats.certprofile import common_name as cn
 from agreements_kit.formats.certprofile import fingerprint as _fp
@@ -344,6 +344,13 @@ def _content_problems(rec: SigningRecord, ctx: Context) -> list[tuple[str, str]]
         if disclosure != d["esign"]["disclosure_sha256"]:
             out.append(("records.disclosure", "the record names an ESIGN disclosure the practice never published "
                         "(unknown version or text)"))
+        else:
+            # One set of pages shows one language: the disclosure accepted and the intent adopted are in it.
+            said, shown = intent_statements().get(d["intent"]["statement"]), \
+                disclosure_language(d["esign"]["disclosure_version"])
+            if said is not None and shown is not None and said != shown:
+                out.append(("records.language-mix", f"the record's intent statement is in '{said}' but the "
+                            f"disclosure it accepted is in '{shown}': no intake pages show both"))
     elif d["initials"]:
         out.append(("records.initials", "a therapist's record carries initials"))
     png_name, png_sha = d["method"]["drawn_signature_file"], d["method"]["drawn_signature_png_sha256"]
@@ -359,6 +366,13 @@ def _content_problems(rec: SigningRecord, ctx: Context) -> list[tuple[str, str]]
 
 
 _DISCLOSURES: dict[str, str] = {}
+_DISCLOSURE_LANGUAGES: dict[str, str] = {}  # version -> the language of its text
+
+
+def disclosure_language(version: str) -> str | None:
+    """The language of a published disclosure version (None: never published)."""
+    known_disclosures()
+    return _DISCLOSURE_LANGUAGES.get(version)
 
 
 def known_disclosures() -> dict[str, str]:
@@ -369,12 +383,20 @@ def known_disclosures() -> dict[str, str]:
     from agreements_kit.formats.record import disclosure_languages
 
     if not _DISCLOSURES:
-        for path in sorted((templates_dir() / "esign-disclosure-history").glob("*.txt")):
-            d = load_disclosure(path)
-            _DISCLOSURES[d.version] = d.sha256
-        for language in disclosure_languages():
-            d = load_disclosure(language=language)
-            _DISCLOSURES[d.version] = d.sha256
+        found: dict[str, tuple[str, str, str]] = {}  # version -> (sha256, language, file)
+        published = [(load_disclosure(path), "en", path.name)
+                     for path in sorted((templates_dir() / "esign-disclosure-history").glob("*.txt"))]
+        published += [(load_disclosure(language=lang), lang, f"the current {lang} disclosure")
+                      for lang in disclosure_languages()]
+        for d, language, where in published:
+            seen = found.get(d.version)
+            if seen is not None and seen[0] != d.sha256:
+                # Two texts under one version: records naming it could be checked against either one.
+                raise CannotCheck(f"the ESIGN disclosure version {d.version} is published twice with different "
+                                  f"words ({seen[2]}, {where}): give the newer text a version of its own")
+            found[d.version] = (d.sha256, language, where)
+        _DISCLOSURE_LANGUAGES.update({v: lang for v, (_, lang, _) in found.items()})
+        _DISCLOSURES.update({v: sha for v, (sha, _, _) in found.items()})
     return _DISCLOSURES
 
 

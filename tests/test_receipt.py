@@ -24,6 +24,7 @@ import pytest
 import segno
 from helpers import refused
 
+from agreements_kit.authoring import catalogues
 from agreements_kit.authoring.practice import load_practice
 from agreements_kit.authoring.render import Job, Renderer
 from agreements_kit.authoring.spec import make_spec
@@ -344,7 +345,7 @@ def test_every_catalogue_has_englishs_messages_and_placeholders():
         messages = rc.load_catalogue(language)
         assert set(messages) == set(english)
         for key, text in messages.items():
-            assert rc.placeholders(text) == rc.placeholders(english[key]), (language, key)
+            assert catalogues.placeholders(text) == catalogues.placeholders(english[key]), (language, key)
             assert "<" not in text, f"{language}.{key}: messages are plain text"
 
 

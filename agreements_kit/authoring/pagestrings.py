@@ -13,13 +13,11 @@ formatted here, with the agreement's values, so the page template only prints th
 from __future__ import annotations
 
 import datetime as dt
-import string
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from agreements_kit import resources
-from agreements_kit.authoring import yamlfile
+from agreements_kit.authoring import catalogues
 from agreements_kit.errors import LibraryError
 
 FOLDER = "strings"
@@ -57,41 +55,9 @@ def strings_path(template_dir: Path, language: str, page: str = PAGE) -> Path:
     return path
 
 
-def placeholders(text: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
-
-
-@lru_cache(maxsize=16)
-def _read(path: str, mtime: int) -> dict[str, str]:
-    data = yamlfile.load(Path(path), LibraryError)
-    if not isinstance(data, yamlfile.LineDict):
-        raise LibraryError("page strings must be a mapping of message names to text", path=path, line=1)
-    for key, value in data.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise LibraryError(f"message '{key}' must be text", path=path, line=data.line_of(key))
-    return dict(data)
-
-
-def _load(path: Path) -> dict[str, str]:
-    return _read(str(path), path.stat().st_mtime_ns)
-
-
 def messages(template_dir: Path, language: str, page: str = PAGE) -> dict[str, str]:
     """The messages of ``language``, checked against English: same names, same placeholders."""
-    path = strings_path(template_dir, language, page)
-    found = _load(path)
-    english = strings_path(template_dir, BASE, page)
-    reference = _load(english)
-    for key in reference:
-        if key not in found:
-            raise LibraryError(f"message '{key}' is missing ({english.name} has it)", path=path)
-    for key, text in found.items():
-        if key not in reference:
-            raise LibraryError(f"message '{key}' is not one {english.name} has", path=path)
-        if placeholders(text) != placeholders(reference[key]):
-            raise LibraryError(f"message '{key}' must use the placeholders {sorted(placeholders(reference[key]))}",
-                               path=path)
-    return found
+    return catalogues.checked(strings_path(template_dir, language, page), strings_path(template_dir, BASE, page))
 
 
 def date_text(date: dt.date, language: str, style: str) -> str:
@@ -111,6 +77,6 @@ def page_strings(template_dir: Path, language: str, values: dict[str, Any], date
 
     def fill(text: str) -> str:
         # A placeholder the agreement does not fill ({number}: each clause's) is left for the template.
-        return text.format(**{k: fields.get(k, "{" + k + "}") for k in placeholders(text)})
+        return text.format(**{k: fields.get(k, "{" + k + "}") for k in catalogues.placeholders(text)})
 
     return {key: fill(text) for key, text in found.items()}

@@ -20,6 +20,7 @@ folder: no code changes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -160,22 +161,29 @@ def _same(ck: _Checker, d: LineDict, key: str, expected: Any, what: str, path: P
 _CLAUSE_KEYS = {"id", "version", "covers", "title", "summary", "body"}
 
 
+def _items(ck: _Checker, path: Path, what_file: str, head: str, list_key: str,
+           what: str) -> Iterator[tuple[LineDict, LineDict]]:
+    """(the file's mapping, each item's mapping) of a translation file ``{head: ..., list_key: [...]}``;
+    what is not of that shape is reported, with its file and line, and left out."""
+    d = ck.mapping(yamlfile.load(path, LibraryError), what_file, path, 1)
+    if d is None or not ck.keys(d, {head, list_key}, set(), what_file, path):
+        return
+    raw = d[list_key]
+    if not isinstance(raw, LineList):
+        ck.add(f"'{list_key}' must be a list", path, d.line_of(list_key))
+        return
+    for i, item in enumerate(raw):
+        found = ck.mapping(item, what, path, raw.line_of(i))
+        if found is not None:
+            yield d, found
+
+
 def _clauses(ck: _Checker, folder: Path, lib: Library, out: Library) -> None:
     done: dict[str, tuple[Path, int]] = {}
     for path in sorted(folder.glob("*.yaml")):
         if path.name == "library.yaml":
             continue
-        d = ck.mapping(yamlfile.load(path, LibraryError), "a clause file", path, 1)
-        if d is None or not ck.keys(d, {"area", "clauses"}, set(), "a clause file", path):
-            continue
-        raw = d["clauses"]
-        if not isinstance(raw, LineList):
-            ck.add("'clauses' must be a list", path, d.line_of("clauses"))
-            continue
-        for i, item in enumerate(raw):
-            cd = ck.mapping(item, "a clause", path, raw.line_of(i))
-            if cd is None:
-                continue
+        for d, cd in _items(ck, path, "a clause file", "area", "clauses", "a clause"):
             cid = cd.get("id")
             what = f"the translation of clause '{cid}'"
             if not ck.keys(cd, _CLAUSE_KEYS, {"defaults"}, what, path):
@@ -218,17 +226,7 @@ def _variants(ck: _Checker, folder: Path, lib: Library, out: Library) -> None:
     done: set[tuple[str, str, tuple[str, ...]]] = set()
     jdir = folder / "jurisdictions"
     for path in sorted(jdir.glob("*.yaml")) if jdir.is_dir() else []:
-        d = ck.mapping(yamlfile.load(path, LibraryError), "a jurisdiction file", path, 1)
-        if d is None or not ck.keys(d, {"jurisdiction", "variants"}, set(), "a jurisdiction file", path):
-            continue
-        raw = d["variants"]
-        if not isinstance(raw, LineList):
-            ck.add("'variants' must be a list", path, d.line_of("variants"))
-            continue
-        for i, item in enumerate(raw):
-            vd = ck.mapping(item, "a variant", path, raw.line_of(i))
-            if vd is None:
-                continue
+        for d, vd in _items(ck, path, "a jurisdiction file", "jurisdiction", "variants", "a variant"):
             professions = vd.get("professions") or []
             key = (d["jurisdiction"], vd.get("clause"), tuple(professions) if isinstance(professions, list) else ())
             what = (f"the translation of the {key[0]} variant of '{key[1]}'"

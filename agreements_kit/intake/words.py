@@ -16,13 +16,11 @@ Messages are text: values filled in are escaped, and ``**words**`` is the one ma
 from __future__ import annotations
 
 import re
-import string
-from functools import lru_cache
 from pathlib import Path
 
 from markupsafe import Markup, escape
 
-from agreements_kit.authoring import yamlfile
+from agreements_kit.authoring import catalogues
 from agreements_kit.errors import AgreementsError, LibraryError
 from agreements_kit.formats.ids import LANGUAGE_RE
 from agreements_kit.formats.record import disclosure_languages, intent_statement
@@ -83,43 +81,12 @@ def choose(asked: str | None, agreement_language: str | None) -> str:
     return found if found in languages() else BASE
 
 
-def placeholders(text: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
-
-
-@lru_cache(maxsize=8)
-def _read(path: str, mtime: int) -> tuple[dict[str, str], dict[str, int]]:
-    data = yamlfile.load(Path(path), LibraryError)
-    if not isinstance(data, yamlfile.LineDict):
-        raise LibraryError("page words must be a mapping of message names to text", path=path, line=1)
-    for key, value in data.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise LibraryError(f"message '{key}' must be text", path=path, line=data.line_of(key))
-    return dict(data), {key: data.line_of(key) or 1 for key in data}
-
-
-def _load(path: Path) -> tuple[dict[str, str], dict[str, int]]:
-    if not path.is_file():
-        raise LibraryError(f"the intake pages have no words in '{path.stem}'", path=path, code="usage.language")
-    return _read(str(path), path.stat().st_mtime_ns)
-
-
 def messages(language: str) -> dict[str, str]:
     """The messages of ``language``, checked against English: the same names, the same placeholders."""
     path = strings_dir() / f"{language}.yaml"
-    found, lines = _load(path)
-    english = strings_dir() / f"{BASE}.yaml"
-    reference, _ = _load(english)
-    for key in reference:
-        if key not in found:
-            raise LibraryError(f"message '{key}' is missing ({english.name} has it)", path=path)
-    for key, text in found.items():
-        if key not in reference:
-            raise LibraryError(f"message '{key}' is not one {english.name} has", path=path, line=lines[key])
-        if placeholders(text) != placeholders(reference[key]):
-            raise LibraryError(f"message '{key}' must use the placeholders {sorted(placeholders(reference[key]))}",
-                               path=path, line=lines[key])
-    return found
+    if not path.is_file():
+        raise LibraryError(f"the intake pages have no words in '{path.stem}'", path=path, code="usage.language")
+    return catalogues.checked(path, strings_dir() / f"{BASE}.yaml")
 
 
 class Words:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import string
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from agreements_kit.authoring import catalogues
 from agreements_kit.errors import AgreementsError, LibraryError, ReceiptError
 from agreements_kit.formats.jsonio import canonical_json
 from agreements_kit.formats.record import CLIENT_ROLES
@@ -124,40 +124,10 @@ def resolve_language(tag: str, template_dir: Path | None = None) -> tuple[str, s
 # ----------------------------------------------------------------------------- catalogues
 
 
-@lru_cache(maxsize=32)
-def _catalogue(path: str, mtime: int) -> dict[str, str]:
-    from agreements_kit.authoring import yamlfile
-
-    data = yamlfile.load(Path(path), ReceiptError)
-    if not isinstance(data, yamlfile.LineDict):
-        raise ReceiptError("a receipt catalogue must be a mapping of message names to text", path=path, line=1)
-    for key, value in data.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise ReceiptError(f"message '{key}' must be text", path=path, line=data.line_of(key))
-    return dict(data)
-
-
-def placeholders(text: str) -> set[str]:
-    """The ``{name}`` placeholders of a message."""
-    return {field for _, field, _, _ in string.Formatter().parse(text) if field}
-
-
 def load_catalogue(language: str, template_dir: Path | None = None) -> dict[str, str]:
     """The messages of ``language``, checked against English: the same names, the same placeholders."""
     folder = (template_dir or templates_dir()) / CATALOGUES
-    messages = _catalogue(*_stamp(folder / f"{language}.yaml"))
-    reference = _catalogue(*_stamp(folder / f"{DEFAULT_LANGUAGE}.yaml"))
-    path = folder / f"{language}.yaml"
-    missing = sorted(set(reference) - set(messages))
-    if missing:
-        raise ReceiptError(f"message '{missing[0]}' is missing (English has it)", path=path)
-    for key, text in messages.items():
-        if key not in reference:
-            raise ReceiptError(f"message '{key}' is not one English has", path=path)
-        if placeholders(text) != placeholders(reference[key]):
-            raise ReceiptError(f"message '{key}' must use the placeholders "
-                               f"{sorted(placeholders(reference[key]))} as English does", path=path)
-    return messages
+    return catalogues.checked(folder / f"{language}.yaml", folder / f"{DEFAULT_LANGUAGE}.yaml", ReceiptError)
 
 
 def _translator(messages: dict[str, str]) -> Callable[..., Markup]:

@@ -54,13 +54,17 @@ def with_professions(root: Path) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-@pytest.fixture
-def law_practice(tmp_path: Path) -> Path:
-    root = tmp_path / "practice"
+def make_law_practice(root: Path) -> Path:
+    """A New York practice whose therapists are of the professions THERAPISTS names (and one of none)."""
     init_practice(root, name="Law Practice", jurisdiction="US-NY", phone="(212) 555-0100",
                   therapists={tid: (n, c) for tid, (n, c, _) in THERAPISTS.items()})
     with_professions(root)
     return root
+
+
+@pytest.fixture
+def law_practice(tmp_path: Path) -> Path:
+    return make_law_practice(tmp_path / "practice")
 
 
 def render(cli, practice: Path, therapist: str, jurisdiction: str, out: Path, *extra: str) -> Path:

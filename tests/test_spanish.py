@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import refused
-from test_law import JURISDICTIONS, THERAPISTS, flat, pdftext, with_professions
+from test_law import JURISDICTIONS, flat, make_law_practice, pdftext
 
 from agreements_kit.authoring import readability
 from agreements_kit.authoring.library import load_library
@@ -27,7 +27,6 @@ from agreements_kit.authoring.professions import PROFESSION_VALUE
 from agreements_kit.errors import LibraryProblems
 from agreements_kit.formats.record import load_disclosure
 from agreements_kit.resources import clauses_dir, templates_dir
-from agreements_kit.signing.setup import init_practice
 
 PROFESSIONS = {"lee": "psychologist", "kim": "lpc", "ortiz": "lcsw"}
 
@@ -35,11 +34,7 @@ PROFESSIONS = {"lee": "psychologist", "kim": "lpc", "ortiz": "lcsw"}
 @pytest.fixture
 def law_practice(tmp_path: Path) -> Path:
     """test_law's practice: therapists of three professions (and one without), in New York."""
-    root = tmp_path / "practice"
-    init_practice(root, name="Law Practice", jurisdiction="US-NY", phone="(212) 555-0100",
-                  therapists={tid: (n, c) for tid, (n, c, _) in THERAPISTS.items()})
-    with_professions(root)
-    return root
+    return make_law_practice(tmp_path / "practice")
 
 
 def library_copy(tmp_path: Path) -> Path:

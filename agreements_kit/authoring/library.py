@@ -521,23 +521,17 @@ def _load_base(root: Path) -> Library:
 
 def _add_variant(ck: _Checker, lib: Library, variant: Variant) -> None:
     """File a variant under its jurisdiction (and professions); one text per clause, place and profession."""
-    if not variant.professions:
-        key = (variant.jurisdiction, variant.clause)
-        if key in lib.variants:
-            first = lib.variants[key]
-            ck.add(f"duplicate variant of '{variant.clause}' for {variant.jurisdiction} (first at "
-                   f"{first.path.name}:{first.line})", variant.path, variant.line)
-            return
-        lib.variants[key] = variant
-        return
-    for profession in variant.professions:
-        pkey = (variant.jurisdiction, variant.clause, profession)
-        if pkey in lib.profession_variants:
-            first = lib.profession_variants[pkey]
-            ck.add(f"duplicate variant of '{variant.clause}' for {variant.jurisdiction} and {profession} (first at "
+    table: dict[Any, Variant] = lib.profession_variants if variant.professions else lib.variants
+    for profession in variant.professions or (None,):
+        key = (variant.jurisdiction, variant.clause) if profession is None else \
+            (variant.jurisdiction, variant.clause, profession)
+        first = table.get(key)
+        if first is not None:
+            who = f" and {profession}" if profession else ""
+            ck.add(f"duplicate variant of '{variant.clause}' for {variant.jurisdiction}{who} (first at "
                    f"{first.path.name}:{first.line})", variant.path, variant.line)
             continue
-        lib.profession_variants[pkey] = variant
+        table[key] = variant
 
 
 def _load_index(ck: _Checker, root: Path) -> Library | None:

@@ -14,3 +14,9 @@ ID_RE = re.compile(r"^(?!log\Z)[A-Za-z0-9][A-Za-z0-9_-]{2,63}\Z")  # \Z: "$" wou
 # A language code as specs, manifests, intake tickets and translation folders (clauses/translations/es) name
 # one: a primary language subtag ("es"), one rule for all of them.
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}\Z")
+
+
+def primary_language(tag: str | None) -> str:
+    """A language tag's primary subtag (``es-MX``, ``ES`` -> ``es``); '' for none: the one rule by which a
+    tag finds its texts (disclosure, intent statement, page words, receipt)."""
+    return (tag or "").replace("_", "-").split("-")[0].lower()

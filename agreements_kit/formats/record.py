@@ -21,7 +21,7 @@ from typing import Any
 
 from agreements_kit import resources
 from agreements_kit.errors import AgreementsError, RecordError
-from agreements_kit.formats import jsonio, shape
+from agreements_kit.formats import ids, jsonio, shape
 from agreements_kit.formats.ids import LANGUAGE_RE
 from agreements_kit.formats.jsonio import canonical  # noqa: F401  (legacy callers)
 
@@ -103,7 +103,7 @@ DISCLOSURE_LANGUAGE = "en"  # templates/esign-disclosure.txt; another language's
 def primary_language(language: str | None) -> str:
     """The primary subtag of a language tag (``es-MX``, ``ES`` -> ``es``); English when None. Every text a
     signer is shown in a language (disclosure, intent statement) is found by this one rule."""
-    return (language or DISCLOSURE_LANGUAGE).replace("_", "-").split("-")[0].lower()
+    return ids.primary_language(language) or DISCLOSURE_LANGUAGE
 
 
 def disclosure_path(language: str | None = None) -> Path:

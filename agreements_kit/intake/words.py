@@ -22,7 +22,7 @@ from markupsafe import Markup, escape
 
 from agreements_kit.authoring import catalogues
 from agreements_kit.errors import AgreementsError, LibraryError
-from agreements_kit.formats.ids import LANGUAGE_RE
+from agreements_kit.formats.ids import LANGUAGE_RE, primary_language
 from agreements_kit.formats.record import disclosure_languages, intent_statement
 from agreements_kit.resources import templates_dir
 
@@ -58,14 +58,9 @@ def language_name(code: str) -> str:
     return english if english == own else f"{english} ({own})"
 
 
-def primary(tag: str | None) -> str:
-    """A language tag's primary language (``es-MX`` -> ``es``); '' for none."""
-    return (tag or "").replace("_", "-").split("-")[0].lower()
-
-
 def check_language(language: str) -> str:
     """``language`` (its primary subtag) if the pages can be shown in it; LibraryError (usage) otherwise."""
-    chosen = primary(language)
+    chosen = primary_language(language)
     if chosen not in languages():
         raise LibraryError(f"the intake pages are not written in '{language}': they are in "
                            f"{', '.join(languages())} (templates/web/strings/LANG.yaml and "
@@ -77,7 +72,7 @@ def choose(asked: str | None, agreement_language: str | None) -> str:
     """The pages' language: the one asked for, else the agreement's when the pages have it, else English."""
     if asked:
         return check_language(asked)
-    found = primary(agreement_language)
+    found = primary_language(agreement_language)
     return found if found in languages() else BASE
 
 

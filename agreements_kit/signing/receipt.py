@@ -28,6 +28,7 @@ from markupsafe import Markup, escape
 
 from agreements_kit.authoring import catalogues
 from agreements_kit.errors import AgreementsError, LibraryError, ReceiptError
+from agreements_kit.formats.ids import primary_language
 from agreements_kit.formats.jsonio import canonical_json
 from agreements_kit.formats.record import CLIENT_ROLES
 from agreements_kit.formats.text import same_name
@@ -109,7 +110,7 @@ def resolve_language(tag: str, template_dir: Path | None = None) -> tuple[str, s
     from babel import Locale, UnknownLocaleError
 
     languages = available_languages(template_dir)
-    primary = tag.replace("_", "-").split("-")[0].lower() if LANGUAGE_RE.match(tag or "") else None
+    primary = primary_language(tag) if LANGUAGE_RE.match(tag or "") else None
     if primary is None or primary not in languages:
         shown = repr(tag)[1:-1][:40]  # escaped: one line whatever was typed
         raise ReceiptError(f"no receipt in the language '{shown}': receipts are written in "

@@ -202,11 +202,6 @@ def _file_sha256(folder: str, name: str) -> str:
     return digest.hexdigest()
 
 
-def _fingerprint(ctx: Context, cert: x509.Certificate) -> str:
-    """certprofile.fingerprint (kept there per certificate object: CA and therapist certificates recur)."""
-    return _fp(cert)
-
-
 
 # ----------------------------------------------------------------------------- 1. folder
 
@@ -496,7 +491,7 @@ def step_register(v: Verdict, ctx: Context, sig: Signature) -> None:
                          "agreement"))
     for cert in sig.facts.certificates:
         if cert is not sig.facts.signer and ou(cert) in (OU_INTAKE, OU_CLINICIANS) and \
-                ctx.ledger.certificate(_fingerprint(ctx, cert)) is None:
+                ctx.ledger.certificate(_fp(cert)) is None:
             what = "intake" if ou(cert) == OU_INTAKE else "clinician"
             problems.append(("register.unregistered-ca", f"the {what} CA certificate '{cn(cert)}' in the signature "
                              "is not in the practice's register"))
@@ -576,7 +571,7 @@ def step_revocation(v: Verdict, ctx: Context, sig: Signature) -> None:
             v.notes.append(f"{name}: the certificate of {cn(cert)} was revoked later, on "
                            f"{revoked.revocation_date_utc:%Y-%m-%d}")
         if ctx.ledger is not None and sig.entry is not None:
-            at = ctx.ledger.revoked_at(_fingerprint(ctx, cert))
+            at = ctx.ledger.revoked_at(_fp(cert))
             if at is not None and at[0] < sig.entry["seq"]:
                 v.fail("revocation", "revocation.revoked-by-ledger", f"the certificate of {cn(cert)} was revoked "
                        f"(ledger entry {at[0]}, {at[1]}) before this signature was entered (entry "

@@ -10,10 +10,12 @@ is skipped). The audit checks them exactly as it checks real ones.
 
 Then, in the same run:
 - ``agreements audit --trust PRACTICE/pki/root.pem`` of the SMALL archive and of the
-  N archive (best of ``--runs``): exit code, summary line, wall time, CPU time (both
+  N archive (best of ``--runs``, after one untimed read of the N archive's files, whose time
+  is printed: a cold disk is measured apart from the checking): exit code, summary line, wall time, CPU time (both
   cores?) and peak RSS of the largest process. Every agreement must come out valid
   (exit 0); otherwise the first failures are printed and the benchmark exits 1;
-- floor: raw ECDSA P-256 verifications through ``cryptography`` on one core, counting
+- floor: raw ECDSA P-256 verifications through ``cryptography`` on one core (timed beside each
+  audit and after them; the best rate kept, as the best audit time is), counting
   every signature the audit checks per agreement: the client's and the therapist's
   CMS signatures, the intake CA's signature on the client's new one-time certificate,
   and (where the archive is time-stamped) the TSA's signature on each of the two
@@ -173,6 +175,26 @@ def floor_rate(seconds: float = 2.0) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def warm_up(archive: Path, threads: int = 16) -> float:
+    """Read every file of the archive once (in parallel: a cold disk answers more at once); the time taken."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(folder: str) -> None:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.is_file(follow_symlinks=False):
+                    with open(entry.path, "rb") as fh:
+                        while fh.read(1 << 20):
+                            pass
+
+    t0 = time.perf_counter()
+    folders = [e.path for e in os.scandir(archive) if e.is_dir(follow_symlinks=False) and e.name.startswith("agr-")]
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(read, folders))
+    (archive / "ledger.jsonl").read_bytes()
+    return time.perf_counter() - t0
+
+
 def openssl_per_sig(pairs, root: Path) -> float:
     t0 = time.perf_counter()
     for rec, sig in pairs:
@@ -280,9 +302,16 @@ def main() -> int:
     if not all_valid(a_small, args.small):
         show_failures(f"{args.small}", a_small, args.small)
         return 1
-    # Best of several: this machine is shared and noisy; the floor is a rate over two seconds.
-    runs = []
+    # The archive's files into memory first, as any recent read of them leaves them: this machine's
+    # memory is reclaimed by its host after about a minute unused, and an audit of a cold archive
+    # measures the disk (its time is printed too), not the checking the floor is compared with.
+    cold = warm_up(big / "signed")
+    # Best of several: this machine is shared and noisy.
+    # The floor is timed beside each audit (two seconds before it), and the best rate is kept, as the best
+    # audit is: both at the machine's quietest moment of the run, so neither ratio is flattered by noise.
+    runs, rates = [], []
     for _ in range(max(1, args.runs)):
+        rates.append(floor_rate())
         runs.append(run_audit(big))
         if not all_valid(runs[-1], args.n):
             show_failures(f"{args.n}", runs[-1], args.n)
@@ -290,7 +319,8 @@ def main() -> int:
     a_big = min(runs, key=lambda r: r["wall"])
 
     print("timing the floor, openssl and pyHanko", file=sys.stderr)
-    rate = floor_rate()
+    rates.append(floor_rate())
+    rate = max(rates)
     stamped = (big / "pki" / "tsa-roots.pem").is_file()
     per = 5 if stamped else 3
     floor3 = per * args.n / rate
@@ -303,7 +333,9 @@ def main() -> int:
     walls = ", ".join(f"{r['wall']:.1f}" for r in runs)
     print(f"archive: {args.n} agreements, {2 * args.n} signatures; {cores} cores; "
           f"audit run {len(runs)}x, best wall time kept ({walls} s)")
-    print(f"raw ECDSA P-256 verify (cryptography, one core, measured now): {rate:,.0f}/s")
+    print(f"reading the archive's files into memory first (untimed in the audits): {cold:.1f} s")
+    print(f"raw ECDSA P-256 verify (cryptography, one core, best of {len(rates)} timings beside the audits: "
+          f"{', '.join(f'{r:,.0f}' for r in rates)}): {rate:,.0f}/s")
     print(f"floor, {per} verifies per agreement:                         {floor3:8.2f} s")
     print("  = the 2 CMS signatures (client, therapist) + 1 certificate link: each agreement's one-time client")
     print("    certificate is new, so the intake CA's signature on it must be checked"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import rgw as rgwlib
 from click.testing import CliRunner
 
 from agreements_kit.cli.commands import main
@@ -88,6 +89,51 @@ def library_copy(tmp_path: Path) -> Path:
     dest = tmp_path / "library"
     shutil.copytree(clauses_dir(), dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def rgw(tmp_path_factory: pytest.TempPathFactory):
+    """One real Ceph RGW (mon, memstore OSD, radosgw) for the whole session; stopped by pid at the end, pass or fail.
+
+    FAILS when Ceph is not installed (scripts/bootstrap --test installs it). HTTP at
+    ``endpoint``, HTTPS at ``tls_endpoint`` (test CA: ``ca_bundle``). The daemons get SIGTERM
+    if the test process dies. See tests/rgw.py and scripts/rgwcluster.py.
+    """
+    missing = rgwlib.missing_programs()
+    if missing:
+        pytest.fail("Ceph is not installed (missing " + ", ".join(missing) + "): run scripts/bootstrap --test",
+                    pytrace=False)
+    try:
+        cluster = rgwlib.Cluster.start(tmp_path_factory.mktemp("rgw") / "ceph", tls=True, die_with_parent=True)
+    except rgwlib.ClusterError as exc:
+        pytest.fail(f"the test Ceph RGW did not start: {exc}", pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def rgw_env(rgw) -> dict[str, str]:
+    """The AWS_* variables for a subprocess to reach the test RGW as its S3 user (HTTP; merge into its env)."""
+    return rgwlib.client_env(rgw)
+
+
+@pytest.fixture(scope="session")
+def s3_client(rgw):
+    """``s3_client(tls=False, **botocore_config)``: a boto3 S3 client for the test RGW's user (see tests/rgw.py)."""
+    return lambda tls=False, **config: rgwlib.s3_client(rgw, tls=tls, **config)
+
+
+@pytest.fixture
+def s3_bucket_name(rgw, request: pytest.FixtureRequest) -> str:
+    """A new bucket name for this test (a locked object never goes away, so no bucket is reused).
+
+    Also restarts radosgw if an earlier test stopped it and failed before starting it again.
+    """
+    if not rgw.daemons[rgwlib.RGW].alive():
+        rgw.start_gateway()
+    return rgwlib.bucket_name(request.node.name)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -201,6 +201,14 @@ class HandoffError(AgreementsError):
     code = "usage.handoff"
 
 
+class StoreError(AgreementsError):
+    """The object store (S3 with Object Lock) cannot do what was asked: unreachable (``unavailable.store``),
+    refused by it (``denied.store``), a bucket without Object Lock (``conflict.store-unlocked``), an object
+    already there with other bytes (``conflict.store-exists``), a URL that names no bucket (``usage.store-url``)."""
+
+    code = "unavailable.store"
+
+
 # ----------------------------------------------------------------------------- verification
 
 class TrustError(AgreementsError):

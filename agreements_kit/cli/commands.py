@@ -12,6 +12,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -816,10 +817,29 @@ def verify(path, practice_dir, archive, trust_path, trust_sha256, crl, tsa_trust
     sys.exit(0 if verdict.valid else 1)
 
 
+class ArchiveOrStore(click.ParamType):
+    """A local archive folder (it must exist), or an S3 URL (s3://BUCKET/PREFIX), kept as text."""
+
+    name = "ARCHIVE|s3://BUCKET/PREFIX"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        if text.startswith("s3://"):
+            return text
+        return click.Path(file_okay=False, exists=True, path_type=Path).convert(value, param, ctx)
+
+
 @main.command()
-@click.argument("archive", required=False, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("archive", required=False, type=ArchiveOrStore())
 @practice_option
 @_with(trust_options)
+@click.option("--cache", "cache", type=click.Path(file_okay=False, path_type=Path),
+              help="For an archive in S3: where its mirror is kept (default: ~/.cache/agreements-kit/store/...). "
+                   "Never trusted: each file is checked against the bucket's listing.")
+@click.option("--retention-years", "retention_years", type=click.IntRange(1, 100),
+              help="For an archive in S3: the retention every object must be locked for (default: the store's).")
+@click.option("--ca-bundle", "ca_bundle", type=click.Path(dir_okay=False, exists=True),
+              help="For an archive in S3: the CA of the store's TLS certificate (default: $AWS_CA_BUNDLE).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (summary and every verdict).")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write FILE.html or FILE.pdf.")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default: all cores).")
@@ -831,8 +851,8 @@ def verify(path, practice_dir, archive, trust_path, trust_sha256, crl, tsa_trust
                    "hold its tree. Repeatable.")
 @click.option("--witness-key", "witness_key", metavar="FILE|KEY",
               help="With --checkpoint: the witness's verifier key; its cosignature must be on each checkpoint.")
-def audit(archive, practice_dir, trust_path, trust_sha256, crl, tsa_trust, require_timestamps, as_json, report,
-          workers, log_key, checkpoint_files, witness_key) -> None:
+def audit(archive, practice_dir, trust_path, trust_sha256, crl, tsa_trust, require_timestamps, cache, retention_years,
+          ca_bundle, as_json, report, workers, log_key, checkpoint_files, witness_key) -> None:
     """Check every agreement of an archive and its whole ledger.
 
     Exit code 0: no problems (incomplete and voided agreements are listed, not
@@ -844,7 +864,8 @@ def audit(archive, practice_dir, trust_path, trust_sha256, crl, tsa_trust, requi
     from agreements_kit.verification.audit import audit as run_audit
     from agreements_kit.verification.audit import count_folders, results
 
-    archive = archive or locate(practice_dir) / "signed"
+    store_url = archive if isinstance(archive, str) else None
+    archive = None if store_url else (archive or locate(practice_dir) / "signed")
     trust = _trust(trust_path, trust_sha256, crl, archive, practice_dir, tsa_trust, log_key)
     checkpoints = [(str(p), _read_small(p, "checkpoint")) for p in checkpoint_files]
     from agreements_kit.verification.trust import verifier_key_text
@@ -854,7 +875,17 @@ def audit(archive, practice_dir, trust_path, trust_sha256, crl, tsa_trust, requi
         raise AgreementsError(f"{report} already exists; choose a new report file")
     if report is not None and report.suffix.lower() not in (".html", ".htm", ".pdf"):
         raise AgreementsError(f"report {report}: the name must end in .html or .pdf")
-    if _tty(sys.stderr) and not as_json:
+    if store_url is not None:
+        from agreements_kit.cli.store import default_cache, open_store
+        from agreements_kit.verification.storeaudit import audit_store
+
+        target = open_store(store_url, ca_bundle)
+        if _tty(sys.stderr) and not as_json:
+            click.echo(f"reading {target.url} into its mirror", err=True)
+        summary, db, _ = audit_store(target, cache or default_cache(str(target.url)), trust,
+                                     years=retention_years, workers=workers, require_timestamps=require_timestamps,
+                                     checkpoints=checkpoints, witness_key=witness_text)
+    elif _tty(sys.stderr) and not as_json:
         with click.progressbar(length=count_folders(archive), label="auditing", file=sys.stderr) as bar:
             summary, db = run_audit(archive, trust, workers=workers, progress=bar.update,
                                     require_timestamps=require_timestamps, checkpoints=checkpoints,
@@ -879,6 +910,8 @@ def audit(archive, practice_dir, trust_path, trust_sha256, crl, tsa_trust, requi
                 click.echo(f"  ledger: {problem} [{code}]")
             for note in summary.notes:
                 click.echo(f"  note: {note}")
+            for code, problem in summary.store_problems:
+                click.echo(f"  store: {problem} [{code}]")
             for agreement_id in summary.missing_from_archive:
                 click.echo(f"  missing: {agreement_id} is in the ledger but not in the archive")
             for row in results(db):
@@ -1163,11 +1196,13 @@ def _register_groups() -> None:
     from agreements_kit.cli.handoff import handoff
     from agreements_kit.cli.log import log
     from agreements_kit.cli.staff import staff
+    from agreements_kit.cli.store import store
     from agreements_kit.cli.tsa import tsa
 
     main.add_command(tsa)
     main.add_command(log)
     main.add_command(staff)
+    main.add_command(store)
     main.add_command(handoff)
 
 

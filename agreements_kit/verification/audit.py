@@ -55,10 +55,13 @@ class AuditSummary:
     drafts_not_archived: int = 0
     notes: list[str] = field(default_factory=list)
     renewal_due: list[str] = field(default_factory=list)  # agreements whose evidence needs an archive time-stamp
+    store: str | None = None  # the S3 URL, for an audit of a bucket (verification/storeaudit.py)
+    store_problems: list[tuple[str, str]] = field(default_factory=list)  # (code, sentence): what the bucket holds
 
     @property
     def ok(self) -> bool:
-        return not self.counts["invalid"] and not self.ledger_problems and not self.missing_from_archive
+        return not self.counts["invalid"] and not self.ledger_problems and not self.missing_from_archive \
+            and not self.store_problems
 
     def as_dict(self) -> dict[str, Any]:
         return {"archive": self.archive, "ok": self.ok, "agreements": self.agreements, "counts": self.counts,
@@ -66,7 +69,9 @@ class AuditSummary:
                            "codes": self.ledger_codes},
                 "missing_from_archive": self.missing_from_archive, "drafts_not_archived": self.drafts_not_archived,
                 "notes": self.notes,
-                "renewal_due": {"count": len(self.renewal_due), "agreements": self.renewal_due}}
+                "renewal_due": {"count": len(self.renewal_due), "agreements": self.renewal_due},
+                "store": None if self.store is None else {
+                    "url": self.store, "problems": [{"code": c, "detail": m} for c, m in self.store_problems]}}
 
 
 # ----------------------------------------------------------------------------- workers

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from agreements_kit.formats import storekeys
 from agreements_kit.store.files import make_private_dir, replace_file
-from agreements_kit.store.s3 import Lock, ObjectVersion, S3Store, md5_etag
+from agreements_kit.store.s3 import Lock, ObjectVersion, S3Store, first_version, md5_etag
 
 
 @dataclass
@@ -40,6 +40,8 @@ class ObjectFacts:
     delete_markers: int
     chosen: ObjectVersion | None  # the version mirrored: the first written
     lock: Lock | None = None
+    later: list[ObjectVersion] = field(default_factory=list)  # versions written after the first, newest first
+    lost_races: int = 0  # of those, ledger appends that lost the race for this line (store/s3ledger.py)
 
 
 @dataclass
@@ -96,6 +98,7 @@ class Mirror:
         seen_db = sqlite3.connect(":memory:")
         seen_db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY)")
         facts_all: list[ObjectFacts] = []
+        rewritten: list[ObjectFacts] = []  # keys with more than one version or a delete marker (few, or an attack)
         try:
             with ThreadPoolExecutor(max(1, self.store.connections)) as pool:
                 pending: set[Future[None]] = set()
@@ -103,15 +106,17 @@ class Mirror:
                     report.objects += 1
                     seen_db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (facts.key,))
                     parsed = storekeys.parse_key(facts.key)
-                    if facts.versions > 1 or facts.delete_markers:
-                        report.keep("rewritten", facts)
                     if parsed is None:
+                        if facts.versions > 1 or facts.delete_markers:
+                            report.keep("rewritten", facts)
                         report.keep("unexpected", facts.key)
                         continue
                     if facts.chosen is None:
                         continue  # only delete markers: nothing to mirror (and no version to check)
                     facts_all.append(facts)
                     pending.add(pool.submit(self._fetch, facts, parsed, index, report))
+                    if facts.later or facts.delete_markers:
+                        rewritten.append(facts)  # judged once its versions are read (a lost race is no rewrite)
                     if len(pending) >= 4 * self.store.connections:
                         done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                         for f in done:
@@ -126,6 +131,11 @@ class Mirror:
                 if progress:
                     progress(len(done))
             _judge(facts_all, report, years)
+            for facts in rewritten:
+                if facts.delete_markers or facts.lost_races < len(facts.later):
+                    report.keep("rewritten", facts)
+                if facts.lost_races:
+                    report.counts["lost_races"] = report.counts.get("lost_races", 0) + facts.lost_races
             index.commit()
             self._prune(seen_db, index)
             index.commit()
@@ -156,6 +166,9 @@ class Mirror:
             with self._lock:
                 _remember(index, facts.key, chosen)
                 report.downloaded += 1
+        if parsed.kind == "ledger" and facts.later:
+            facts.lost_races = sum(_lost_race(target.read_bytes(), self.store.get(facts.key, v.version_id)[0])
+                                   for v in facts.later)
         if parsed.kind == "marker":
             try:
                 report.years = S3Store.read_marker(target.read_bytes())
@@ -210,6 +223,20 @@ class Mirror:
             target.unlink(missing_ok=True)
 
 
+def _lost_race(first: bytes, later: bytes) -> bool:
+    """Whether a later version of a ledger line is an append that lost the race for it: an entry of its own
+    for the same line number after the same predecessor (its writer then appended it again further on). An
+    entry naming another place in the chain is a rewrite."""
+    from agreements_kit.formats.ledger import parse_entry
+
+    try:
+        a = parse_entry(first, "ledger", 0).data
+        b = parse_entry(later, "ledger", 0).data
+    except Exception:
+        return False
+    return bool(a["seq"] == b["seq"] and a["prev"] == b["prev"] and first != later)
+
+
 def _by_key(versions: Iterator[ObjectVersion]) -> Iterator[ObjectFacts]:
     """Consecutive versions of one key (the listing is by key, newest version first) as one ObjectFacts."""
     current: list[ObjectVersion] = []
@@ -224,9 +251,7 @@ def _by_key(versions: Iterator[ObjectVersion]) -> Iterator[ObjectFacts]:
 
 def _facts(versions: list[ObjectVersion]) -> ObjectFacts:
     real = [v for v in versions if not v.delete_marker]
-    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
-    first = min(real, key=lambda v: v.last_modified or epoch) if real else None
-    return ObjectFacts(versions[0].key, len(real), len(versions) - len(real), first)
+    return ObjectFacts(versions[0].key, len(real), len(versions) - len(real), first_version(versions), later=real[:-1])
 
 
 def _judge(batch: list[ObjectFacts], report: MirrorReport, years: int | None) -> None:

@@ -273,6 +273,50 @@ class S3Store:
                              code="unavailable.store")
         return "written"
 
+    def put_version(self, key: str, data: bytes, *, now: dt.datetime | None = None) -> str:
+        """Write ``data`` at ``key`` whether or not the key holds a version already (locked as put_once
+        locks); the new version's id. Only for the ledger's appends, where two sites can race for one line
+        and :func:`first_version` decides which one holds it (store/s3ledger.py)."""
+        etag = md5_etag(data)
+        until = add_years(now or dt.datetime.now(dt.UTC), self.years)
+        response = self._call(f"writing {key}", "put_object", Bucket=self.url.bucket, Key=self.url.key(key),
+                              Body=data, ContentMD5=base64.b64encode(bytes.fromhex(etag)).decode(),
+                              ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=until,
+                              Metadata={"sha256": hashlib.sha256(data).hexdigest()})
+        version = response.get("VersionId")
+        if response.get("ETag", "").strip('"') != etag or not version:
+            raise StoreError(f"writing {key} in {self.url}: the store acknowledged other bytes than were sent, or "
+                             "no version (is the bucket versioned?)", code="unavailable.store")
+        return str(version)
+
+    def versions_of(self, key: str) -> list[ObjectVersion]:
+        """Every version of exactly ``key``, newest first, as the store orders them."""
+        full = self.url.key(key)
+        found: list[ObjectVersion] = []
+        kwargs: dict[str, Any] = {"Bucket": self.url.bucket, "Prefix": full}
+        while True:
+            page = self._call(f"listing the versions of {key}", "list_object_versions", **kwargs)
+            found += [v for v in _page_versions(self.url, page) if v.key == key]
+            if not page.get("IsTruncated"):
+                return found
+            kwargs["KeyMarker"] = page.get("NextKeyMarker")
+            kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
+
+    def keys_after(self, prefix: str, start_after: str | None) -> Iterator[str]:
+        """The keys (relative) under ``prefix`` after ``start_after``, in order: a tail read without a full listing."""
+        kwargs: dict[str, Any] = {"Bucket": self.url.bucket, "Prefix": self.url.key(prefix)}
+        if start_after:
+            kwargs["StartAfter"] = self.url.key(start_after)
+        while True:
+            page = self._call("listing the store", "list_objects_v2", **kwargs)
+            for item in page.get("Contents", []):
+                rel = self.url.relative(item["Key"])
+                if rel is not None:
+                    yield rel
+            if not page.get("IsTruncated"):
+                return
+            kwargs["ContinuationToken"] = page.get("NextContinuationToken")
+
     def _head(self, full_key: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
 
@@ -319,20 +363,7 @@ class S3Store:
         kwargs: dict[str, Any] = {"Bucket": self.url.bucket, "Prefix": prefix}
         while True:
             page = self._call("listing the store", "list_object_versions", **kwargs)
-            items: list[ObjectVersion] = []
-            for v in page.get("Versions", []):
-                rel = self.url.relative(v["Key"])
-                if rel is not None:
-                    items.append(ObjectVersion(rel, v.get("VersionId") or "null", bool(v.get("IsLatest")), False,
-                                               int(v.get("Size", 0)), v.get("ETag", "").strip('"'),
-                                               v.get("LastModified")))
-            for m in page.get("DeleteMarkers", []):
-                rel = self.url.relative(m["Key"])
-                if rel is not None:
-                    items.append(ObjectVersion(rel, m.get("VersionId") or "null", bool(m.get("IsLatest")), True,
-                                               last_modified=m.get("LastModified")))
-            items.sort(key=lambda o: (o.key, not o.is_latest))
-            yield from items
+            yield from _page_versions(self.url, page)
             if not page.get("IsTruncated"):
                 return
             kwargs["KeyMarker"] = page.get("NextKeyMarker")
@@ -346,6 +377,29 @@ class S3Store:
         self._call(f"setting the legal hold of {key}", "put_object_legal_hold", Bucket=self.url.bucket,
                    Key=self.url.key(key), VersionId=head.get("VersionId"),
                    LegalHold={"Status": "ON" if on else "OFF"})
+
+
+def _page_versions(url: StoreURL, page: dict[str, Any]) -> list[ObjectVersion]:
+    """One listing page's versions and delete markers, by key: first a key's versions in the store's own
+    order (newest first), then its delete markers. No timestamp reorders versions: two writes in the same
+    millisecond are told apart only by the store's order."""
+    items: list[tuple[str, int, ObjectVersion]] = []
+    for kind, marker in (("Versions", False), ("DeleteMarkers", True)):
+        for i, v in enumerate(page.get(kind, [])):
+            rel = url.relative(v["Key"])
+            if rel is None:
+                continue
+            items.append((rel, i, ObjectVersion(rel, v.get("VersionId") or "null", bool(v.get("IsLatest")), marker,
+                                                int(v.get("Size", 0)), v.get("ETag", "").strip('"'),
+                                                v.get("LastModified"))))
+    items.sort(key=lambda t: (t[0], t[2].delete_marker, t[1]))
+    return [t[2] for t in items]
+
+
+def first_version(versions: list[ObjectVersion]) -> ObjectVersion | None:
+    """The version written first (the store lists a key's versions newest first): the one that holds the key."""
+    real = [v for v in versions if not v.delete_marker]
+    return real[-1] if real else None
 
 
 def _lock(response: dict[str, Any]) -> Lock:

@@ -94,6 +94,10 @@ def audit_store(store: S3Store, cache: Path, trust: Trust, *, years: int | None 
     summary.archive = str(store.url)
     summary.store = str(store.url)
     summary.store_problems = store_problems(found)
+    races = found.counts.get("lost_races", 0)
+    if races:
+        summary.notes.append(f"{races} ledger append(s) lost the race for their line to another site and were "
+                             "kept as later versions of it (not part of the ledger; not a problem)")
     return summary, db, found
 
 

@@ -284,3 +284,22 @@ def test_the_readmes_demo_against_a_local_rgw(tmp_path) -> None:
         except OSError:
             continue  # gone while looked at
     assert not left, f"processes of the demo's cluster still running: {left}"
+
+
+def test_verify_one_agreement_in_the_bucket_names_what_the_bucket_holds(demo, rgw_env, s3_bucket_name, s3_client,
+                                                                        tmp_path) -> None:
+    s3 = s3_client()
+    url = _pushed(demo, rgw_env, s3_bucket_name, tmp_path)
+    (folder,) = [p.name for p in (demo / "signed").iterdir() if p.name.startswith("agr-")]
+    args = ["verify", f"{url}/agreements/{folder}", "--trust", demo / "pki" / "root.pem", "--cache", tmp_path / "c"]
+    res = _ok(_cli(rgw_env, *args))
+    assert res.stdout.startswith(f"valid: {folder} signed by"), res.stdout
+    s3.put_object(Bucket=s3_bucket_name, Key=f"clinic-a/agreements/{folder}/02-therapist.json", Body=b"{}",
+                  ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=dt.datetime.now(dt.UTC)
+                  + dt.timedelta(days=3650))
+    res = _cli(rgw_env, *args)
+    assert res.exit_code == 1, res.stdout
+    assert "FAIL 15 store: agreements/" in res.stdout and "02-therapist.json holds 2 versions" in res.stdout
+    _one_error(_cli(rgw_env, "verify", f"{url}/agreements/agr-not-there", "--trust", demo / "pki" / "root.pem",
+                    "--cache", tmp_path / "c"), 2, "holds no agreement")
+    _one_error(_cli(rgw_env, "verify", url, "--trust", demo / "pki" / "root.pem"), 2, "/agreements/ID")

@@ -767,17 +767,33 @@ def _with(options):
     return wrap
 
 
+class PathOrStoreAgreement(click.ParamType):
+    """An existing file or folder, or one agreement in a bucket: s3://BUCKET/PREFIX/agreements/ID."""
+
+    name = "PATH|s3://BUCKET/PREFIX/agreements/ID"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        if text.startswith("s3://"):
+            return text
+        return click.Path(exists=True, path_type=Path).convert(value, param, ctx)
+
+
 @main.command()
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("path", type=PathOrStoreAgreement())
 @practice_option
 @click.option("--archive", type=click.Path(file_okay=False, path_type=Path),
               help="Archive to look the agreement up in (for a PDF; default: the practice's signed/).")
 @_with(trust_options)
+@click.option("--cache", "cache", type=click.Path(file_okay=False, path_type=Path),
+              help="For an agreement in S3: where the mirror is kept (default: ~/.cache/agreements-kit/store/...).")
+@click.option("--ca-bundle", "ca_bundle", type=click.Path(dir_okay=False, exists=True),
+              help="For an agreement in S3: the CA of the store's TLS certificate (default: $AWS_CA_BUNDLE).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable verdict.")
 @click.option("-v", "--verbose", is_flag=True, help="List every check, not only failures.")
 @click.option("--no-ledger", is_flag=True, help="Verify a folder given without its archive's ledger (noted).")
-def verify(path, practice_dir, archive, trust_path, trust_sha256, crl, tsa_trust, require_timestamps, as_json, verbose,
-           no_ledger) -> None:
+def verify(path, practice_dir, archive, trust_path, trust_sha256, crl, tsa_trust, require_timestamps, cache, ca_bundle,
+           as_json, verbose, no_ledger) -> None:
     """Verify an agreement folder, or any PDF (a signed copy too), against the archive.
 
     A signed copy (NN-ROLE.copy.pdf, as the client was given it) is checked as well:
@@ -788,20 +804,22 @@ def verify(path, practice_dir, archive, trust_path, trust_sha256, crl, tsa_trust
     import json
 
     from agreements_kit.errors import CannotCheck
-    from agreements_kit.verification.target import explicit_practice, resolve_target
-    from agreements_kit.verification.verify import verify_folder
 
-    target = resolve_target(path, archive, explicit_practice(practice_dir) or _cwd_practice(practice_dir))
-    trust = _trust(trust_path, trust_sha256, crl, target.archive, practice_dir, tsa_trust)
-    if no_ledger and target.in_archive:
-        raise CannotCheck("--no-ledger is for a folder outside its archive; this one has its archive beside it")
-    from agreements_kit.verification.copycheck import check_given_copy, given_copy
+    if isinstance(path, str):  # s3://BUCKET/PREFIX/agreements/ID
+        from agreements_kit.cli.store import default_cache, open_store
+        from agreements_kit.verification.storeaudit import verify_in_store
 
-    copy = given_copy(target.pdf_path, target.folder) if target.pdf_path is not None else None
-    verdict = verify_folder(target.folder, trust, pdf_path=None if copy is not None else target.pdf_path,
-                            ledger=None if no_ledger else target.ledger, require_timestamps=require_timestamps)
-    if copy is not None and target.pdf_path is not None:
-        check_given_copy(verdict, target.folder, copy, target.pdf_path.name, trust)
+        url, sep, agreement_id = path.rstrip("/").rpartition("/agreements/")
+        if not sep or "/" in agreement_id or no_ledger:
+            raise CannotCheck(f"{path}: give one agreement in a bucket as s3://BUCKET/PREFIX/agreements/ID "
+                              "(its ledger is the bucket's)")
+        trust = _trust(trust_path, trust_sha256, crl, None, practice_dir, tsa_trust)
+        target_store = open_store(url, ca_bundle)
+        verdict = verify_in_store(target_store, cache or default_cache(str(target_store.url)), agreement_id, trust,
+                                  require_timestamps=require_timestamps)
+    else:
+        verdict = _verify_path(path, practice_dir, archive, trust_path, trust_sha256, crl, tsa_trust,
+                               require_timestamps, no_ledger)
     if as_json:
         click.echo(json.dumps(verdict.as_dict(), indent=2))
     else:
@@ -815,6 +833,26 @@ def verify(path, practice_dir, archive, trust_path, trust_sha256, crl, tsa_trust
         for note in verdict.notes:
             click.echo(f"  note: {note}")
     sys.exit(0 if verdict.valid else 1)
+
+
+def _verify_path(path: Path, practice_dir, archive, trust_path, trust_sha256, crl, tsa_trust, require_timestamps,
+                 no_ledger):
+    """A local folder or PDF, with the archive beside it (or the one named)."""
+    from agreements_kit.errors import CannotCheck
+    from agreements_kit.verification.copycheck import check_given_copy, given_copy
+    from agreements_kit.verification.target import explicit_practice, resolve_target
+    from agreements_kit.verification.verify import verify_folder
+
+    target = resolve_target(path, archive, explicit_practice(practice_dir) or _cwd_practice(practice_dir))
+    trust = _trust(trust_path, trust_sha256, crl, target.archive, practice_dir, tsa_trust)
+    if no_ledger and target.in_archive:
+        raise CannotCheck("--no-ledger is for a folder outside its archive; this one has its archive beside it")
+    copy = given_copy(target.pdf_path, target.folder) if target.pdf_path is not None else None
+    verdict = verify_folder(target.folder, trust, pdf_path=None if copy is not None else target.pdf_path,
+                            ledger=None if no_ledger else target.ledger, require_timestamps=require_timestamps)
+    if copy is not None and target.pdf_path is not None:
+        check_given_copy(verdict, target.folder, copy, target.pdf_path.name, trust)
+    return verdict
 
 
 class ArchiveOrStore(click.ParamType):

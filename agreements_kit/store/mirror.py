@@ -85,9 +85,11 @@ class Mirror:
     def archive(self) -> Path:
         return self.cache / "archive"
 
-    def refresh(self, *, years: int | None = None, progress: Callable[[int], None] | None = None) -> MirrorReport:
+    def refresh(self, *, years: int | None = None, progress: Callable[[int], None] | None = None,
+                only: str | None = None) -> MirrorReport:
         """Bring the mirror up to date with the bucket and gather its facts. ``years``: the retention the
-        auditor requires (default: the store marker's)."""
+        auditor requires (default: the store marker's). ``only``: of the agreements, only this one (with the
+        whole ledger, the checkpoints and the marker): what ``verify`` of one agreement needs."""
         make_private_dir(self.cache, exist_ok=True)
         make_private_dir(self.archive, exist_ok=True)
         make_private_dir(self.cache / "ledger", exist_ok=True)
@@ -103,6 +105,9 @@ class Mirror:
             with ThreadPoolExecutor(max(1, self.store.connections)) as pool:
                 pending: set[Future[None]] = set()
                 for facts in _by_key(self.store.versions()):
+                    if only is not None and facts.key.startswith(storekeys.AGREEMENTS) \
+                            and not facts.key.startswith(f"{storekeys.AGREEMENTS}{only}/"):
+                        continue  # another agreement: neither mirrored nor judged
                     report.objects += 1
                     seen_db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (facts.key,))
                     parsed = storekeys.parse_key(facts.key)

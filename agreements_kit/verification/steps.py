@@ -81,6 +81,7 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 STEPS = ("folder", "manifest", "pdf", "records", "signature", "time", "register", "path", "revocation", "role",
          "order", "ledger", "evidence", "copy")
 STEP_NUMBER = {name: i for i, name in enumerate(STEPS, start=1)}
+STEP_NUMBER["store"] = len(STEPS) + 1  # 15: an agreement read from a bucket only (verification/storeaudit.py)
 EXPECTED_CERT_ROLE = {"client": ("client",), "guardian": ("guardian",), "therapist": ("therapist",),
                       "void": ("therapist", "administrator")}
 

@@ -29,6 +29,7 @@ from agreements_kit.store.folderobjects import FolderObjects
 from agreements_kit.store.mirror import Mirror, MirrorReport
 from agreements_kit.store.s3 import S3Store
 from agreements_kit.verification.audit import AuditSummary, audit
+from agreements_kit.verification.steps import Verdict
 from agreements_kit.verification.trust import Trust
 
 
@@ -99,6 +100,31 @@ def audit_store(store: S3Store, cache: Path, trust: Trust, *, years: int | None 
         summary.notes.append(f"{races} ledger append(s) lost the race for their line to another site and were "
                              "kept as later versions of it (not part of the ledger; not a problem)")
     return summary, db, found
+
+
+def verify_in_store(store: S3Store, cache: Path, agreement_id: str, trust: Trust, *, years: int | None = None,
+                    require_timestamps: bool = False) -> Verdict:
+    """One agreement of a bucket, by the one verifier over its mirror (with the whole ledger), and what the
+    bucket holds of it and of the ledger, as failures of the step ``store``."""
+    from agreements_kit.errors import CannotCheck
+    from agreements_kit.formats.ids import ID_RE
+    from agreements_kit.verification.verify import verify_folder
+
+    if not ID_RE.match(agreement_id):
+        raise CannotCheck(f"{agreement_id!r} is not an agreement id")
+    store.check_bucket()
+    found = Mirror(store, cache).refresh(years=years, only=agreement_id)
+    folder = found.archive / agreement_id
+    if not folder.is_dir():
+        raise CannotCheck(f"{store.url} holds no agreement {agreement_id}")
+    ledger = found.archive / "ledger.jsonl"
+    verdict = verify_folder(folder, trust, ledger=ledger if ledger.is_file() else None,
+                            require_timestamps=require_timestamps)
+    for code, message in store_problems(found):
+        verdict.fail("store", code, message)
+        verdict.status = "invalid"
+    verdict.notes.append(f"read from {store.url} (every object's lock checked)")
+    return verdict
 
 
 def prove_copy(local: Path, local_db: Path, mirror: MirrorReport, mirror_db: Path) -> list[str]:

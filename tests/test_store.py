@@ -174,9 +174,12 @@ def test_the_mirror_is_never_trusted(demo, rgw_env, s3_bucket_name, tmp_path) ->
     url = _pushed(demo, rgw_env, s3_bucket_name, tmp_path)
     cache = tmp_path / "cache"
     _ok(_audit(demo, rgw_env, url, cache))
-    (folder,) = [p for p in (cache / "archive").iterdir() if p.name.startswith("agr-")]
-    (folder / "01-client.json").write_bytes(b'{"changed in the cache": true}')
-    (cache / "archive" / "ledger.jsonl").write_bytes(b"")
+    cached = sorted((cache / "objects").iterdir())
+    assert len(cached) > 20  # every object of the demo archive, kept to save downloads
+    for path in cached[::2]:
+        path.write_bytes(b'{"changed in the cache": true}')
+    for path in cached[1::4]:
+        path.unlink()
     res = _ok(_audit(demo, rgw_env, url, cache))  # read again from the bucket, not from the changed cache
     assert res.stdout.startswith("ok: 1 agreements: 1 valid"), res.stdout
 

@@ -920,9 +920,13 @@ def audit(archive, practice_dir, trust_path, trust_sha256, crl, tsa_trust, requi
         target = open_store(store_url, ca_bundle)
         if _tty(sys.stderr) and not as_json:
             click.echo(f"reading {target.url} into its mirror", err=True)
-        summary, db, _ = audit_store(target, cache or default_cache(str(target.url)), trust,
-                                     years=retention_years, workers=workers, require_timestamps=require_timestamps,
-                                     checkpoints=checkpoints, witness_key=witness_text)
+        summary, db, mirrored = audit_store(target, cache or default_cache(str(target.url)), trust,
+                                            years=retention_years, workers=workers,
+                                            require_timestamps=require_timestamps, checkpoints=checkpoints,
+                                            witness_key=witness_text)
+        import shutil
+
+        shutil.rmtree(mirrored.archive, ignore_errors=True)  # the view; the cache stays
     elif _tty(sys.stderr) and not as_json:
         with click.progressbar(length=count_folders(archive), label="auditing", file=sys.stderr) as bar:
             summary, db = run_audit(archive, trust, workers=workers, progress=bar.update,

@@ -92,6 +92,7 @@ def push_cmd(archive: Path, url: str, ca_bundle: str | None, trust_path: Path, l
         local, local_db = audit(archive, trust)
         copy, copy_db, mirrored = audit_store(target, work, trust)
         differences = prove_copy(archive, local_db, mirrored, copy_db)
+        shutil.rmtree(mirrored.archive, ignore_errors=True)
         for code, message in copy.store_problems:
             differences.append(f"store: {message} [{code}]")
         if local.ok != copy.ok or local.counts != copy.counts:
@@ -124,10 +125,14 @@ def hold_cmd(url: str, agreement_id: str, off: bool, ca_bundle: str | None) -> N
     from agreements_kit.formats import storekeys
 
     target = open_store(url, ca_bundle)
-    keys = [v.key for v in target.versions() if v.is_latest and not v.delete_marker
-            and v.key.startswith(f"{storekeys.AGREEMENTS}{agreement_id}/")]
-    if not keys:
+    # Every version of every object of the agreement: the first (the one the audit reads) and any written
+    # after it, also under a delete marker.
+    versions = [v for v in target.versions() if not v.delete_marker
+                and v.key.startswith(f"{storekeys.AGREEMENTS}{agreement_id}/")]
+    if not versions:
         raise StoreError(f"{target.url} holds no agreement {agreement_id}", code="not-found.store")
-    for key in keys:
-        target.legal_hold(key, not off)
-    click.echo(f"legal hold {'lifted from' if off else 'placed on'} {len(keys)} objects of {agreement_id}")
+    for v in versions:
+        target.legal_hold(v.key, v.version_id, not off)
+    keys = len({v.key for v in versions})
+    click.echo(f"legal hold {'lifted from' if off else 'placed on'} {keys} objects of {agreement_id} "
+               f"({len(versions)} versions)")

@@ -44,14 +44,17 @@ def push(archive: Path, store: S3Store, *, progress: Callable[[int], None] | Non
                 progress(1)
 
     _put_all(store, files(), report)
-    lines = list(source.ledger_lines())
-    report.ledger_lines = len(lines)
-    _put_all(store, lines, report)
-    checkpoints = list(source.checkpoints())
-    report.checkpoints = len(checkpoints)
-    _put_all(store, checkpoints, report)
+    _put_all(store, _counted(source.ledger_lines(), report, "ledger_lines"), report)
+    _put_all(store, _counted(source.checkpoints(), report, "checkpoints"), report)
     report.skipped = source.skipped
     return report
+
+
+def _counted(items: Iterator[tuple[str, bytes]], report: PushReport, what: str) -> Iterator[tuple[str, bytes]]:
+    """The items, streamed (never all in memory), counted into ``report.<what>``."""
+    for item in items:
+        setattr(report, what, getattr(report, what) + 1)
+        yield item
 
 
 def _put_all(store: S3Store, items: Iterable[tuple[str, bytes]], report: PushReport) -> None:

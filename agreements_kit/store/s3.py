@@ -369,14 +369,10 @@ class S3Store:
             kwargs["KeyMarker"] = page.get("NextKeyMarker")
             kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
 
-    def legal_hold(self, key: str, on: bool) -> None:
-        """Place or lift a legal hold on the latest version of ``key`` (litigation: kept past retention)."""
-        head = self._head(self.url.key(key))
-        if head is None:
-            raise StoreError(f"{self.url}/{key} does not exist", code="not-found.store")
+    def legal_hold(self, key: str, version_id: str, on: bool) -> None:
+        """Place or lift a legal hold on one version of ``key`` (litigation: kept past its retention)."""
         self._call(f"setting the legal hold of {key}", "put_object_legal_hold", Bucket=self.url.bucket,
-                   Key=self.url.key(key), VersionId=head.get("VersionId"),
-                   LegalHold={"Status": "ON" if on else "OFF"})
+                   Key=self.url.key(key), VersionId=version_id, LegalHold={"Status": "ON" if on else "OFF"})
 
 
 def _page_versions(url: StoreURL, page: dict[str, Any]) -> list[ObjectVersion]:

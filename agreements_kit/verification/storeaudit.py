@@ -20,6 +20,7 @@ SHA-256, and the same verdict for every agreement.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,8 +43,13 @@ def store_problems(found: MirrorReport) -> list[tuple[str, str]]:
         return f" (and {total - shown} more)" if total > shown else ""
 
     for facts in found.rewritten:
+        if facts.versions == 0:
+            problems.append(("store.rewritten", f"{facts.key} holds only {facts.delete_markers} delete marker(s): "
+                                                "every version of it is gone (deleted after its retention, or by "
+                                                "an administrator of the store)"))
+            continue
         what = []
-        if facts.versions > 1:
+        if facts.not_races:
             what.append(f"{facts.versions} versions (it was written again: an overwrite attempt; the first is "
                         "audited)")
         if facts.delete_markers:
@@ -75,6 +81,13 @@ def store_problems(found: MirrorReport) -> list[tuple[str, str]]:
     if more("ledger_gaps", len(found.ledger_gaps)):
         problems.append(("store.ledger-gap", "other ledger lines are missing" + more("ledger_gaps",
                                                                                      len(found.ledger_gaps))))
+    for number in found.unretried:
+        problems.append(("store.race-unretried", f"ledger line {number} has a later version, an entry for the same "
+                                                 "place in the chain that never appears further on: an append that "
+                                                 "lost a race and was never retried, or an overwrite attempt (the "
+                                                 "first version is audited)"))
+    if more("unretried", len(found.unretried)):
+        problems.append(("store.race-unretried", "other lines too" + more("unretried", len(found.unretried))))
     if found.marker_problem:
         problems.append(("store.marker", found.marker_problem))
     elif found.years is None:
@@ -97,8 +110,11 @@ def audit_store(store: S3Store, cache: Path, trust: Trust, *, years: int | None 
     summary.store_problems = store_problems(found)
     races = found.counts.get("lost_races", 0)
     if races:
-        summary.notes.append(f"{races} ledger append(s) lost the race for their line to another site and were "
-                             "kept as later versions of it (not part of the ledger; not a problem)")
+        summary.notes.append(f"{races} ledger append(s) lost the race for their line to another site, were kept "
+                             "as later versions of it and appended again further on (not a problem)")
+    held = found.counts.get("held", 0)
+    if held:
+        summary.notes.append(f"{held} object(s) under a legal hold (agreements store hold)")
     return summary, db, found
 
 
@@ -124,6 +140,7 @@ def verify_in_store(store: S3Store, cache: Path, agreement_id: str, trust: Trust
         verdict.fail("store", code, message)
         verdict.status = "invalid"
     verdict.notes.append(f"read from {store.url} (every object's lock checked)")
+    shutil.rmtree(found.archive, ignore_errors=True)
     return verdict
 
 
@@ -133,10 +150,7 @@ def prove_copy(local: Path, local_db: Path, mirror: MirrorReport, mirror_db: Pat
     differences: list[str] = []
     source = FolderObjects(Path(local))
     mirror_archive = mirror.archive
-    ledger_copy = (mirror_archive / "ledger.jsonl").read_bytes() if (mirror_archive / "ledger.jsonl").is_file() \
-        else b""
-    ledger_here = (Path(local) / "ledger.jsonl").read_bytes() if (Path(local) / "ledger.jsonl").is_file() else b""
-    if hashlib.sha256(ledger_copy).digest() != hashlib.sha256(ledger_here).digest():
+    if _file_sha256(mirror_archive / "ledger.jsonl") != _file_sha256(Path(local) / "ledger.jsonl"):
         differences.append("the ledger in the store differs from the folder's")
     for agreement_id in source.agreement_ids():
         for key, data in source.agreement_files(agreement_id):
@@ -156,6 +170,18 @@ def prove_copy(local: Path, local_db: Path, mirror: MirrorReport, mirror_db: Pat
             differences.append(f"{agreement_id}: {a.get(agreement_id, 'absent')} in the folder, "
                                f"{b.get(agreement_id, 'absent')} in the store")
     return differences
+
+
+def _file_sha256(path: Path) -> bytes:
+    """A file's SHA-256, read in blocks (a ledger of millions of lines is never whole in memory); b"" if absent."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except FileNotFoundError:
+        return b""
+    return h.digest()
 
 
 def _verdicts(db_path: Path) -> dict[str, str]:

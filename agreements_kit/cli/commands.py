@@ -767,20 +767,20 @@ def _with(options):
     return wrap
 
 
-class PathOrStoreAgreement(click.ParamType):
-    """An existing file or folder, or one agreement in a bucket: s3://BUCKET/PREFIX/agreements/ID."""
+class PathOrStore(click.ParamType):
+    """An S3 URL (kept as text), or an existing local path checked as ``click.Path(**path_options)``."""
 
-    name = "PATH|s3://BUCKET/PREFIX/agreements/ID"
+    def __init__(self, name: str, **path_options: Any):
+        self.name = name
+        self.path = click.Path(exists=True, path_type=Path, **path_options)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         text = str(value)
-        if text.startswith("s3://"):
-            return text
-        return click.Path(exists=True, path_type=Path).convert(value, param, ctx)
+        return text if text.startswith("s3://") else self.path.convert(value, param, ctx)
 
 
 @main.command()
-@click.argument("path", type=PathOrStoreAgreement())
+@click.argument("path", type=PathOrStore("PATH|s3://BUCKET/PREFIX/agreements/ID"))
 @practice_option
 @click.option("--archive", type=click.Path(file_okay=False, path_type=Path),
               help="Archive to look the agreement up in (for a PDF; default: the practice's signed/).")
@@ -855,20 +855,8 @@ def _verify_path(path: Path, practice_dir, archive, trust_path, trust_sha256, cr
     return verdict
 
 
-class ArchiveOrStore(click.ParamType):
-    """A local archive folder (it must exist), or an S3 URL (s3://BUCKET/PREFIX), kept as text."""
-
-    name = "ARCHIVE|s3://BUCKET/PREFIX"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        text = str(value)
-        if text.startswith("s3://"):
-            return text
-        return click.Path(file_okay=False, exists=True, path_type=Path).convert(value, param, ctx)
-
-
 @main.command()
-@click.argument("archive", required=False, type=ArchiveOrStore())
+@click.argument("archive", required=False, type=PathOrStore("ARCHIVE|s3://BUCKET/PREFIX", file_okay=False))
 @practice_option
 @_with(trust_options)
 @click.option("--cache", "cache", type=click.Path(file_okay=False, path_type=Path),
